@@ -1,0 +1,7 @@
+"""``python -m neuralcollapse`` runs the command line (also under torchrun)."""
+
+import sys
+
+from neuralcollapse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``neuralcollapse`` command line, one module each."""

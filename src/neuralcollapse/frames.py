@@ -1,0 +1,367 @@
+"""Fixed class frames: the classifier rows a fixed-frame head never learns.
+
+A frame is a (K, d) tensor ``W`` whose row ``W[k]`` is the class vector of class ``k``;
+logits are ``h @ W.T``. Three constructions:
+
+* :func:`simplex_etf` -- the simplex equiangular tight frame: unit rows with every pairwise
+  cosine equal to ``-1/(K-1)``, the most spread configuration there is. Exists iff
+  ``d >= K - 1``.
+* :func:`spread_frame` -- for any ``K`` and ``d``: unit rows optimised to make the largest
+  pairwise cosine as small as possible (the answer when ``K > d + 1`` rules out an ETF).
+* :func:`describe` -- the geometry of any frame (cosines, norms, rank, distance to an ETF,
+  and the best max cosine achievable for its ``K`` and ``d``).
+
+Frames are built in float64 and cast to the requested dtype at the end. Randomness comes
+only from the ``seed`` or ``generator`` argument; the global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass
+
+import torch
+
+__all__ = [
+    "FrameGeometry",
+    "coherence_bound",
+    "describe",
+    "simplex_etf",
+    "spread_frame",
+]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_float_dtype(dtype: torch.dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def _make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """One private generator from ``seed`` or ``generator``; fresh OS entropy if neither."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    private = torch.Generator(device="cpu")
+    if seed is None:
+        private.seed()  # non-deterministic, and leaves the global RNG alone
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        private.manual_seed(int(seed))
+    return private
+
+
+# --------------------------------------------------------------------------- simplex ETF
+
+
+def _centred_orthonormal_basis(num_classes: int) -> torch.Tensor:
+    """(K, K-1) float64 matrix with orthonormal columns, all orthogonal to the ones vector.
+
+    Closed form (Helmert's contrasts): column j is (1, ..., 1, -(j+1), 0, ..., 0) with j+1
+    ones, normalised. Its rows are the K centred coordinate vectors written in K-1 dims,
+    which is why the ETF fits in d = K-1.
+    """
+    rows = torch.arange(num_classes, dtype=torch.float64).unsqueeze(1)
+    n = torch.arange(1, num_classes, dtype=torch.float64).unsqueeze(0)
+    norm = torch.sqrt(n * (n + 1))
+    basis = torch.where(rows < n, 1.0 / norm, torch.zeros(()))
+    return torch.where(rows == n, -n / norm, basis)
+
+
+def _random_orthonormal_columns(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
+    """(rows, cols) float64 matrix with Haar-random orthonormal columns (rows >= cols)."""
+    gaussian = torch.randn(
+        rows, cols, generator=generator, dtype=torch.float64, device=generator.device
+    )
+    q, r = torch.linalg.qr(gaussian)
+    # Fixing the signs of R's diagonal makes the distribution of Q exactly uniform (Haar).
+    signs = torch.sign(torch.diagonal(r))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return q * signs
+
+
+def simplex_etf(
+    num_classes: int,
+    dim: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """A randomly rotated simplex equiangular tight frame.
+
+    Args:
+        num_classes: K >= 2.
+        dim: feature dimension d >= K - 1 (d = K - 1 is the smallest that holds one).
+        seed: draws the rotation; the same seed gives the same frame. ``None`` together with
+            ``generator=None`` draws fresh entropy (not reproducible).
+        generator: a ``torch.Generator`` to draw the rotation from instead of ``seed``.
+        dtype: floating dtype of the result (the frame is built in float64).
+        device: device of the result (default: the generator's device, else CPU).
+
+    Returns:
+        (K, d) tensor ``W`` with unit rows and ``W[i] . W[j] = -1/(K-1)`` for i != j.
+
+    Raises:
+        ValueError: K < 2, d < K - 1 (no simplex ETF exists: use :func:`spread_frame`),
+            non-integer sizes, or both ``seed`` and ``generator``.
+    """
+    k = _check_int("num_classes", num_classes, 2)
+    d = _check_int("dim", dim, 1)
+    if d < k - 1:
+        raise ValueError(
+            f"no simplex ETF of num_classes={k} exists in dim={d}: it needs "
+            f"dim >= num_classes - 1 = {k - 1}. Raise dim, or use "
+            f"nc.frames.spread_frame({k}, {d}) for the most spread frame that fits."
+        )
+    dtype = _check_float_dtype(dtype)
+    rng = _make_generator(seed, generator)
+    rotation = _random_orthonormal_columns(d, k - 1, rng)  # (d, K-1)
+    basis = _centred_orthonormal_basis(k).to(rotation.device)  # (K, K-1)
+    frame = math.sqrt(k / (k - 1)) * basis @ rotation.T
+    return frame.to(device=device if device is not None else frame.device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def _levenshtein_size_bound(dim: int, s: float) -> float:
+    """Upper bound on the size of a code in S^{dim-1} with all inner products <= s (s >= 0).
+
+    Delsarte's linear-programming method with two explicit polynomials, minimised over a
+    free root: f(t) = (t + 1)(t - s) (Levenshtein's degree-2 bound 2n(1-s)/(1-ns)) and
+    f(t) = (t - s)(t - a)^2, both <= 0 on [-1, s]. With Gegenbauer coefficients f_i >= 0
+    and f_0 > 0, any such code has at most f(1)/f_0 points.
+    """
+    n = float(dim)
+    best = 2 * n * (1 - s) / (1 - n * s) if n * s < 1 else math.inf
+    # Degree 3: expand t^3 and t^2 in the normalised Gegenbauer basis of dimension n:
+    # t^2 = ((n-1) G2 + 1)/n,  t^3 = ((n-1) G3 + 3 G1)/(n+2).
+    grid = torch.linspace(-1.0, -s / 2, 4001, dtype=torch.float64)
+    a = grid
+    f1 = a * a + 2 * a * s + 3.0 / (n + 2)
+    f0 = -(2 * a + s) / n - s * a * a
+    value = (1 - s) * (1 - a) ** 2 / f0
+    feasible = (f1 >= 0) & (f0 > 0)
+    if bool(feasible.any()):
+        best = min(best, float(value[feasible].min()))
+    return best
+
+
+def coherence_bound(num_classes: int, dim: int) -> float:
+    """Lower bound on the largest pairwise cosine of ``num_classes`` unit vectors in R^dim.
+
+    * K <= d + 1: -1/(K-1), attained by the simplex ETF (the bound is exact).
+    * d + 1 < K <= 2d: 0 (Rankin: at most d + 1 vectors can have all cosines negative;
+      the bound is attained by part of the cross-polytope +-e_i).
+    * K > 2d: the smallest s >= 0 that Levenshtein's linear-programming bounds (degree 2
+      and 3) allow for K points; a valid bound, not always attained.
+
+    The quantity bounded is the *signed* max cosine that :func:`spread_frame` minimises.
+    (Welch's bound is about the absolute coherence max |cos| and does not apply to it:
+    2d vectors +-e_i have max cosine 0, below Welch's 1/sqrt(2d-1).)
+    """
+    k = _check_int("num_classes", num_classes, 2)
+    d = _check_int("dim", dim, 1)
+    if k <= d + 1:
+        return -1.0 / (k - 1)
+    if k <= 2 * d:
+        return 0.0
+    if d == 1:
+        return 1.0  # three or more points on {-1, +1} repeat one of them
+    # The size bound grows with s; bisect for the first s at which K points become possible.
+    lo, hi = 0.0, 1.0 - 1e-12
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if _levenshtein_size_bound(d, mid) < k:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# --------------------------------------------------------------------------- spread frame
+
+
+def _smooth_max_cosine(vectors: torch.Tensor, sharpness: float) -> tuple[torch.Tensor, float]:
+    """Log-sum-exp smooth maximum of the off-diagonal cosines, and the true maximum."""
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    cosines = unit @ unit.T
+    k = cosines.shape[0]
+    off_diagonal = cosines.masked_fill(
+        torch.eye(k, dtype=torch.bool, device=cosines.device), -math.inf
+    )
+    smooth = torch.logsumexp(sharpness * off_diagonal.flatten(), dim=0) / sharpness
+    return smooth, float(off_diagonal.detach().max())
+
+
+def spread_frame(
+    num_classes: int,
+    dim: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    steps: int = 1000,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Unit class vectors whose largest pairwise cosine is made as small as we can.
+
+    Minimises a log-sum-exp smooth maximum of the pairwise cosines with Adam (learning
+    rate 0.02 decayed geometrically to 1e-4), sharpening the smooth maximum geometrically
+    from 10 to 10^4 so that late steps act on the closest pairs only, re-projecting the
+    rows onto the sphere after every step, and keeping the iterate with the smallest true
+    max cosine. Works for any K >= 2, d >= 2; compare its max cosine with
+    :func:`coherence_bound` (``describe(frame)`` reports both). Where d >= K - 1 it gets
+    within 1e-6 of the optimum -1/(K-1) in our tests (and there :func:`simplex_etf` gives
+    the optimum exactly); benchmarks/RESULTS.md records the gap to the bound for K > d + 1.
+
+    Args:
+        num_classes: K >= 2.
+        dim: d >= 2.
+        seed / generator: the random start (same seed, same device -> same frame).
+        steps: optimisation steps (each costs one K x K Gram and its gradient: about
+            15 ms at K=1000, d=128 on 2 CPU cores).
+        device: where to optimise (a GPU makes large K fast); the result stays there.
+        dtype: dtype of the result (optimisation runs in float32, the final rows are
+            normalised in float64).
+
+    Returns:
+        (K, d) tensor with unit rows.
+    """
+    k = _check_int("num_classes", num_classes, 2)
+    d = _check_int("dim", dim, 2)
+    n_steps = _check_int("steps", steps, 1)
+    dtype = _check_float_dtype(dtype)
+    rng = _make_generator(seed, generator)
+    start = torch.randn(k, d, generator=rng, dtype=torch.float32, device=rng.device)
+    target = torch.device(device) if device is not None else start.device
+    vectors = start.to(target).requires_grad_(True)
+
+    optimizer = torch.optim.Adam([vectors], lr=0.02)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.005 ** (step / max(n_steps - 1, 1))
+    )
+    best_vectors, best_max = vectors.detach().clone(), math.inf
+    for step in range(n_steps):
+        sharpness = 10.0 * 1000.0 ** (step / max(n_steps - 1, 1))
+        smooth, current_max = _smooth_max_cosine(vectors, sharpness)
+        if current_max < best_max:
+            best_vectors, best_max = vectors.detach().clone(), current_max
+        optimizer.zero_grad(set_to_none=True)
+        smooth.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # stay on the sphere: keeps Adam's step size meaningful
+            vectors /= vectors.norm(dim=1, keepdim=True)
+    _, final_max = _smooth_max_cosine(vectors.detach(), 1.0)
+    if final_max < best_max:
+        best_vectors = vectors.detach()
+    frame = best_vectors.to(torch.float64)
+    frame = frame / frame.norm(dim=1, keepdim=True)
+    return frame.to(dtype)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The geometry of a (K, d) frame; cosines are between unit-normalised rows.
+
+    ``etf_distance`` is || G/||G||_F - (I - 11^T/K)/sqrt(K-1) ||_F with G the Gram matrix of
+    the normalised rows (0 for a simplex ETF, at most 2). ``coherence_bound`` is the best
+    max cosine any K unit vectors in R^d can have (see :func:`coherence_bound`).
+    """
+
+    num_classes: int
+    dim: int
+    rank: int
+    min_norm: float
+    max_norm: float
+    max_cosine: float
+    mean_cosine: float
+    min_cosine: float
+    etf_distance: float
+    coherence_bound: float
+
+    @property
+    def coherence_gap(self) -> float:
+        """How far ``max_cosine`` is above the best possible value (0 = optimal)."""
+        return self.max_cosine - self.coherence_bound
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Plain JSON-serialisable dict of every field plus ``coherence_gap``."""
+        return {**asdict(self), "coherence_gap": self.coherence_gap}
+
+
+def _check_frame(frame: object) -> torch.Tensor:
+    if not isinstance(frame, torch.Tensor):
+        raise ValueError(
+            f"frame must be a torch.Tensor of shape (K, d), got {type(frame).__name__}"
+        )
+    if frame.ndim != 2 or frame.shape[0] < 2 or frame.shape[1] < 1:
+        raise ValueError(
+            f"frame must have shape (K, d) with K >= 2 classes as rows, got {tuple(frame.shape)}"
+        )
+    if not frame.is_floating_point():
+        raise ValueError(f"frame must be floating point, got dtype {frame.dtype}")
+    if not bool(torch.isfinite(frame).all()):
+        raise ValueError("frame contains NaN or infinite values")
+    return frame
+
+
+def describe(frame: torch.Tensor) -> FrameGeometry:
+    """Geometry numbers of a (K, d) frame, computed in float64.
+
+    ``rank`` counts singular values above ``eps * max(K, d) * largest``, with ``eps`` the
+    machine epsilon of the frame's own dtype.
+
+    Raises:
+        ValueError: not a 2-D floating tensor with K >= 2 rows, non-finite entries, or a
+            zero row (its cosines are undefined).
+    """
+    frame = _check_frame(frame)
+    w = frame.detach().to(torch.float64)
+    k, d = w.shape
+    # Rank at the precision the frame was stored in: a float32 ETF has a ~1e-7 singular
+    # value where the exact one is 0, which a float64 tolerance would count.
+    rank_rtol = torch.finfo(frame.dtype).eps * max(k, d)
+    norms = w.norm(dim=1)
+    zero_rows = torch.nonzero(norms == 0).flatten().tolist()
+    if zero_rows:
+        raise ValueError(f"frame rows {zero_rows[:10]} are zero: cosines are undefined there")
+    unit = w / norms.unsqueeze(1)
+    gram = unit @ unit.T
+    off = gram[~torch.eye(k, dtype=torch.bool, device=gram.device)]
+    etf_gram = (torch.eye(k, dtype=torch.float64, device=gram.device) - 1.0 / k) / math.sqrt(k - 1)
+    etf_distance = torch.linalg.matrix_norm(gram / torch.linalg.matrix_norm(gram) - etf_gram)
+    return FrameGeometry(
+        num_classes=k,
+        dim=d,
+        rank=int(torch.linalg.matrix_rank(w, rtol=rank_rtol)),
+        min_norm=float(norms.min()),
+        max_norm=float(norms.max()),
+        max_cosine=float(off.max()),
+        mean_cosine=float(off.mean()),
+        min_cosine=float(off.min()),
+        etf_distance=float(etf_distance),
+        coherence_bound=coherence_bound(k, d),
+    )

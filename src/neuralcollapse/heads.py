@@ -1,0 +1,243 @@
+"""Classifier heads: a fixed-frame head and an ordinary learnable one, same interface.
+
+Both map backbone features ``x`` (B, in_features) to logits (B, K) and, on request, also
+return ``h``, the exact feature vector the classifier sees (after the neck), which is what
+losses such as :class:`~neuralcollapse.losses.DotRegressionLoss` and the collapse metrics
+must be given::
+
+    head = FixedFrameHead(512, nc.frames.simplex_etf(100, 128, seed=0), neck="bn_l2")
+    logits, h = head(x, return_features=True)
+    loss = nc.losses.DotRegressionLoss()(h, y, head.frame)
+
+Necks (what sits between backbone and frame, PAPERS §2):
+
+* ``"none"``  -- identity.
+* ``"l2"``    -- L2 normalisation, h / max(||h||, 1e-8).
+* ``"bn"``    -- learnable BatchNorm1d (the [Y22] ImageNet-LT model).
+* ``"bn_l2"`` -- BatchNorm1d then L2 normalisation (the [Y22] CIFAR models).
+* ``"mlp"``   -- two Linear-LayerNorm-LeakyReLU blocks and a Linear, plus a residual
+  Linear from the input, then L2 normalisation (the FSCIL follow-up's neck).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["NECKS", "FixedFrameHead", "L2Normalize", "LearnableHead", "MLPNeck", "build_neck"]
+
+NECKS = ("none", "l2", "bn", "bn_l2", "mlp")
+
+L2_EPS = 1e-8
+
+
+class L2Normalize(nn.Module):
+    """Scale each row to unit Euclidean norm: (B, d) -> (B, d)."""
+
+    def __init__(self, eps: float = L2_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"
+
+
+class MLPNeck(nn.Module):
+    """(B, in_features) -> (B, out_features), unit rows: MLP branch + linear skip, then L2."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or 2 * out_features
+        self.branch = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.LayerNorm(hidden),
+            nn.LeakyReLU(0.1),
+            nn.Linear(hidden, hidden),
+            nn.LayerNorm(hidden),
+            nn.LeakyReLU(0.1),
+            nn.Linear(hidden, out_features),
+        )
+        self.skip = nn.Linear(in_features, out_features)
+        self.normalize = L2Normalize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.branch(x) + self.skip(x))
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
+    """The neck called ``name`` mapping (B, in_features) -> (B, out_features).
+
+    Only ``"mlp"`` changes the width; the others need ``in_features == out_features``.
+    """
+    if name not in NECKS:
+        raise ValueError(f"unknown neck {name!r}; choose one of {', '.join(NECKS)}")
+    if name == "mlp":
+        return MLPNeck(in_features, out_features)
+    if in_features != out_features:
+        raise ValueError(
+            f"neck {name!r} keeps the width, but in_features={in_features} != "
+            f"out_features={out_features}: add a projection or use neck='mlp'"
+        )
+    layers: list[nn.Module] = []
+    if name in ("bn", "bn_l2"):
+        layers.append(nn.BatchNorm1d(out_features))
+    if name in ("l2", "bn_l2"):
+        layers.append(L2Normalize())
+    return nn.Sequential(*layers) if layers else nn.Identity()
+
+
+def _check_input(x: torch.Tensor, in_features: int) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != in_features:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(
+            f"head expects features of shape (batch, {in_features}), got {shape}; "
+            "flatten or pool the backbone output first"
+        )
+
+
+class FixedFrameHead(nn.Module):
+    """A classifier whose class vectors are a fixed frame W (K, d) that is never trained.
+
+    ``logits = scale * h @ W.T`` with ``h = neck(projection(x))``. The frame is a
+    persistent buffer: saved in ``state_dict()``, restored by ``load_state_dict()``, moved
+    by ``.to()``, absent from ``parameters()`` (so no optimiser or weight decay touches it).
+
+    Args:
+        in_features: width of the backbone features x.
+        frame: (K, d) class vectors, e.g. :func:`~neuralcollapse.frames.simplex_etf`. A copy
+            is stored.
+        neck: one of :data:`NECKS` (default ``"bn_l2"``, the [Y22] CIFAR setting).
+        scale: logit scale (inverse temperature) > 0; with unit features and a unit-row
+            frame the logits lie in [-scale, scale].
+
+    When ``in_features != d`` a learnable ``nn.Linear(in_features, d)`` projection comes
+    first (except with ``neck="mlp"``, which maps to d itself).
+    """
+
+    frame: torch.Tensor
+
+    def __init__(
+        self, in_features: int, frame: torch.Tensor, *, neck: str = "bn_l2", scale: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_positive_int("in_features", in_features)
+        if not isinstance(frame, torch.Tensor) or frame.ndim != 2 or frame.shape[0] < 2:
+            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+            raise ValueError(f"frame must be a (K, d) tensor with K >= 2 rows, got {shape}")
+        if not frame.is_floating_point() or not bool(torch.isfinite(frame).all()):
+            raise ValueError("frame must be a finite floating-point tensor")
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, numbers.Real)
+            or not 0 < scale < math.inf
+        ):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        if neck not in NECKS:
+            raise ValueError(f"unknown neck {neck!r}; choose one of {', '.join(NECKS)}")
+        self.scale = float(scale)
+        self.neck_name = neck
+        dim = frame.shape[1]
+        self.register_buffer("frame", frame.detach().clone(), persistent=True)
+        needs_projection = in_features != dim and neck != "mlp"
+        self.projection = nn.Linear(in_features, dim) if needs_projection else nn.Identity()
+        self.neck = build_neck(neck, in_features if neck == "mlp" else dim, dim)
+
+    @property
+    def num_classes(self) -> int:
+        return self.frame.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """Dimension d of the features h that meet the frame."""
+        return self.frame.shape[1]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective classifier ``scale * W`` (K, d), for metrics: logits = h @ weight.T."""
+        return self.scale * self.frame
+
+    @property
+    def bias(self) -> None:
+        """Fixed-frame heads have no bias."""
+        return None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_features) -> (B, d): the features h the frame sees."""
+        _check_input(x, self.in_features)
+        return self.neck(self.projection(x))
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, K); with ``return_features=True`` the pair ``(logits, h)``."""
+        h = self.features(x)
+        logits = self.scale * (h @ self.frame.to(h.dtype).T)
+        return (logits, h) if return_features else logits
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, num_classes={self.num_classes}, dim={self.dim}, "
+            f"neck={self.neck_name!r}, scale={self.scale}"
+        )
+
+
+class LearnableHead(nn.Module):
+    """An ordinary learnable linear classifier with the same interface as FixedFrameHead.
+
+    ``logits = h @ W.T + b`` with ``h = neck(x)``; W (K, in_features) and b are trained.
+    """
+
+    def __init__(
+        self, in_features: int, num_classes: int, *, bias: bool = True, neck: str = "none"
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_positive_int("in_features", in_features)
+        if _check_positive_int("num_classes", num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.neck_name = neck
+        self.neck = build_neck(neck, in_features, in_features)
+        self.classifier = nn.Linear(in_features, num_classes, bias=bias)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features
+
+    @property
+    def dim(self) -> int:
+        return self.in_features
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The classifier W (K, d)."""
+        return self.classifier.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The classifier bias (K,), or None."""
+        return self.classifier.bias
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_features) -> (B, d): the features h the classifier sees."""
+        _check_input(x, self.in_features)
+        return self.neck(x)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, K); with ``return_features=True`` the pair ``(logits, h)``."""
+        h = self.features(x)
+        logits = self.classifier(h)
+        return (logits, h) if return_features else logits

@@ -1,0 +1,268 @@
+"""Losses for classifiers with a fixed frame, all called as ``loss(features, labels, frame)``.
+
+* ``features`` -- (B, d) the features h the frame sees (a head's ``return_features=True``
+  output, after its neck).
+* ``labels`` -- (B,) integer class indices, or mixup targets ``(y_a, y_b, lam)`` with
+  ``lam`` a float, a 0-d tensor or a (B,) tensor; the loss is then
+  ``lam * L(h, y_a) + (1 - lam) * L(h, y_b)`` per sample.
+* ``frame`` -- (K, d) class vectors W (rows); cast to the features' dtype, so autocast and
+  half precision work.
+
+Shapes and dtypes are checked on every call (free); label values are range-checked when
+they live on the CPU. On an accelerator that check would stall the device every step, so
+there an out-of-range label surfaces as PyTorch's own indexing error instead.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DotRegressionLoss", "FrameCrossEntropy", "MixupTargets", "batch_balance_weights"]
+
+MixupTargets = tuple[torch.Tensor, torch.Tensor, "float | torch.Tensor"]
+
+REDUCTIONS = ("mean", "sum", "none")
+NORM_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> float:
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Real)
+    if bad or not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        need = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {need} finite number, got {value!r}")
+    return float(value)
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
+def _check_features_and_frame(features: torch.Tensor, frame: torch.Tensor) -> None:
+    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
+        raise ValueError(f"features must be a (B, d) tensor, got {shape}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be floating point, got dtype {features.dtype}")
+    if not isinstance(frame, torch.Tensor) or frame.ndim != 2:
+        shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame)
+        raise ValueError(f"frame must be a (K, d) tensor, got {shape}")
+    if frame.shape[1] != features.shape[1]:
+        raise ValueError(
+            f"features have d={features.shape[1]} but the frame has d={frame.shape[1]}: pass "
+            "the head's output features (after its projection and neck), not the backbone's"
+        )
+
+
+def _check_labels(labels: object, batch: int, num_classes: int, name: str) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.shape[0] != batch:
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{name} must be a ({batch},) tensor of class indices, got {shape}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    if labels.device.type == "cpu" and labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"{name} contains {bad}, outside the frame's classes 0..{num_classes - 1}"
+            )
+    return labels.long()
+
+
+def _check_lam(lam: object, batch: int) -> float | torch.Tensor:
+    if isinstance(lam, torch.Tensor):
+        if lam.ndim == 0 or tuple(lam.shape) == (batch,):
+            return lam
+        raise ValueError(
+            f"mixup lam must be a scalar or a ({batch},) tensor, got {tuple(lam.shape)}"
+        )
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0.0 <= lam <= 1.0:
+        raise ValueError(f"mixup lam must be a number in [0, 1], got {lam!r}")
+    return float(lam)
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+class _FrameLoss(nn.Module):
+    """Shared plumbing: validation, mixup targets, reduction. Subclasses give per-sample loss."""
+
+    def __init__(self, reduction: str) -> None:
+        super().__init__()
+        self.reduction = _check_reduction(reduction)
+
+    def per_sample(
+        self, features: torch.Tensor, labels: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Label-independent per-sample term added once (not per mixup branch)."""
+        return None
+
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor | MixupTargets, frame: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss of (B, d) features against (B,) labels or mixup targets; see module doc."""
+        _check_features_and_frame(features, frame)
+        batch, num_classes = features.shape[0], frame.shape[0]
+        frame = frame.to(device=features.device, dtype=features.dtype)
+        if isinstance(labels, (tuple, list)):
+            if len(labels) != 3:
+                raise ValueError("mixup targets must be a tuple (y_a, y_b, lam)")
+            y_a = _check_labels(labels[0], batch, num_classes, "y_a")
+            y_b = _check_labels(labels[1], batch, num_classes, "y_b")
+            lam = _check_lam(labels[2], batch)
+            loss = lam * self.per_sample(features, y_a, frame) + (1 - lam) * self.per_sample(
+                features, y_b, frame
+            )
+        else:
+            loss = self.per_sample(
+                features, _check_labels(labels, batch, num_classes, "labels"), frame
+            )
+        extra = self.extra(features)
+        if extra is not None:
+            loss = loss + extra
+        return _reduce(loss, self.reduction)
+
+
+# --------------------------------------------------------------------------- DR
+
+
+def batch_balance_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-sample weights gamma / n_y, n_y = count of the sample's class in the batch.
+
+    gamma = B / (number of distinct classes in the batch), so the weights average to 1 over
+    the classes present. (B,) float64 tensor on the labels' device.
+    """
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
+    gamma = labels.shape[0] / (counts > 0).sum().clamp_min(1).to(torch.float64)
+    return gamma / counts[labels]
+
+
+class DotRegressionLoss(_FrameLoss):
+    """The dot-regression (DR) loss of [Y22]: pull h toward its class vector, no push.
+
+    ``form="paper"`` (default), the paper's formula with t = W[y]:
+        L = (t.h - sqrt(E_W E_H))^2 / (2 sqrt(E_W E_H)),  E_W = ||t||^2,  E_H = feature_budget
+    (E_H is a constant: 1 when features are L2-normalised). Its gradient on h is
+    (t.h - sqrt(E_W E_H)) t / sqrt(E_W E_H).
+
+    ``form="reference"``, the authors' released code:
+        L = 0.5 (t.h - ||t|| ||h||)^2 / ||h||   with ||t|| and ||h|| detached,
+    (``feature_budget`` unused); with unit h this is 0.5 (cos - 1)^2. ||h|| is clamped at
+    1e-12 to keep h = 0 finite.
+
+    Args:
+        form: ``"paper"`` or ``"reference"``.
+        feature_budget: E_H > 0 of the paper form.
+        batch_reweight: weight each sample by gamma / n_y (:func:`batch_balance_weights`),
+            the reference code's default. The reference code scales the target of class k by
+            sqrt(gamma / n_k); in the reference form that is exactly this weighting (both
+            terms scale by the square root, the square restores gamma / n_k). In the paper
+            form the same per-sample weight is applied.
+        norm_penalty: c >= 0; adds c * ||h|| per sample (the ImageNet-LT recipe uses 0.01).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-sample, shape (B,)).
+    """
+
+    FORMS = ("paper", "reference")
+
+    def __init__(
+        self,
+        *,
+        form: str = "paper",
+        feature_budget: float = 1.0,
+        batch_reweight: bool = False,
+        norm_penalty: float = 0.0,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction)
+        if form not in self.FORMS:
+            raise ValueError(f"form must be one of {', '.join(self.FORMS)}, got {form!r}")
+        self.form = form
+        self.feature_budget = _check_number("feature_budget", feature_budget, positive=True)
+        self.batch_reweight = bool(batch_reweight)
+        self.norm_penalty = _check_number("norm_penalty", norm_penalty, positive=False)
+
+    def per_sample(
+        self, features: torch.Tensor, labels: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
+        targets = frame[labels]  # (B, d)
+        dots = (targets * features).sum(dim=1)
+        if self.form == "paper":
+            budget = torch.sqrt((targets * targets).sum(dim=1) * self.feature_budget)
+            loss = (dots - budget) ** 2 / (2 * budget)
+        else:
+            target_norm = targets.norm(dim=1).detach()
+            feature_norm = features.norm(dim=1).detach().clamp_min(NORM_EPS)
+            loss = 0.5 * (dots - target_norm * feature_norm) ** 2 / feature_norm
+        if self.batch_reweight:
+            loss = loss * batch_balance_weights(labels, frame.shape[0]).to(loss.dtype)
+        return loss
+
+    def extra(self, features: torch.Tensor) -> torch.Tensor | None:
+        if self.norm_penalty == 0:
+            return None
+        return self.norm_penalty * features.norm(dim=1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"form={self.form!r}, feature_budget={self.feature_budget}, "
+            f"batch_reweight={self.batch_reweight}, norm_penalty={self.norm_penalty}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+# --------------------------------------------------------------------------- CE
+
+
+class FrameCrossEntropy(_FrameLoss):
+    """Cross-entropy on the logits ``scale * h @ W.T``.
+
+    With unit features and a unit-row frame the logits lie in [-1, 1], too flat for
+    cross-entropy to fit; ``scale`` (an inverse temperature) fixes that.
+
+    Args:
+        scale: logit scale > 0.
+        label_smoothing: in [0, 1), as in :func:`torch.nn.functional.cross_entropy`.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(
+        self, *, scale: float = 1.0, label_smoothing: float = 0.0, reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction)
+        self.scale = _check_number("scale", scale, positive=True)
+        smoothing = _check_number("label_smoothing", label_smoothing, positive=False)
+        if smoothing >= 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = smoothing
+
+    def per_sample(
+        self, features: torch.Tensor, labels: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
+        logits = self.scale * (features @ frame.T)
+        return F.cross_entropy(
+            logits, labels, reduction="none", label_smoothing=self.label_smoothing
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale={self.scale}, label_smoothing={self.label_smoothing}, "
+            f"reduction={self.reduction!r}"
+        )

@@ -1,0 +1,161 @@
+"""Heads: the frame is a fixed, saved buffer; features are what the frame sees."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuralcollapse.frames import simplex_etf
+from neuralcollapse.heads import NECKS, FixedFrameHead, LearnableHead, build_neck
+
+
+def etf(k: int = 5, d: int = 8, seed: int = 0) -> torch.Tensor:
+    return simplex_etf(k, d, seed=seed)
+
+
+def batch(n: int = 6, width: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, width, generator=torch.Generator().manual_seed(seed))
+
+
+def test_frame_is_a_persistent_buffer_not_a_parameter():
+    frame = etf()
+    head = FixedFrameHead(8, frame, neck="bn_l2")
+    assert "frame" in head.state_dict()
+    assert all(p.data_ptr() != head.frame.data_ptr() for p in head.parameters())
+    assert torch.equal(head.frame, frame)
+    frame.mul_(0)  # the head keeps its own copy
+    assert head.frame.abs().sum() > 0
+
+
+def test_optimiser_steps_never_change_the_frame():
+    head = FixedFrameHead(8, etf(), neck="bn_l2", scale=4.0)
+    before = head.frame.clone()
+    opt = torch.optim.SGD(head.parameters(), lr=1.0, momentum=0.9, weight_decay=0.1)
+    for step in range(3):
+        loss = nn.functional.cross_entropy(head(batch(seed=step)), torch.arange(6) % 5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.equal(head.frame, before)
+
+
+def test_state_dict_round_trip_restores_the_frame():
+    head = FixedFrameHead(8, etf(seed=1), neck="bn")
+    buffer = io.BytesIO()
+    torch.save(head.state_dict(), buffer)
+    buffer.seek(0)
+    other = FixedFrameHead(8, etf(seed=2), neck="bn")
+    assert not torch.equal(other.frame, head.frame)
+    other.load_state_dict(torch.load(buffer))
+    assert torch.equal(other.frame, head.frame)
+    head.eval()
+    other.eval()
+    x = batch()
+    assert torch.equal(head(x), other(x))
+
+
+@pytest.mark.parametrize("neck", NECKS)
+def test_logits_equal_scaled_features_times_frame(neck):
+    torch.manual_seed(0)  # module init only; the library itself never seeds
+    head = FixedFrameHead(8, etf(), neck=neck, scale=3.0).double().eval()
+    x = batch().double()
+    logits, h = head(x, return_features=True)
+    assert logits.shape == (6, 5) and h.shape == (6, 8)
+    expected = 3.0 * h.detach().numpy() @ head.frame.numpy().T
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(head(x), logits)
+    assert torch.allclose(head.weight, 3.0 * head.frame)
+    assert head.bias is None
+
+
+@pytest.mark.parametrize(
+    ("neck", "unit"), [("none", False), ("bn", False), ("l2", True), ("bn_l2", True), ("mlp", True)]
+)
+def test_features_are_after_the_neck(neck, unit):
+    head = FixedFrameHead(8, etf(), neck=neck).eval()
+    _, h = head(batch() * 10, return_features=True)
+    norms = h.norm(dim=1)
+    assert torch.allclose(norms, torch.ones(6), atol=1e-6) == unit
+
+
+def test_bn_neck_normalises_in_training_mode():
+    head = FixedFrameHead(8, etf(), neck="bn").train()
+    _, h = head(batch(n=64) * 5 + 3, return_features=True)
+    assert torch.allclose(h.mean(0), torch.zeros(8), atol=1e-5)
+
+
+def test_projection_when_widths_differ():
+    head = FixedFrameHead(32, etf(5, 8), neck="bn_l2")
+    assert isinstance(head.projection, nn.Linear)
+    assert head.projection.weight.shape == (8, 32)
+    logits, h = head(batch(width=32), return_features=True)
+    assert logits.shape == (6, 5) and h.shape == (6, 8)
+    same = FixedFrameHead(8, etf(5, 8))
+    assert isinstance(same.projection, nn.Identity)
+    mlp = FixedFrameHead(32, etf(5, 8), neck="mlp")
+    assert isinstance(mlp.projection, nn.Identity)
+    assert mlp(batch(width=32)).shape == (6, 5)
+
+
+def test_head_moves_with_to_and_follows_dtype():
+    head = FixedFrameHead(8, etf()).to(torch.float64)
+    assert head.frame.dtype == torch.float64
+    assert head(batch().double()).dtype == torch.float64
+
+
+def test_learnable_head_really_learns():
+    # The [Y22] reference's "learnable" CIFAR baseline silently froze its classifier.
+    torch.manual_seed(0)
+    head = LearnableHead(8, 5)
+    assert head.weight.requires_grad and head.bias is not None
+    before = head.weight.detach().clone()
+    opt = torch.optim.SGD(head.parameters(), lr=0.5)
+    loss = nn.functional.cross_entropy(head(batch()), torch.arange(6) % 5)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(head.weight.detach(), before)
+    assert {name for name, _ in head.named_parameters()} == {"classifier.weight", "classifier.bias"}
+
+
+def test_learnable_head_forward_signature():
+    torch.manual_seed(0)
+    head = LearnableHead(8, 5, bias=False, neck="l2").double()
+    x = batch().double()
+    logits, h = head(x, return_features=True)
+    np.testing.assert_allclose(h.norm(dim=1).detach().numpy(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(
+        logits.detach().numpy(), h.detach().numpy() @ head.weight.detach().numpy().T, rtol=1e-12
+    )
+    assert head.bias is None and head.num_classes == 5 and head.dim == 8
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: FixedFrameHead(8, etf(), neck="relu"), "unknown neck 'relu'"),
+        (lambda: FixedFrameHead(0, etf()), "in_features must be a positive integer"),
+        (lambda: FixedFrameHead(8, torch.ones(5)), r"\(K, d\)"),
+        (lambda: FixedFrameHead(8, torch.ones(1, 8)), "K >= 2"),
+        (lambda: FixedFrameHead(8, torch.full((3, 8), float("nan"))), "finite"),
+        (lambda: FixedFrameHead(8, etf(), scale=0.0), "scale must be a positive"),
+        (lambda: FixedFrameHead(8, etf(), scale=float("inf")), "scale must be a positive"),
+        (lambda: LearnableHead(8, 1), "num_classes must be >= 2"),
+        (lambda: LearnableHead(8, 5, neck="nope"), "unknown neck"),
+        (lambda: build_neck("bn", 4, 8), "keeps the width"),
+    ],
+)
+def test_heads_reject_bad_configuration(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("head", [FixedFrameHead(8, etf()), LearnableHead(8, 5)])
+def test_heads_reject_wrong_input_shape(head):
+    with pytest.raises(ValueError, match=r"shape \(batch, 8\), got \(6, 9\)"):
+        head(batch(width=9))
+    with pytest.raises(ValueError, match=r"got \(2, 4, 8\)"):
+        head(torch.zeros(2, 4, 8))
