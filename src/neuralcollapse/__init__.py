@@ -10,7 +10,6 @@ Import as ``import neuralcollapse as nc``; the submodules load on first use::
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 __version__ = "0.1.0"
 
@@ -18,16 +17,22 @@ __version__ = "0.1.0"
 # module's optional dependencies are only needed when that module is used.
 _SUBMODULES = ("frames", "heads", "losses", "metrics", "data", "models", "hierarchy", "ufm")
 
-__all__ = ["__version__", *_SUBMODULES]
+# Classes re-exported at the top level, with the submodule that defines them.
+_CLASSES = {"Hierarchy": "hierarchy"}
+
+__all__ = ["__version__", *_SUBMODULES, *_CLASSES]
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
-        module = importlib.import_module(f"{__name__}.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value: object = importlib.import_module(f"{__name__}.{name}")
+    elif name in _CLASSES:
+        value = getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_CLASSES))

@@ -8,6 +8,9 @@ logits are ``h @ W.T``. Three constructions:
   ``d >= K - 1``.
 * :func:`spread_frame` -- for any ``K`` and ``d``: unit rows optimised to make the largest
   pairwise cosine as small as possible (the answer when ``K > d + 1`` rules out an ETF).
+* :func:`hierarchy_aware_frame` -- the HAFrame of [L23]: unit rows whose cosines follow a
+  class tree (siblings closer than cousins); :func:`hierarchy_similarity` gives its target
+  cosine matrix and the offset ``s`` it chose.
 * :func:`describe` -- the geometry of any frame (cosines, norms, rank, distance to an ETF,
   and the best max cosine achievable for its ``K`` and ``d``).
 
@@ -20,13 +23,20 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from neuralcollapse.hierarchy import Hierarchy
+
 __all__ = [
     "FrameGeometry",
+    "HierarchySimilarity",
     "coherence_bound",
     "describe",
+    "hierarchy_aware_frame",
+    "hierarchy_similarity",
     "simplex_etf",
     "spread_frame",
 ]
@@ -276,6 +286,158 @@ def spread_frame(
         best_vectors = vectors.detach()
     frame = best_vectors.to(torch.float64)
     frame = frame / frame.norm(dim=1, keepdim=True)
+    return frame.to(dtype)
+
+
+# --------------------------------------------------------------------------- HAFrame
+
+
+@dataclass(frozen=True)
+class HierarchySimilarity:
+    """The target cosine matrix of a hierarchy-aware frame.
+
+    ``matrix`` = S(s) = (1 - s) exp(-gamma D / max D) + s, (K, K) float64, with ``s`` the
+    most negative offset (>= -1) for which S(s) is positive semidefinite, so that a frame
+    with W W^T = S exists and the classes are spread as far as the tree allows.
+    """
+
+    matrix: torch.Tensor
+    s: float
+    gamma: float
+    rank: int
+
+    def by_lca_height(self, lca_heights: torch.Tensor) -> dict[int, float]:
+        """Target cosine for each LCA height present (0 -> 1.0 on the diagonal)."""
+        heights = lca_heights.to(self.matrix.device)
+        return {int(h): float(self.matrix[heights == h][0]) for h in torch.unique(heights)}
+
+
+def _check_lca(lca: torch.Tensor) -> torch.Tensor:
+    if not isinstance(lca, torch.Tensor) or lca.ndim != 2 or lca.shape[0] != lca.shape[1]:
+        shape = tuple(lca.shape) if isinstance(lca, torch.Tensor) else type(lca).__name__
+        raise ValueError(f"LCA heights must be a square (K, K) tensor, got {shape}")
+    if lca.shape[0] < 2:
+        raise ValueError("LCA heights need at least 2 classes")
+    d = lca.detach().to(torch.float64)
+    if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
+        raise ValueError("LCA heights must be finite and non-negative")
+    if not torch.equal(d, d.T):
+        raise ValueError("LCA heights must be symmetric: D[i, j] == D[j, i]")
+    if bool(torch.diagonal(d).any()):
+        raise ValueError("LCA heights must be 0 on the diagonal")
+    off = d[~torch.eye(d.shape[0], dtype=torch.bool)]
+    if not bool((off > 0).all()):
+        raise ValueError(
+            "two distinct classes have LCA height 0: every pair must meet above the leaves"
+        )
+    return d
+
+
+def _most_negative_psd_offset(base: torch.Tensor) -> float:
+    """Smallest s in [-1, 0] with (1 - s) A + s J positive semidefinite, A = ``base``.
+
+    For positive definite A (always so for a tree: exp(-t * ultrametric) is positive
+    definite) the answer is exact and closed-form: (1 - s) A - |s| 1 1^T is PSD iff
+    |s| * 1^T A^-1 1 <= 1 - s, i.e. s = -1 / (1^T A^-1 1 - 1). Otherwise the smallest
+    eigenvalue, concave in s, is bisected to 1e-12.
+    """
+    k = base.shape[0]
+    ones = torch.ones(k, dtype=torch.float64, device=base.device)
+    factor, info = torch.linalg.cholesky_ex(base)
+    if int(info) == 0:
+        q = float(ones @ torch.cholesky_solve(ones.unsqueeze(1), factor).squeeze(1))
+        return max(-1.0, -1.0 / (q - 1.0)) if q > 1.0 else -1.0
+    jitter = 1e-12 * k
+    gap = torch.ones(k, k, dtype=torch.float64, device=base.device) - base
+
+    def smallest(s: float) -> float:
+        return float(torch.linalg.eigvalsh(base + s * gap)[0])
+
+    if smallest(0.0) < -jitter:
+        raise ValueError(
+            "exp(-gamma D / max D) is not positive semidefinite for these LCA heights, so no "
+            "offset s in [-1, 0] gives a valid frame: check that D comes from a tree"
+        )
+    if smallest(-1.0) >= -jitter:
+        return -1.0
+    low, high = -1.0, 0.0
+    while high - low > 1e-12:
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if smallest(mid) >= -jitter else (mid, high)
+    return high
+
+
+def _lca_matrix(hierarchy_or_lca: Hierarchy | torch.Tensor) -> torch.Tensor:
+    if isinstance(hierarchy_or_lca, torch.Tensor):
+        return _check_lca(hierarchy_or_lca)
+    lca_heights = getattr(hierarchy_or_lca, "lca_heights", None)
+    if lca_heights is None:
+        raise ValueError(
+            "expected a neuralcollapse.Hierarchy or a (K, K) tensor of LCA heights, got "
+            f"{type(hierarchy_or_lca).__name__}"
+        )
+    return _check_lca(lca_heights())
+
+
+def hierarchy_similarity(
+    hierarchy_or_lca: Hierarchy | torch.Tensor, *, gamma: float
+) -> HierarchySimilarity:
+    """Target cosines S of the hierarchy-aware frame of [L23] (PAPERS §6).
+
+    Args:
+        hierarchy_or_lca: a :class:`~neuralcollapse.hierarchy.Hierarchy` or a (K, K) tensor
+            D of lowest-common-ancestor heights (0 on the diagonal).
+        gamma: > 0; larger spreads cousins further apart relative to siblings.
+
+    Returns:
+        :class:`HierarchySimilarity` with S (float64), the chosen offset ``s`` and rank(S).
+    """
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be a positive number, got {gamma!r}")
+    d = _lca_matrix(hierarchy_or_lca)
+    base = torch.exp(-float(gamma) * d / d.max())
+    s = _most_negative_psd_offset(base)
+    matrix = (1 - s) * base + s
+    eigenvalues = torch.linalg.eigvalsh(matrix)
+    rank = int((eigenvalues > 1e-10 * eigenvalues[-1]).sum())
+    return HierarchySimilarity(matrix=matrix, s=s, gamma=float(gamma), rank=rank)
+
+
+def hierarchy_aware_frame(
+    hierarchy_or_lca: Hierarchy | torch.Tensor,
+    *,
+    gamma: float,
+    dim: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The hierarchy-aware frame (HAFrame) of [L23]: W (K, dim) with W W^T = S.
+
+    S comes from :func:`hierarchy_similarity` (call it to see ``s`` and S). W = V
+    Lambda^{1/2} Q^T from the eigendecomposition S = V Lambda V^T, with Q a random
+    orthonormal (dim, r) rotation drawn from ``seed``/``generator``.
+
+    Args:
+        hierarchy_or_lca: a Hierarchy or a (K, K) LCA-height tensor.
+        gamma: > 0, see :func:`hierarchy_similarity`.
+        dim: feature dimension; ``None`` means rank(S) (then W W^T = S to ~1e-12). Below the
+            rank, the best rank-``dim`` approximation of S is used and its rows are
+            renormalised to unit length (the cosines then only approximate S).
+        seed / generator: the random rotation.
+        dtype: dtype of the result (built in float64).
+    """
+    target = hierarchy_similarity(hierarchy_or_lca, gamma=gamma)
+    d = target.rank if dim is None else _check_int("dim", dim, 1)
+    rng = _make_generator(seed, generator)
+    eigenvalues, eigenvectors = torch.linalg.eigh(target.matrix)  # ascending
+    keep = min(d, target.rank)
+    values = eigenvalues[-keep:].clamp_min(0)
+    factor = eigenvectors[:, -keep:] * values.sqrt()  # (K, keep)
+    rotation = _random_orthonormal_columns(d, keep, rng).to(factor.device)  # (d, keep)
+    frame = factor @ rotation.T
+    if keep < target.rank:
+        frame = frame / frame.norm(dim=1, keepdim=True)
     return frame.to(dtype)
 
 

@@ -8,6 +8,9 @@
 * ``frame`` -- (K, d) class vectors W (rows); cast to the features' dtype, so autocast and
   half precision work.
 
+Losses: :class:`DotRegressionLoss` ([Y22]), :class:`FrameCrossEntropy`, and
+:class:`CosineFrameLoss` ([L23]'s cross-entropy plus cosine regression to a target Gram).
+
 Shapes and dtypes are checked on every call (free); label values are range-checked when
 they live on the CPU. On an accelerator that check would stall the device every step, so
 there an out-of-range label surfaces as PyTorch's own indexing error instead.
@@ -22,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DotRegressionLoss", "FrameCrossEntropy", "MixupTargets", "batch_balance_weights"]
+__all__ = [
+    "CosineFrameLoss",
+    "DotRegressionLoss",
+    "FrameCrossEntropy",
+    "MixupTargets",
+    "batch_balance_weights",
+]
 
 MixupTargets = tuple[torch.Tensor, torch.Tensor, "float | torch.Tensor"]
 
@@ -266,3 +275,63 @@ class FrameCrossEntropy(_FrameLoss):
             f"scale={self.scale}, label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}"
         )
+
+
+# --------------------------------------------------------------------------- cosine frame
+
+
+class CosineFrameLoss(_FrameLoss):
+    """[L23]'s loss: cross-entropy plus a regression of cosines onto a target similarity.
+
+    Per sample, with z the (unnormalised) features and S the (K, K) target cosines::
+
+        (1 - alpha) CE(z W^T, y) + alpha sum_c (cos(w_c, z) - S[c, y])^2
+
+    averaged over the batch with ``reduction="mean"`` (PAPERS §6). The norm of z acts as a
+    temperature for the CE term. ``S`` is usually
+    ``nc.frames.hierarchy_similarity(hierarchy, gamma=...).matrix``; with the ETF Gram
+    (1 on the diagonal, -1/(K-1) elsewhere) it pulls features onto a simplex ETF.
+
+    Args:
+        similarity: (K, K) target cosines (a tensor, or a HierarchySimilarity).
+        alpha: weight in [0, 1] of the cosine term ([L23]: 0.4 on CIFAR-100).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    similarity: torch.Tensor
+
+    def __init__(self, similarity: torch.Tensor, *, alpha: float, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        matrix = getattr(similarity, "matrix", similarity)
+        if (
+            not isinstance(matrix, torch.Tensor)
+            or matrix.ndim != 2
+            or (matrix.shape[0] != matrix.shape[1])
+        ):
+            shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix)
+            raise ValueError(f"similarity must be a square (K, K) tensor, got {shape}")
+        if not matrix.is_floating_point() or not bool(torch.isfinite(matrix).all()):
+            raise ValueError("similarity must be a finite floating-point tensor")
+        alpha = _check_number("alpha", alpha, positive=False)
+        if alpha > 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        self.alpha = alpha
+        self.register_buffer("similarity", matrix.detach().clone())
+
+    def per_sample(
+        self, features: torch.Tensor, labels: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
+        if frame.shape[0] != self.similarity.shape[0]:
+            raise ValueError(
+                f"the frame has K={frame.shape[0]} classes but the similarity matrix has "
+                f"K={self.similarity.shape[0]}"
+            )
+        cross_entropy = F.cross_entropy(features @ frame.T, labels, reduction="none")
+        cosines = F.normalize(features, dim=1, eps=NORM_EPS) @ F.normalize(frame, dim=1).T
+        targets = self.similarity.to(features.dtype)[labels]  # row y = S[:, y] (S symmetric)
+        regression = ((cosines - targets) ** 2).sum(dim=1)
+        return (1 - self.alpha) * cross_entropy + self.alpha * regression
+
+    def extra_repr(self) -> str:
+        k = self.similarity.shape[0]
+        return f"num_classes={k}, alpha={self.alpha}, reduction={self.reduction!r}"

@@ -1,0 +1,196 @@
+"""Hierarchy: parsing, leaf order, LCA heights against brute force, errors, round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import neuralcollapse as nc
+from neuralcollapse.hierarchy import Hierarchy
+
+# A small balanced tree: root -> {animal, plant}; animal -> {cat, dog}; plant -> {oak, fern}
+SMALL = [
+    ("animal", "root"),
+    ("plant", "root"),
+    ("cat", "animal"),
+    ("dog", "animal"),
+    ("oak", "plant"),
+    ("fern", "plant"),
+]
+
+
+def brute_force_lca_heights(h: Hierarchy) -> np.ndarray:
+    k = h.num_classes
+    out = np.zeros((k, k), dtype=np.int64)
+    for i, a in enumerate(h.leaves):
+        chain_a = [a, *h.ancestors(a)]
+        for j, b in enumerate(h.leaves):
+            chain_b = {b, *h.ancestors(b)}
+            lca = next(node for node in chain_a if node in chain_b)
+            out[i, j] = h.height(lca)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cifar100(cifar100_hierarchy_file) -> Hierarchy:
+    return Hierarchy.from_edges(cifar100_hierarchy_file)
+
+
+def test_cifar100_tree_counts(cifar100):
+    # 134 child-parent edges: 134 non-root nodes plus the root.
+    assert len(cifar100.nodes) == 135 and cifar100.root == "root"
+    assert cifar100.num_classes == 100 and cifar100.depth == 5 and cifar100.is_balanced
+    assert cifar100.leaf_order == "suffix"
+    assert cifar100.leaves == tuple(f"L5-{i}" for i in range(100))
+    lca = cifar100.lca_heights()
+    assert lca.dtype == torch.int64 and lca.shape == (100, 100)
+    upper = lca[torch.triu_indices(100, 100, 1).unbind()]
+    assert torch.bincount(upper, minlength=6).tolist() == [0, 200, 525, 1050, 900, 2275]
+    assert torch.equal(torch.diagonal(lca), torch.zeros(100, dtype=torch.int64))
+    np.testing.assert_array_equal(lca.numpy(), brute_force_lca_heights(cifar100))
+
+
+def test_cifar100_ancestors(cifar100):
+    chain = cifar100.ancestors("L5-0")
+    assert len(chain) == 5 and chain[-1] == "root" and chain[0].startswith("L4-")
+
+
+def test_small_tree_queries():
+    h = Hierarchy.from_edges(SMALL)
+    assert h.leaf_order == "input" and h.leaves == ("cat", "dog", "oak", "fern")
+    assert h.lca_heights().tolist() == [[0, 1, 2, 2], [1, 0, 2, 2], [2, 2, 0, 1], [2, 2, 1, 0]]
+    assert h.ancestors("cat") == ("animal", "root") and h.ancestors("root") == ()
+    assert h.children("animal") == ("cat", "dog") and h.parent("root") is None
+    assert h.class_index("oak") == 2
+    with pytest.raises(ValueError, match="unknown class 'tree'"):
+        h.class_index("tree")
+    with pytest.raises(ValueError, match="unknown node 'tree'"):
+        h.ancestors("tree")
+    assert "6 leaves" not in repr(h) and "4 leaves" in repr(h)
+
+
+def test_explicit_class_order():
+    h = Hierarchy.from_edges(SMALL, classes=["oak", "cat", "fern", "dog"])
+    assert h.leaf_order == "classes" and h.leaves == ("oak", "cat", "fern", "dog")
+    assert h.lca_heights()[0].tolist() == [0, 2, 1, 2]
+
+
+def test_unbalanced_tree_uses_longest_way_down():
+    edges = [("a", "root"), ("b", "root"), ("a1", "a"), ("a2", "a"), ("a11", "a1"), ("a12", "a1")]
+    h = Hierarchy.from_edges(edges)  # leaves b (depth 1), a2 (depth 2), a11, a12 (depth 3)
+    assert not h.is_balanced and h.depth == 3
+    assert (h.height("a1"), h.height("a"), h.height("root")) == (1, 2, 3)
+    lca = h.lca_heights().numpy()
+    np.testing.assert_array_equal(lca, brute_force_lca_heights(h))
+
+
+@st.composite
+def random_trees(draw):
+    size = draw(st.integers(3, 30))
+    parents = [draw(st.integers(0, i - 1)) for i in range(1, size)]
+    return [(f"n{i}", f"n{p}") for i, p in enumerate(parents, start=1)]
+
+
+@given(edges=random_trees())
+@settings(max_examples=60)
+def test_property_lca_matches_brute_force_and_is_an_ultrametric(edges):
+    h = Hierarchy.from_edges(edges)
+    lca = h.lca_heights().numpy()
+    np.testing.assert_array_equal(lca, brute_force_lca_heights(h))
+    assert (lca == lca.T).all()
+    # ultrametric: D(i, k) <= max(D(i, j), D(j, k)) for all triples
+    assert (lca[:, None, :] <= np.maximum(lca[:, :, None], lca[None, :, :])).all()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix"), [("edges", ".csv"), ("nested", ".json"), ("paths", ".csv")]
+)
+def test_save_and_load_round_trip(tmp_path, fmt, suffix):
+    h = Hierarchy.from_edges(SMALL + [("moss", "plant")])
+    path = h.save(tmp_path / f"tree{suffix}", format=fmt)
+    loader = {
+        "edges": Hierarchy.from_edges,
+        "nested": Hierarchy.from_nested,
+        "paths": Hierarchy.from_paths,
+    }[fmt]
+    again = loader(path, classes=h.leaves)
+    assert torch.equal(again.lca_heights(), h.lca_heights())
+    assert again.leaves == h.leaves
+
+
+def test_save_infers_format_from_suffix(tmp_path):
+    h = Hierarchy.from_edges(SMALL)
+    assert json.loads(h.save(tmp_path / "t.json").read_text())["name"] == "root"
+    assert h.save(tmp_path / "t.csv").read_text().startswith("child,parent\n")
+    with pytest.raises(ValueError, match="format must be"):
+        h.save(tmp_path / "t.txt", format="yaml")
+
+
+def test_nested_dict_and_path_rows():
+    nested = {
+        "name": "root",
+        "children": [{"name": "x", "children": [{"name": "c0"}, {"name": "c1"}]}, {"name": "c2"}],
+    }
+    h = Hierarchy.from_nested(nested)
+    assert h.leaves == ("c0", "c1", "c2") and h.leaf_order == "suffix"
+    rows = [["c0", "x"], ["c1", "x"], ["c2"]]
+    assert torch.equal(Hierarchy.from_paths(rows).lca_heights(), h.lca_heights())
+
+
+def test_top_level_export():
+    assert nc.Hierarchy is Hierarchy
+
+
+@pytest.mark.parametrize(
+    ("edges", "match"),
+    [
+        ([("a", "root"), ("a", "b"), ("b", "root")], "node 'a' has two parents"),
+        ([("a", "b"), ("b", "c"), ("c", "a"), ("d", "root")], "cycle through node"),
+        ([("a", "a")], "'a' is its own parent"),
+        ([("a", "r1"), ("b", "r2")], "2 roots .'r1', 'r2'."),
+        ([("a", "b"), ("b", "a")], "no root"),
+        ([], "no edges"),
+        ([("a", "")], "empty node name"),
+        ([("a", "b", "c")], "pair"),
+    ],
+)
+def test_malformed_trees_name_the_node(edges, match):
+    with pytest.raises(ValueError, match=match):
+        Hierarchy.from_edges(edges)
+
+
+def test_class_list_errors():
+    with pytest.raises(ValueError, match=r"leaves \['fern'\].*missing from the class list"):
+        Hierarchy.from_edges(SMALL, classes=["cat", "dog", "oak"])
+    with pytest.raises(ValueError, match=r"classes \['animal'\] are not leaves"):
+        Hierarchy.from_edges(SMALL, classes=["cat", "dog", "oak", "fern", "animal"])
+    with pytest.raises(ValueError, match="more than once"):
+        Hierarchy.from_edges(SMALL, classes=["cat", "cat", "dog", "oak", "fern"])
+
+
+def test_file_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        Hierarchy.from_edges(tmp_path / "missing.csv")
+    bad_header = tmp_path / "h.csv"
+    bad_header.write_text("node,up\na,root\n")
+    with pytest.raises(ValueError, match=r"h.csv: expected the header 'child,parent'"):
+        Hierarchy.from_edges(bad_header)
+    bad_row = tmp_path / "r.csv"
+    bad_row.write_text("child,parent\na,root,extra\n")
+    with pytest.raises(ValueError, match="row 2"):
+        Hierarchy.from_edges(bad_row)
+    bad_json = tmp_path / "t.json"
+    bad_json.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Hierarchy.from_nested(bad_json)
+    with pytest.raises(ValueError, match="'name'"):
+        Hierarchy.from_nested({"children": []})
+    no_header = tmp_path / "p.csv"
+    no_header.write_text("c0,x\n")
+    with pytest.raises(ValueError, match="header 'leaf,level1"):
+        Hierarchy.from_paths(no_header)
