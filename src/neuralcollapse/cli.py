@@ -21,7 +21,7 @@ from typing import NoReturn
 from neuralcollapse import __version__
 
 # Order here is the order shown in --help.
-COMMANDS = ("frame", "metrics")
+COMMANDS = ("train", "eval", "compare", "metrics", "frame")
 
 EXIT_USAGE = 2
 

@@ -1,0 +1,308 @@
+"""Long-tailed class-count profiles, long-tailed subsets, shot groups and class-aware sampling.
+
+Conventions: classes are indexed 0..K-1 and the profiles give the head classes the smallest
+indices (class 0 is the largest), as in the CIFAR-LT benchmarks. Every random draw takes an
+explicit seed or ``torch.Generator``; the global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+__all__ = [
+    "PROFILES",
+    "SAMPLINGS",
+    "Y22_CIFAR100_BOUNDARIES",
+    "ClassSampler",
+    "ShotGroups",
+    "class_counts",
+    "class_sampling_probs",
+    "epoch_generator",
+    "epoch_indices",
+    "long_tailed_indices",
+    "shot_groups",
+    "shot_groups_by_index",
+]
+
+PROFILES = ("exp", "step")
+# sampling name -> exponent q: class k is drawn with probability proportional to n_k ** q.
+SAMPLINGS = {"instance": 1.0, "sqrt": 0.5, "balanced": 0.0}
+# [Y22]'s fixed index ranges for CIFAR-100-LT: many = 0..35, medium = 36..70, few = 71..99.
+Y22_CIFAR100_BOUNDARIES = (36, 71)
+
+LabelsLike = Tensor | np.ndarray | Sequence[int]
+
+
+def class_counts(
+    n_max: int, num_classes: int, imbalance_ratio: float, profile: str = "exp"
+) -> Tensor:
+    """Per-class sample counts of a long-tailed profile.
+
+    ``"exp"``: ``n_i = int(n_max * rho ** (i / (K - 1)))`` with ``rho = 1 / imbalance_ratio``
+    (the CIFAR-LT definition; CIFAR-10-LT with ``n_max=5000`` and ratio 100 totals 12,406).
+    ``"step"``: the first ``K // 2`` classes get ``n_max``, the remaining ``K - K // 2`` get
+    ``int(n_max * rho)``. With K = 1 both give ``[n_max]``.
+
+    Args:
+        n_max: count of the largest class (class 0), >= 1.
+        num_classes: K >= 1.
+        imbalance_ratio: n_max / n_min >= 1 (1 gives a balanced set).
+        profile: ``"exp"`` or ``"step"``.
+
+    Returns:
+        (K,) int64 tensor, non-increasing, first entry ``n_max``.
+    """
+    _check_positive_int("n_max", n_max)
+    _check_positive_int("num_classes", num_classes)
+    if isinstance(imbalance_ratio, bool) or not float(imbalance_ratio) >= 1.0:
+        raise ValueError(
+            f"imbalance_ratio must be a number >= 1 (n_max / n_min), got {imbalance_ratio!r}"
+        )
+    rho = 1.0 / float(imbalance_ratio)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    if num_classes == 1:  # a single class is its own head under either profile
+        counts = [n_max]
+    elif profile == "exp":
+        counts = [int(n_max * rho ** (i / (num_classes - 1))) for i in range(num_classes)]
+    else:
+        head = num_classes // 2
+        counts = [n_max] * head + [int(n_max * rho)] * (num_classes - head)
+    if min(counts) < 1:
+        raise ValueError(
+            f"profile {profile!r} with n_max={n_max} and imbalance_ratio={imbalance_ratio} gives "
+            f"a class with 0 samples; raise n_max or lower the ratio"
+        )
+    return torch.tensor(counts, dtype=torch.int64)
+
+
+def long_tailed_indices(
+    labels: LabelsLike,
+    counts: LabelsLike,
+    seed: int = 0,
+    *,
+    allow_fewer: bool = False,
+) -> Tensor:
+    """Indices of a long-tailed subset: ``counts[k]`` samples of class k, drawn without
+    replacement.
+
+    The draw is a deterministic function of ``(labels, counts, seed)`` (one
+    ``torch.Generator`` visits the classes in index order).
+
+    Args:
+        labels: (N,) integer class labels in ``[0, len(counts))``.
+        counts: (K,) wanted samples per class (from :func:`class_counts` or any list).
+        seed: seed of the draw.
+        allow_fewer: if a class has fewer samples than asked, take all of them instead of
+            raising.
+
+    Returns:
+        (M,) int64 tensor of indices into ``labels``, sorted ascending.
+    """
+    labels_t = _as_labels(labels)
+    counts_t = _as_labels(counts, name="counts")
+    num_classes = counts_t.numel()
+    if labels_t.numel() and int(labels_t.max()) >= num_classes:
+        raise ValueError(
+            f"labels contain class {int(labels_t.max())} but counts has only {num_classes} "
+            f"entries; give one count per class"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    available = torch.bincount(labels_t, minlength=num_classes)
+    for k in range(num_classes):
+        want, have = int(counts_t[k]), int(available[k])
+        if want > have and not allow_fewer:
+            raise ValueError(
+                f"class {k} has {have} samples but {want} were asked; lower counts[{k}] or pass "
+                f"allow_fewer=True to take all {have}"
+            )
+        members = torch.nonzero(labels_t == k).flatten()
+        pick = torch.randperm(have, generator=generator)[: min(want, have)]
+        chosen.append(members[pick])
+    return torch.sort(torch.cat(chosen)).values
+
+
+@dataclass(frozen=True)
+class ShotGroups:
+    """Class indices (int64 tensors) of the many-, medium- and few-shot groups."""
+
+    many: Tensor
+    medium: Tensor
+    few: Tensor
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return {"many": self.many, "medium": self.medium, "few": self.few}
+
+
+def shot_groups(train_counts: LabelsLike, many: int = 100, few: int = 20) -> ShotGroups:
+    """Split classes by their number of training samples n_k.
+
+    Boundary rule: many-shot ``n_k > many``; medium-shot ``few <= n_k <= many``; few-shot
+    ``n_k < few``. With the defaults: many > 100, medium 20..100 inclusive, few < 20.
+
+    Args:
+        train_counts: (K,) training samples per class.
+        many, few: thresholds, ``0 <= few <= many``.
+    """
+    counts = _as_labels(train_counts, name="train_counts")
+    if not 0 <= few <= many:
+        raise ValueError(f"need 0 <= few <= many, got few={few}, many={many}")
+    is_many = counts > many
+    is_few = counts < few
+    is_medium = ~is_many & ~is_few
+    return ShotGroups(*(torch.nonzero(m).flatten() for m in (is_many, is_medium, is_few)))
+
+
+def shot_groups_by_index(
+    num_classes: int, boundaries: tuple[int, int] = Y22_CIFAR100_BOUNDARIES
+) -> ShotGroups:
+    """[Y22]'s fixed index-range split: many = ``[0, b1)``, medium = ``[b1, b2)``,
+    few = ``[b2, K)``.
+
+    Assumes classes are ordered by decreasing training count, as the profiles produce. The
+    default ``(36, 71)`` is [Y22]'s CIFAR-100 split (0-36, 36-71, 71-100); it differs from the
+    count rule of :func:`shot_groups`, which on CIFAR-100-LT (ratio 100) gives 35/35/30 classes.
+    """
+    _check_positive_int("num_classes", num_classes)
+    b1, b2 = boundaries
+    if not 0 <= b1 <= b2 <= num_classes:
+        raise ValueError(
+            f"boundaries must satisfy 0 <= b1 <= b2 <= num_classes={num_classes}, got {boundaries}"
+        )
+    idx = torch.arange(num_classes)
+    return ShotGroups(idx[:b1], idx[b1:b2], idx[b2:])
+
+
+def class_sampling_probs(counts: LabelsLike, sampling: str | float) -> Tensor:
+    """Probability of drawing each class: proportional to ``n_k ** q``.
+
+    ``sampling``: ``"instance"`` (q = 1, the data's own frequencies), ``"sqrt"`` (q = 1/2,
+    square-root sampling), ``"balanced"`` (q = 0, every class equally often) or a float q.
+
+    Returns:
+        (K,) float64 probabilities summing to 1 (classes with n_k = 0 get 0).
+    """
+    q = _sampling_power(sampling)
+    n = _as_labels(counts, name="counts").to(torch.float64)
+    weights = torch.where(n > 0, n.clamp(min=1.0) ** q, torch.zeros_like(n))
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("every class count is 0; nothing to sample")
+    return weights / total
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """CPU generator for one epoch, seeded from ``(seed, epoch)`` without collisions between
+    nearby pairs (seed 0 epoch 1 and seed 1 epoch 0 differ)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def epoch_indices(
+    labels: LabelsLike,
+    sampling: str | float = "shuffle",
+    generator: torch.Generator | None = None,
+    num_samples: int | None = None,
+) -> Tensor:
+    """Sample indices for one epoch.
+
+    ``"sequential"``: 0..N-1. ``"shuffle"``: a random permutation. ``"instance"``,
+    ``"sqrt"``, ``"balanced"`` or a float q: ``num_samples`` draws with replacement, each
+    sample weighted so that class k is drawn with probability proportional to ``n_k ** q``.
+
+    Args:
+        labels: (N,) class labels.
+        sampling: strategy, see above.
+        generator: CPU ``torch.Generator`` driving the draw (required except for
+            ``"sequential"``).
+        num_samples: draws per epoch for the weighted strategies (default N).
+
+    Returns:
+        (num_samples,) int64 CPU tensor of indices.
+    """
+    labels_t = _as_labels(labels)
+    n = labels_t.numel()
+    if sampling == "sequential":
+        return torch.arange(n)
+    if generator is None:
+        raise ValueError(f"sampling={sampling!r} needs a torch.Generator; pass generator=")
+    if sampling == "shuffle":
+        return torch.randperm(n, generator=generator)
+    counts = torch.bincount(labels_t)
+    class_p = class_sampling_probs(counts, sampling)
+    per_sample = (class_p / counts.clamp(min=1).to(torch.float64))[labels_t]
+    draws = n if num_samples is None else num_samples
+    _check_positive_int("num_samples", draws)
+    return torch.multinomial(per_sample, draws, replacement=True, generator=generator)
+
+
+class ClassSampler(Sampler[int]):
+    """A ``torch.utils.data.Sampler`` over :func:`epoch_indices`, for the DataLoader path.
+
+    Epoch e draws from ``epoch_generator(seed, e)``; the epoch advances after each pass and
+    ``set_epoch`` sets it, so a resumed run replays the same order.
+    """
+
+    def __init__(
+        self,
+        labels: LabelsLike,
+        sampling: str | float = "shuffle",
+        seed: int = 0,
+        num_samples: int | None = None,
+    ) -> None:
+        self.labels = _as_labels(labels)
+        if sampling not in ("sequential", "shuffle"):
+            _sampling_power(sampling)
+        self.sampling = sampling
+        self.seed = seed
+        self.num_samples = self.labels.numel() if num_samples is None else num_samples
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.sampling in ("sequential", "shuffle"):
+            return self.labels.numel()
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = epoch_generator(self.seed, self.epoch)
+        self.epoch += 1
+        order = epoch_indices(self.labels, self.sampling, generator, self.num_samples)
+        return iter(order.tolist())
+
+
+def _sampling_power(sampling: str | float) -> float:
+    if isinstance(sampling, str):
+        if sampling not in SAMPLINGS:
+            known = ("sequential", "shuffle", *SAMPLINGS)
+            raise ValueError(f"unknown sampling {sampling!r}; choose one of {known} or a float")
+        return SAMPLINGS[sampling]
+    if isinstance(sampling, bool) or not isinstance(sampling, int | float):
+        raise ValueError(f"sampling must be a name or a float exponent, got {sampling!r}")
+    return float(sampling)
+
+
+def _as_labels(values: LabelsLike, name: str = "labels") -> Tensor:
+    t = torch.as_tensor(values)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be integers, got dtype {t.dtype}")
+    t = t.to(device="cpu", dtype=torch.int64)
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"{name} must be >= 0, got {int(t.min())}")
+    return t
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

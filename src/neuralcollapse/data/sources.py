@@ -1,0 +1,602 @@
+"""Real data sources: CIFAR-10/100 (the official python-pickle archives), the scikit-learn
+8x8 digits (the project's embedded default data), image folders and list files.
+
+In-memory sources return :class:`LabeledImages`; file-backed sources are
+``torch.utils.data.Dataset`` objects decoded with PIL, usable with DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import re
+import tarfile
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .longtail import class_counts, long_tailed_indices
+
+__all__ = [
+    "CIFAR_ARCHIVES",
+    "IMAGE_EXTENSIONS",
+    "DataFormatError",
+    "DataSplit",
+    "ImageFolderDataset",
+    "LabeledImages",
+    "ListFileDataset",
+    "decode_image",
+    "load_cifar",
+    "load_digits",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+class DataFormatError(ValueError):
+    """A data file exists but does not hold what its format promises."""
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """An in-memory image classification set.
+
+    Attributes:
+        images: (N, C, H, W); uint8 in [0, 255] (CIFAR) or float32 in [0, 1] (digits).
+        labels: (N,) int64 class labels in [0, K).
+        class_names: K names, index = label.
+        coarse_labels: (N,) int64 superclass labels (CIFAR-100), else None.
+        coarse_names: superclass names (CIFAR-100), else None.
+    """
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+    coarse_labels: Tensor | None = None
+    coarse_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if self.images.dim() != 4 or self.labels.shape != (n,):
+            raise ValueError(
+                f"need images (N, C, H, W) and labels (N,), got {tuple(self.images.shape)} and "
+                f"{tuple(self.labels.shape)}"
+            )
+        if self.coarse_labels is not None and self.coarse_labels.shape != (n,):
+            raise ValueError(f"coarse_labels must have shape ({n},)")
+
+    def __len__(self) -> int:
+        return self.labels.numel()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> Tensor:
+        """(K,) int64 samples per class."""
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+    def subset(self, indices: Tensor) -> LabeledImages:
+        """The samples at ``indices`` (class names kept)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        coarse = None if self.coarse_labels is None else self.coarse_labels[idx]
+        return LabeledImages(
+            self.images[idx], self.labels[idx], self.class_names, coarse, self.coarse_names
+        )
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A train/test pair; ``train_full`` is the train set before any long-tailed subsetting."""
+
+    train: LabeledImages
+    test: LabeledImages
+    train_full: LabeledImages
+
+
+# ----------------------------------------------------------------------------- CIFAR
+
+
+@dataclass(frozen=True)
+class _CifarFormat:
+    archive: str
+    md5: str
+    url: str
+    folder: str
+    train_members: tuple[str, ...]
+    test_members: tuple[str, ...]
+    meta_member: str
+    label_key: str
+    names_key: str
+    num_classes: int
+
+
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+# md5 of the two official archives as published with them (and checked by torchvision).
+CIFAR_ARCHIVES = {
+    "cifar10": _CifarFormat(
+        archive="cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        url=_CIFAR_URL + "cifar-10-python.tar.gz",
+        folder="cifar-10-batches-py",
+        train_members=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test_members=("test_batch",),
+        meta_member="batches.meta",
+        label_key="labels",
+        names_key="label_names",
+        num_classes=10,
+    ),
+    "cifar100": _CifarFormat(
+        archive="cifar-100-python.tar.gz",
+        md5="eb9058c3a382ffc7106e4002c42a8d85",
+        url=_CIFAR_URL + "cifar-100-python.tar.gz",
+        folder="cifar-100-python",
+        train_members=("train",),
+        test_members=("test",),
+        meta_member="meta",
+        label_key="fine_labels",
+        names_key="fine_label_names",
+        num_classes=100,
+    ),
+}
+_CIFAR100_COARSE = 20
+
+
+def load_cifar(
+    root: str | os.PathLike[str],
+    name: str = "cifar10",
+    split: str = "train",
+    download: bool = False,
+) -> LabeledImages:
+    """Load CIFAR-10 or CIFAR-100 from the official python-pickle release.
+
+    ``root`` may be the extracted folder itself (``cifar-10-batches-py`` /
+    ``cifar-100-python``), the ``.tar.gz`` archive, or a directory holding either (the
+    folder is preferred; the archive is read in place, nothing is extracted). The pickles are
+    read with an unpickler that only admits numpy arrays, so a tampered file cannot run code.
+
+    Args:
+        root: see above.
+        name: ``"cifar10"`` or ``"cifar100"``.
+        split: ``"train"`` (50,000 images) or ``"test"`` (10,000 images).
+        download: if neither folder nor archive is found under ``root``, fetch the archive
+            into ``root`` and check its md5; an archive already present is also md5-checked.
+
+    Returns:
+        :class:`LabeledImages` with uint8 images (N, 3, 32, 32), int64 labels and class names;
+        for CIFAR-100 also the 20 coarse labels and names.
+    """
+    if name not in CIFAR_ARCHIVES:
+        raise ValueError(f"unknown dataset name {name!r}; choose one of {tuple(CIFAR_ARCHIVES)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    fmt = CIFAR_ARCHIVES[name]
+    source = _locate_cifar(Path(root).expanduser(), fmt, download)
+    members = fmt.train_members if split == "train" else fmt.test_members
+    meta, *parts = _read_cifar_members(source, fmt, [fmt.meta_member, *members])
+    return _assemble_cifar(fmt, source, meta, list(zip(members, parts, strict=True)))
+
+
+def _locate_cifar(root: Path, fmt: _CifarFormat, download: bool) -> Path:
+    if root.is_dir() and root.name == fmt.folder:
+        return root
+    if root.is_file():
+        if download:
+            _verify_md5(root, fmt.md5)
+        return root
+    folder, archive = root / fmt.folder, root / fmt.archive
+    if folder.is_dir():
+        return folder
+    if archive.is_file():
+        if download:
+            _verify_md5(archive, fmt.md5)
+        return archive
+    if not download:
+        raise FileNotFoundError(
+            f"no CIFAR data at {root}: expected the folder {folder} or the archive {archive} "
+            f"(or pass download=True to fetch {fmt.url})"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    _download(fmt.url, archive, fmt.md5)
+    return archive
+
+
+def _download(url: str, target: Path, md5: str) -> None:
+    partial = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    try:
+        _verify_md5(partial, md5)
+    except DataFormatError:
+        partial.unlink()
+        raise
+    partial.replace(target)
+
+
+def _verify_md5(path: Path, expected: str) -> None:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise DataFormatError(
+            f"md5 of {path} is {digest.hexdigest()}, expected {expected} (the official archive); "
+            f"delete the file and download it again"
+        )
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    # numpy array reconstruction, plus _codecs.encode, which protocol-2 pickles written by
+    # Python 3 use to rebuild bytes; nothing here can run arbitrary code
+    _ALLOWED = {
+        ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_members(source: Path, fmt: _CifarFormat, members: list[str]) -> list[dict]:
+    """Unpickled dicts of ``members``, from the extracted folder or straight from the archive
+    (one sequential pass: a .tar.gz cannot seek backwards cheaply)."""
+    if source.is_file():
+        raw = _archive_bytes(source, fmt, members)
+    else:
+        raw = {}
+        for m in members:
+            try:
+                raw[m] = (source / m).read_bytes()
+            except FileNotFoundError:
+                raw[m] = None
+    return [_unpickle(raw[m], _member_path(source, fmt, m), fmt) for m in members]
+
+
+def _member_path(source: Path, fmt: _CifarFormat, member: str) -> str:
+    return f"{source}/{fmt.folder}/{member}" if source.is_file() else str(source / member)
+
+
+def _archive_bytes(source: Path, fmt: _CifarFormat, members: list[str]) -> dict[str, bytes | None]:
+    wanted = {f"{fmt.folder}/{m}": m for m in members}
+    found: dict[str, bytes | None] = dict.fromkeys(members)
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            for info in tar:
+                if info.name in wanted and info.isfile():
+                    handle = tar.extractfile(info)
+                    found[wanted[info.name]] = handle.read() if handle else None
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataFormatError(
+            f"{source} is not a readable tar archive ({err}); expected the official {fmt.archive}"
+        ) from err
+    return found
+
+
+def _unpickle(raw: bytes | None, where: str, fmt: _CifarFormat) -> dict[str, Any]:
+    if raw is None:
+        raise FileNotFoundError(
+            f"{where} is missing; a {fmt.folder} release holds "
+            f"{fmt.train_members + fmt.test_members + (fmt.meta_member,)}"
+        )
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as err:
+        raise DataFormatError(
+            f"{where} is not a CIFAR python pickle ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where} holds a {type(obj).__name__}, expected a dict")
+    # the official pickles come from Python 2, so keys arrive as bytes
+    return {_text(k): v for k, v in obj.items()}
+
+
+def _assemble_cifar(
+    fmt: _CifarFormat,
+    source: Path,
+    meta: dict[str, Any],
+    batches: list[tuple[str, dict[str, Any]]],
+) -> LabeledImages:
+    names = _names(meta, fmt.names_key, fmt.num_classes, _member_path(source, fmt, fmt.meta_member))
+    images, labels, coarse = [], [], []
+    for member, batch in batches:
+        where = _member_path(source, fmt, member)
+        images.append(_batch_images(batch, where))
+        labels.append(_batch_labels(batch, fmt.label_key, len(images[-1]), fmt.num_classes, where))
+        if fmt.num_classes == 100:
+            coarse.append(
+                _batch_labels(batch, "coarse_labels", len(images[-1]), _CIFAR100_COARSE, where)
+            )
+    result_images = torch.from_numpy(np.concatenate(images)).reshape(-1, 3, 32, 32)
+    if fmt.num_classes != 100:
+        return LabeledImages(result_images, torch.cat(labels), names)
+    coarse_names = _names(
+        meta, "coarse_label_names", _CIFAR100_COARSE, _member_path(source, fmt, fmt.meta_member)
+    )
+    return LabeledImages(result_images, torch.cat(labels), names, torch.cat(coarse), coarse_names)
+
+
+def _names(meta: dict[str, Any], key: str, count: int, where: str) -> tuple[str, ...]:
+    if key not in meta:
+        raise DataFormatError(f"{where} has no {key!r} entry (keys: {sorted(meta)})")
+    names = tuple(_text(n) for n in meta[key])
+    if len(names) != count:
+        raise DataFormatError(f"{where}: {key!r} lists {len(names)} names, expected {count}")
+    return names
+
+
+def _batch_images(batch: dict[str, Any], where: str) -> np.ndarray:
+    data = batch.get("data")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise DataFormatError(f"{where}: 'data' must be a uint8 array (N, 3072)")
+    if data.shape[1] != 3 * 32 * 32:
+        raise DataFormatError(f"{where}: 'data' has shape {data.shape}, expected (N, 3072)")
+    return data
+
+
+def _batch_labels(batch: dict[str, Any], key: str, n: int, num_classes: int, where: Path) -> Tensor:
+    if key not in batch:
+        raise DataFormatError(f"{where} has no {key!r} entry (keys: {sorted(batch)})")
+    try:
+        labels = torch.as_tensor(np.asarray(batch[key], dtype=np.int64))
+    except (TypeError, ValueError) as err:
+        raise DataFormatError(f"{where}: {key!r} must be a list of integers ({err})") from err
+    if labels.shape != (n,):
+        raise DataFormatError(
+            f"{where}: {key!r} has {labels.numel()} entries but 'data' has {n} images"
+        )
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DataFormatError(
+            f"{where}: {key!r} values span [{int(labels.min())}, {int(labels.max())}], "
+            f"expected [0, {num_classes - 1}]"
+        )
+    return labels
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+# ----------------------------------------------------------------------------- digits
+
+DIGITS_TEST_PER_CLASS = 50
+
+
+def load_digits(
+    imbalance_ratio: float | None = None,
+    profile: str = "exp",
+    n_max: int | None = None,
+    seed: int = 0,
+    test_per_class: int = DIGITS_TEST_PER_CLASS,
+) -> DataSplit:
+    """scikit-learn's bundled 8x8 digits (1,797 real images, 10 classes, no download).
+
+    The split is fixed by ``seed``: ``test_per_class`` images of every class form a balanced
+    test set (default 50 per class: 500 test images, 1,297 train images, 124..133 per class).
+    With ``imbalance_ratio`` the train set is replaced by a long-tailed subset built with
+    :func:`class_counts` and :func:`long_tailed_indices` (default ``n_max`` = the smallest
+    per-class train count, so every class can supply its share).
+
+    Returns:
+        :class:`DataSplit` of float32 images (N, 1, 8, 8) in [0, 1] (pixel / 16) and int64
+        labels; ``train_full`` is the balanced train set.
+    """
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    bunch = _sk_load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    full = LabeledImages(images, labels, tuple(str(d) for d in range(10)))
+    per_class = full.class_counts()
+    if not 1 <= test_per_class < int(per_class.min()):
+        raise ValueError(
+            f"test_per_class must be in [1, {int(per_class.min()) - 1}], got {test_per_class}"
+        )
+    test_idx = long_tailed_indices(labels, torch.full((10,), test_per_class), seed=seed)
+    is_train = torch.ones(len(full), dtype=torch.bool)
+    is_train[test_idx] = False
+    train_full = full.subset(torch.nonzero(is_train).flatten())
+    test = full.subset(test_idx)
+    if imbalance_ratio is None:
+        return DataSplit(train_full, test, train_full)
+    top = int(train_full.class_counts().min()) if n_max is None else n_max
+    counts = class_counts(top, 10, imbalance_ratio, profile)
+    train = train_full.subset(long_tailed_indices(train_full.labels, counts, seed=seed))
+    return DataSplit(train, test, train_full)
+
+
+# ----------------------------------------------------------------------------- files
+
+Transform = Callable[[Tensor], Tensor]
+
+
+class _FileImageDataset(Dataset):
+    """Shared decoding for the file-backed datasets: PIL -> uint8 tensor (C, H, W)."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        labels: list[int],
+        class_names: tuple[str, ...],
+        mode: str,
+        size: int | tuple[int, int] | None,
+        transform: Transform | None,
+    ) -> None:
+        if mode not in ("RGB", "L"):
+            raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+        self.paths = paths
+        self.labels = torch.tensor(labels, dtype=torch.int64)
+        self.class_names = class_names
+        self.mode = mode
+        self.size = (size, size) if isinstance(size, int) else size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> Tensor:
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = decode_image(self.paths[index], self.mode, self.size)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+
+def decode_image(
+    path: str | os.PathLike[str], mode: str = "RGB", size: tuple[int, int] | None = None
+) -> Tensor:
+    """Decode one image file with PIL into a uint8 tensor (C, H, W).
+
+    Args:
+        path: image file.
+        mode: ``"RGB"`` (C = 3) or ``"L"`` (C = 1).
+        size: optional (H, W) to resize to (bilinear), so that batches can be stacked.
+    """
+    try:
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            if size is not None:
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"image file {path} is missing") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataFormatError(f"{path} is not a readable image ({err})") from err
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+class ImageFolderDataset(_FileImageDataset):
+    """One sub-folder per class (``root/<class name>/<image>``); classes sorted by name.
+
+    Items are ``(image uint8 (C, H, W) or transform(image), label)``. ``labels`` holds all
+    labels (for samplers) without decoding anything.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        mode: str = "RGB",
+        size: int | tuple[int, int] | None = None,
+        transform: Transform | None = None,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    ) -> None:
+        base = Path(root)
+        if not base.is_dir():
+            raise FileNotFoundError(f"image folder {base} does not exist")
+        class_dirs = sorted(p for p in base.iterdir() if p.is_dir())
+        if not class_dirs:
+            raise DataFormatError(f"{base} has no sub-folders; expected one folder per class")
+        exts = tuple(e.lower() for e in extensions)
+        paths, labels = [], []
+        for label, folder in enumerate(class_dirs):
+            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts)
+            if not files:
+                raise DataFormatError(f"class folder {folder} holds no image with suffix {exts}")
+            paths += files
+            labels += [label] * len(files)
+        names = tuple(p.name for p in class_dirs)
+        super().__init__(paths, labels, names, mode, size, transform)
+
+
+_LINE = re.compile(r"^(?P<path>.+?)\s+(?P<label>-?\d+)\s*$")
+
+
+class ListFileDataset(_FileImageDataset):
+    """Images named by a list file: one ``relative/path label`` per line (ImageNet-LT,
+    Places-LT format), paths relative to ``root``. Blank lines are skipped.
+
+    Args:
+        root: directory the paths are relative to.
+        list_file: the list file.
+        num_classes: K; labels must lie in [0, K). Default: max label + 1.
+        class_names: optional K names (default ``"0".."K-1"``).
+        check_files: verify at construction that every listed file exists (one stat per
+            line), so a bad list fails now instead of mid-epoch.
+        mode, size, transform: as in :class:`ImageFolderDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        list_file: str | os.PathLike[str],
+        *,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        check_files: bool = True,
+        mode: str = "RGB",
+        size: int | tuple[int, int] | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        base, listing = Path(root), Path(list_file)
+        if not base.is_dir():
+            raise FileNotFoundError(f"image root {base} does not exist")
+        if not listing.is_file():
+            raise FileNotFoundError(f"list file {listing} does not exist")
+        paths, labels = _parse_list_file(base, listing)
+        k = _list_num_classes(labels, num_classes, class_names, listing)
+        if check_files:
+            for lineno, path in enumerate(paths, start=1):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{listing}: entry {lineno} names {path}, missing")
+        names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(k))
+        super().__init__(paths, labels, names, mode, size, transform)
+
+
+def _parse_list_file(base: Path, listing: Path) -> tuple[list[Path], list[int]]:
+    paths, labels = [], []
+    for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _LINE.match(line.strip())
+        if match is None:
+            raise DataFormatError(
+                f"{listing}:{lineno}: expected 'relative/path label', got {line.strip()!r}"
+            )
+        label = int(match["label"])
+        if label < 0:
+            raise DataFormatError(f"{listing}:{lineno}: label {label} is negative")
+        paths.append(base / match["path"])
+        labels.append(label)
+    if not paths:
+        raise DataFormatError(f"{listing} lists no images; expected 'relative/path label' lines")
+    return paths, labels
+
+
+def _list_num_classes(
+    labels: list[int], num_classes: int | None, names: Sequence[str] | None, listing: Path
+) -> int:
+    k = max(labels) + 1 if num_classes is None else num_classes
+    if num_classes is not None and max(labels) >= num_classes:
+        raise DataFormatError(
+            f"{listing}: label {max(labels)} found but num_classes={num_classes}; labels must "
+            f"lie in [0, {num_classes - 1}]"
+        )
+    if names is not None and len(names) != k:
+        raise ValueError(f"class_names has {len(names)} entries, expected {k} for {listing}")
+    return k

@@ -1,0 +1,49 @@
+"""Any timm model as a feature backbone (optional extra: ``pip install neuralcollapse[timm]``)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from torch import Tensor
+
+from .base import Backbone
+
+__all__ = ["TimmBackbone"]
+
+
+class TimmBackbone(Backbone):
+    """``timm.create_model(name, num_classes=0, ...)``: timm's own classifier is removed, so
+    ``forward`` returns its pooled (B, num_features) features; ``feature_dim = num_features``.
+
+    Args:
+        name: a timm model name (``timm.list_models()``).
+        pretrained: load timm's pretrained weights (downloads them; needs internet).
+        **kwargs: passed to ``timm.create_model`` (e.g. ``in_chans``, ``drop_rate``).
+    """
+
+    def __init__(self, name: str, pretrained: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        try:
+            timm = importlib.import_module("timm")
+        except ImportError as err:
+            raise ImportError(
+                f"model 'timm:{name}' needs the timm package: pip install neuralcollapse[timm]"
+            ) from err
+        try:
+            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        except RuntimeError as err:
+            if "unknown model" not in str(err).lower():
+                raise
+            raise ValueError(f"timm has no model {name!r}; see timm.list_models()") from err
+        self.feature_dim = int(self.model.num_features)
+        self.name = name
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        if out.dim() != 2:
+            raise ValueError(
+                f"timm model {self.name!r} returned shape {tuple(out.shape)}, expected pooled "
+                f"(B, {self.feature_dim}) features"
+            )
+        return out

@@ -1,0 +1,278 @@
+"""The data side of a run: load the configured set, subset it, and batch it on the device.
+
+Tensor data sets (digits, CIFAR, Gaussian mixtures) live whole on the training device and
+are batched by :class:`~neuralcollapse.data.DeviceLoader` (augmentation per batch on the
+device). File-backed sets (image folders, list files) go through a standard ``DataLoader``
+with workers, and are augmented and normalised on the device after transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from neuralcollapse.data import (
+    DeviceLoader,
+    ImageFolderDataset,
+    LabeledImages,
+    ListFileDataset,
+    channel_stats,
+    class_counts,
+    gaussian_mixture,
+    load_cifar,
+    load_digits,
+    long_tailed_indices,
+    make_dataloader,
+    normalize,
+    random_crop_flip,
+)
+from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.train.config import Config, ConfigError, DataConfig
+
+__all__ = ["Batches", "TrainingData", "build_loaders", "load_training_data"]
+
+# Normalisation of file-backed (ImageNet-style) images: the usual ImageNet statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GAUSSIAN_TEST_PER_CLASS = 100
+
+
+@dataclass
+class TrainingData:
+    """Train and test sets of one run.
+
+    ``train`` / ``test`` are :class:`LabeledImages` for tensor sets, or datasets with a
+    ``labels`` tensor for file-backed sets. ``train_counts`` (K,) are the training samples
+    per class after long-tailed subsetting; ``mean`` / ``std`` normalise channels.
+    """
+
+    train: LabeledImages | Dataset
+    test: LabeledImages | Dataset
+    class_names: tuple[str, ...]
+    train_counts: Tensor
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    hierarchy: Hierarchy | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, LabeledImages)
+
+
+def _long_tailed(images: LabeledImages, cfg: DataConfig, seed: int) -> LabeledImages:
+    if cfg.imbalance_ratio == 1:
+        return images
+    n_max = cfg.n_max or int(images.class_counts().min())
+    counts = class_counts(n_max, images.num_classes, cfg.imbalance_ratio, cfg.profile)
+    return images.subset(long_tailed_indices(images.labels, counts, seed=seed))
+
+
+def _gaussian(cfg: DataConfig, seed: int) -> tuple[LabeledImages, LabeledImages]:
+    # One balanced draw split per class into train and test, so both share the class means.
+    per_class = cfg.samples_per_class + GAUSSIAN_TEST_PER_CLASS
+    mixture = gaussian_mixture(
+        cfg.num_classes, cfg.dim, per_class, separation=cfg.separation, seed=seed
+    )
+    vectors = mixture.features.reshape(-1, cfg.dim, 1, 1)  # fed as 1x1 "images"
+    names = tuple(str(k) for k in range(cfg.num_classes))
+    everything = LabeledImages(vectors, mixture.labels, names)
+    position = torch.arange(len(mixture.labels)) % per_class  # samples are grouped by class
+    test_mask = position >= cfg.samples_per_class
+    train = everything.subset(torch.nonzero(~test_mask).flatten())
+    test = everything.subset(torch.nonzero(test_mask).flatten())
+    return train, test
+
+
+class _LabelledSubset(Dataset):
+    """A subset of a file-backed dataset that keeps the ``labels`` tensor samplers need."""
+
+    def __init__(self, base: Dataset, indices: Tensor) -> None:
+        self.base, self.indices = base, indices
+        self.labels = base.labels[indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.base[int(self.indices[index])]
+
+
+def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    root = Path(cfg.root)
+    if cfg.name == "image_folder":
+        for part in ("train", "test"):
+            if not (root / part).is_dir():
+                raise FileNotFoundError(
+                    f"data.root={str(root)!r} must hold 'train/' and 'test/' folders with one "
+                    f"sub-folder per class; {str(root / part)!r} is missing"
+                )
+        train = ImageFolderDataset(root / "train", size=cfg.image_size)
+        test = ImageFolderDataset(root / "test", size=cfg.image_size)
+        if train.class_names != test.class_names:
+            raise ValueError(f"{root}: train/ and test/ have different class folders")
+    else:
+        train = ListFileDataset(root, cfg.train_list, size=cfg.image_size)
+        test = ListFileDataset(
+            root, cfg.test_list, num_classes=train.num_classes, size=cfg.image_size
+        )
+    if cfg.imbalance_ratio != 1:
+        n_max = cfg.n_max or int(train.class_counts().min())
+        counts = class_counts(n_max, train.num_classes, cfg.imbalance_ratio, cfg.profile)
+        train = _LabelledSubset(train, long_tailed_indices(train.labels, counts, seed=seed))
+    return train, test
+
+
+def load_training_data(config: Config) -> TrainingData:
+    """Load, subset and describe the data of ``config`` (the subset is seeded by train.seed)."""
+    cfg, seed = config.data, config.train.seed
+    hierarchy = Hierarchy.from_edges(cfg.hierarchy) if cfg.hierarchy else None
+    if cfg.name in ("image_folder", "list_file"):
+        train, test = _file_sets(cfg, seed)
+        names = tuple(test.class_names)
+        counts = torch.bincount(train.labels, minlength=len(names))
+        data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy)
+    else:
+        if cfg.name == "digits":
+            split = load_digits(seed=seed)
+            train, test = split.train, split.test
+        elif cfg.name in ("cifar10", "cifar100"):
+            train = load_cifar(cfg.root, cfg.name, "train")
+            test = load_cifar(cfg.root, cfg.name, "test")
+        else:
+            train, test = _gaussian(cfg, seed)
+        train = _long_tailed(train, cfg, seed)
+        mean, std = channel_stats(train.images)
+        data = TrainingData(
+            train,
+            test,
+            train.class_names,
+            train.class_counts(),
+            tuple(mean.tolist()),
+            tuple(std.tolist()),
+            hierarchy,
+        )
+    if hierarchy is not None:
+        _check_hierarchy_classes(hierarchy, data.num_classes, cfg.hierarchy)
+    return data
+
+
+def _check_hierarchy_classes(hierarchy: Hierarchy, num_classes: int, path: str) -> None:
+    if hierarchy.num_classes != num_classes:
+        raise ConfigError(
+            f"data.hierarchy={path!r} has {hierarchy.num_classes} leaves but the data set has "
+            f"{num_classes} classes"
+        )
+
+
+class Batches:
+    """One interface over both loader kinds: iterate for ``(x, y)`` on the device.
+
+    ``set_epoch(e)`` makes epoch e's order and augmentation a function of (seed, e), so a
+    resumed run sees the batches it would have seen.
+    """
+
+    def __init__(
+        self,
+        data: TrainingData,
+        split: str,
+        *,
+        batch_size: int,
+        training: bool,
+        config: Config,
+        device: torch.device,
+    ) -> None:
+        cfg = config.data
+        dataset = data.train if split == "train" else data.test
+        self.crop = cfg.crop_padding if training and cfg.augment == "crop_flip" else 0
+        self.flip = training and cfg.augment in ("crop_flip", "flip")
+        sampling = cfg.sampling if training else "sequential"
+        self.device, self.mean, self.std = device, data.mean, data.std
+        self.seed = config.train.seed
+        self._epoch = 0
+        if isinstance(dataset, LabeledImages):
+            self._loader = DeviceLoader(
+                dataset.images,
+                dataset.labels,
+                batch_size,
+                sampling=sampling,
+                crop_padding=self.crop,
+                flip=self.flip,
+                mean=data.mean,
+                std=data.std,
+                seed=self.seed,
+                device=device,
+            )
+            self._files = False
+        else:
+            workers = cfg.num_workers
+            self._loader = make_dataloader(
+                dataset,
+                batch_size,
+                sampling=sampling,
+                seed=self.seed,
+                num_workers=workers,
+                pin_memory=device.type == "cuda",
+            )
+            self._files = True
+        self.labels = dataset.labels
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+        if self._files:
+            self._loader.sampler.set_epoch(epoch)
+        else:
+            self._loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if not self._files:
+            yield from self._loader
+            return
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch)
+        for images, labels in self._loader:
+            images = images.to(self.device, non_blocking=True)
+            if self.crop or self.flip:
+                images = random_crop_flip(images, self.crop, self.flip, generator)
+            yield normalize(images, self.mean, self.std), labels.to(self.device, non_blocking=True)
+
+
+def build_loaders(
+    data: TrainingData, config: Config, device: torch.device
+) -> tuple[Batches, Batches, Batches]:
+    """(training batches, train-set evaluation batches, test-set evaluation batches)."""
+    train = Batches(
+        data,
+        "train",
+        batch_size=config.train.batch_size,
+        training=True,
+        config=config,
+        device=device,
+    )
+    train_eval = Batches(
+        data,
+        "train",
+        batch_size=config.eval.batch_size,
+        training=False,
+        config=config,
+        device=device,
+    )
+    test_eval = Batches(
+        data,
+        "test",
+        batch_size=config.eval.batch_size,
+        training=False,
+        config=config,
+        device=device,
+    )
+    return train, train_eval, test_eval

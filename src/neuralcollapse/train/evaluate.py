@@ -1,0 +1,93 @@
+"""Evaluation of a classifier on one split: accuracy by class and shot group, plus collapse.
+
+Two passes, as NC4 needs the final class means: the first accumulates accuracy and the
+collapse statistics, the second counts nearest-class-mean mismatches. Features of the first
+pass are kept (on the device) when they fit in ``cache_limit`` values, so the second pass
+costs no forward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from neuralcollapse.metrics import CollapseStats
+from neuralcollapse.metrics.classification import AccuracyCounter
+
+__all__ = ["evaluate"]
+
+CACHE_LIMIT = 50_000_000  # float values (200 MB in float32)
+
+
+def _forward(model: nn.Module, batches: Iterable, keep: Tensor | None):
+    """Yield (h, labels, logits) per batch, restricted to the ``keep`` positions if given."""
+    offset = 0
+    for x, y in batches:
+        logits, h = model(x, return_features=True)
+        if keep is not None:
+            mask = keep[offset : offset + y.shape[0]].to(y.device)
+            offset += y.shape[0]
+            logits, h, y = logits[mask], h[mask], y[mask]
+        yield h.float(), y, logits.float()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable,
+    *,
+    num_classes: int,
+    groups: dict[str, Tensor],
+    classifier: Tensor,
+    bias: Tensor | None = None,
+    keep: Tensor | None = None,
+    device: torch.device | None = None,
+    cache_limit: int = CACHE_LIMIT,
+) -> dict[str, Any]:
+    """Accuracy summary and collapse report of ``model`` over ``batches`` (in eval mode).
+
+    Args:
+        model: returns ``(logits, h)`` for ``model(x, return_features=True)``.
+        batches: an iterable of ``(x, y)`` in a fixed order.
+        num_classes: K.
+        groups: named tensors of class indices, e.g. many / medium / few.
+        classifier: (K, d) effective classifier rows (the head's ``weight``).
+        bias: (K,) or None.
+        keep: optional boolean mask over the samples in iteration order (a subsample for
+            the collapse metrics and accuracy).
+        device: where statistics accumulate (default: the classifier's device).
+
+    Returns:
+        The :meth:`AccuracyCounter.summary` keys plus ``collapse`` (the report's dict).
+    """
+    was_training = model.training
+    model.eval()
+    device = device or classifier.device
+    accuracy = AccuracyCounter(num_classes, device=device)
+    stats: CollapseStats | None = None
+    cache: list[tuple[Tensor, Tensor, Tensor]] | None = []
+    cached = 0
+    try:
+        for h, y, logits in _forward(model, batches, keep):
+            if stats is None:
+                stats = CollapseStats(num_classes, h.shape[1], device=device)
+            stats.update(h, y)
+            accuracy.update(logits, y)
+            if cache is not None:
+                cached += h.numel() + logits.numel()
+                if cached <= cache_limit:
+                    cache.append((h, y, logits))
+                else:
+                    cache = None  # too large to keep: the second pass runs the model again
+        if stats is None:
+            raise ValueError("the evaluation split is empty")
+        counter = stats.ncc_mismatch_counter()
+        for h, y, logits in cache if cache is not None else _forward(model, batches, keep):
+            counter.update(h, y, logits)
+        report = stats.compute(classifier, bias, ncc=counter)
+    finally:
+        model.train(was_training)
+    return {**accuracy.summary(groups), "collapse": report.to_dict()}
