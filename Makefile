@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint bench clean
 
 demo: $(STAMP)
-	$(BIN)/neuralcollapse frame etf --classes 10 --dim 64
+	$(BIN)/neuralcollapse train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -20,6 +20,7 @@ from neuralcollapse.train.config import ConfigError, config_from_dict
 from neuralcollapse.train.recipes import RECIPE_DIR, available_recipes, resolve_config_path
 from neuralcollapse.train.trainer import assemble
 
+DEFAULT = resolve_config_path(None)  # the embedded default recipe, digits_lt.yaml
 # Small and fast variants of the default; the default itself runs in the CLI test.
 FAST = [
     "model.name=mlp",
@@ -109,7 +110,7 @@ def test_impossible_frame_fails_before_training(tmp_path):
 
 
 def test_amp_needs_cuda(tmp_path):
-    config = load_config(None, ["train.amp=bf16", "train.device=cpu"])
+    config = load_config(DEFAULT, ["train.amp=bf16", "train.device=cpu"])
     with pytest.raises(ConfigError, match="train.amp='bf16' needs a CUDA device"):
         Trainer(config, tmp_path / "run")
 
@@ -147,7 +148,7 @@ def test_lr_schedule_shapes():
 
 
 def test_norm_and_bias_excluded_from_weight_decay():
-    config = load_config(None, ["optim.no_decay_norm_and_bias=true", *FAST])
+    config = load_config(DEFAULT, ["optim.no_decay_norm_and_bias=true", *FAST])
     _, _, model = assemble(config, torch.device("cpu"))
     decay, no_decay = build_optimizer(config, model).param_groups
     assert decay["weight_decay"] == config.optim.weight_decay and no_decay["weight_decay"] == 0
@@ -244,7 +245,7 @@ def test_existing_run_dir_is_never_overwritten(capsys, tmp_path):
 
 
 def test_interrupt_keeps_the_last_full_epoch(tmp_path, monkeypatch):
-    config = load_config(None, [*FAST, "train.epochs=3"])
+    config = load_config(DEFAULT, [*FAST, "train.epochs=3"])
     lines: list[str] = []
     trainer = Trainer(config, tmp_path / "run", echo=lines.append)
     original = Trainer._train_epoch
@@ -298,14 +299,14 @@ def test_eval_and_resume_report_damaged_checkpoints(capsys, tmp_path):
 
 def test_checkpoint_loads_without_pickled_code(tmp_path):
     run_dir = tmp_path / "run"
-    Trainer(load_config(None, [*FAST, "train.epochs=1"]), run_dir).fit()
+    Trainer(load_config(DEFAULT, [*FAST, "train.epochs=1"]), run_dir).fit()
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["format"] == "neuralcollapse-checkpoint" and state["epoch"] == 1
     assert "frame" in "".join(state["model"])  # the fixed frame travels with the weights
 
 
 def test_training_is_deterministic(tmp_path):
-    config = load_config(None, [*FAST, "train.epochs=2", "train.mixup_alpha=1.0"])
+    config = load_config(DEFAULT, [*FAST, "train.epochs=2", "train.mixup_alpha=1.0"])
     first = Trainer(config, tmp_path / "a").fit()
     second = Trainer(config, tmp_path / "b").fit()
     assert first["final"] == second["final"]
