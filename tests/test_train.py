@@ -443,3 +443,16 @@ def test_every_recipe_parses_and_builds(recipe, standins):
     if config.head.kind != "learnable":
         assert list(model.parameters())  # trainable backbone; the frame is a buffer
         assert all(p is not model.head.frame for p in model.parameters())
+
+
+def test_gradient_accumulation_and_clipping(tmp_path):
+    config = load_config(
+        DEFAULT, [*FAST, "train.epochs=1", "train.accumulate=2", "optim.grad_clip=0.5"]
+    )
+    trainer = Trainer(config, tmp_path / "run")
+    micro_batches = len(trainer.loaders[0])
+    assert trainer.loaders[0]._loader.batch_size == 32  # 64 per step, in 2 micro-batches
+    trainer.fit()
+    assert trainer.global_step == math.ceil(micro_batches / 2)
+    with pytest.raises(ConfigError, match="multiple of train.accumulate"):
+        load_config(DEFAULT, ["train.batch_size=63", "train.accumulate=2"])

@@ -21,7 +21,7 @@ from typing import NoReturn
 from neuralcollapse import __version__
 
 # Order here is the order shown in --help.
-COMMANDS = ("train", "eval", "compare", "metrics", "frame")
+COMMANDS = ("train", "eval", "compare", "metrics", "frame", "ufm")
 
 EXIT_USAGE = 2
 

@@ -8,12 +8,8 @@ from pathlib import Path
 
 from neuralcollapse.train.checkpoint import load_checkpoint
 from neuralcollapse.train.config import config_from_dict
-from neuralcollapse.train.trainer import (
-    assemble,
-    evaluate_splits,
-    resolve_device,
-    shot_group_classes,
-)
+from neuralcollapse.train.distributed import DistContext, init_distributed, shutdown_distributed
+from neuralcollapse.train.trainer import assemble, evaluate_splits, shot_group_classes
 
 SPLITS = {"test": ("test",), "train": ("train",), "both": ("train", "test")}
 
@@ -23,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "eval",
         help="re-evaluate a run directory or checkpoint",
         description="Rebuild the model and data of a checkpoint's config, load its weights "
-        "and print accuracy by shot group and the collapse metrics.",
+        "and print accuracy by shot group and the collapse metrics. Under torchrun every "
+        "process evaluates a disjoint shard and the statistics are summed exactly.",
     )
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument(
@@ -71,12 +68,29 @@ def run(args: argparse.Namespace) -> int:
     path = _checkpoint_path(args.target, args.checkpoint)
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
-    device = resolve_device(args.device)
-    data, loaders, model = assemble(config, device)
+    context = init_distributed(args.device, config.train.ddp_timeout_s)
+    try:
+        return _evaluate(args, path, state, config, context)
+    finally:
+        shutdown_distributed()
+
+
+def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> int:
+    data, loaders, model = assemble(config, context)
     model.load_state_dict(state["model"])
     groups = shot_group_classes(config, data)
-    results = evaluate_splits(model, loaders, groups, device, splits=SPLITS[args.split])
-    print(f"{path} (epoch {state['epoch']} of {config.name}, {device})")
+    results = evaluate_splits(
+        model,
+        loaders,
+        groups,
+        context.device,
+        splits=SPLITS[args.split],
+        distributed=context.enabled,
+    )
+    if not context.is_main:
+        return 0
+    processes = f" x {context.world_size} processes" if context.enabled else ""
+    print(f"{path} (epoch {state['epoch']} of {config.name}, {context.device}{processes})")
     print(format_evaluation(results))
     if args.json is not None:
         payload = {"checkpoint": str(path), "epoch": state["epoch"], **results}

@@ -13,6 +13,12 @@ from neuralcollapse.train.config import (
     load_config,
     to_yaml,
 )
+from neuralcollapse.train.distributed import (
+    DistContext,
+    broadcast_object,
+    init_distributed,
+    shutdown_distributed,
+)
 from neuralcollapse.train.recipes import resolve_config_path
 from neuralcollapse.train.trainer import Trainer, default_run_dir
 
@@ -85,59 +91,78 @@ def format_result(summary: dict) -> str:
     def sci(value):
         return "n/a" if value is None else f"{value:.3g}"
 
-    lines = [f"{'':10}{'top1':>7}{'balanced':>10}{'many':>7}{'medium':>8}{'few':>7}"]
-    for label, row in (("final", final), (f"best (ep {summary['best_epoch']})", best)):
+    lines = [f"{'test set':16}{'top1':>7}{'balanced':>10}{'many':>7}{'medium':>8}{'few':>7}"]
+    for label, row in (("final", final), (f"best (epoch {summary['best_epoch']})", best)):
         lines.append(
-            f"{label:<16}"[:10] + f"{pct(row['top1']):>7}{pct(row['balanced']):>10}"
+            f"{label:16}{pct(row['top1']):>7}{pct(row['balanced']):>10}"
             f"{pct(row['many']):>7}{pct(row['medium']):>8}{pct(row['few']):>7}"
         )
     test, train = final["collapse"], final["train"]["collapse"]
     lines.append("")
-    lines.append(f"{'collapse':10}{'nc1':>10}{'nc2 (ETF dist)':>16}{'nc3':>10}{'nc4':>10}")
-    for label, report in (("train", train), ("test", test)):
+    lines.append(f"{'collapse (final)':16}{'nc1':>10}{'nc2 (ETF dist)':>16}{'nc3':>10}{'nc4':>10}")
+    for label, report in (("train features", train), ("test features", test)):
         lines.append(
-            f"{label:10}{sci(report['nc1']):>10}{sci(report['nc2_etf_distance_means']):>16}"
+            f"{label:16}{sci(report['nc1']):>10}{sci(report['nc2_etf_distance_means']):>16}"
             f"{sci(report.get('nc3_self_duality')):>10}"
             f"{sci(report.get('nc4_ncc_mismatch')):>10}"
         )
+    lines.append(
+        "(accuracy in %; many > 100, medium 20-100, few < 20 training images; "
+        "nc4 = fraction of nearest-class-mean mismatches)"
+    )
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def _config_and_run_dir(args: argparse.Namespace):
     if args.resume is not None:
         if args.config is not None:
             raise ValueError("--resume reads the run's own config.yaml; drop --config")
-        config = _resume_config(args.resume, args.overrides)
-        run_dir = args.resume
-    else:
-        config = load_config(resolve_config_path(args.config), args.overrides)
-        run_dir = args.run_dir or (
-            Path(config.log.run_dir) if config.log.run_dir else default_run_dir(config)
-        )
+        return _resume_config(args.resume, args.overrides), args.resume
+    config = load_config(resolve_config_path(args.config), args.overrides)
+    if args.run_dir is not None:
+        return config, args.run_dir
+    return config, Path(config.log.run_dir) if config.log.run_dir else default_run_dir(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, run_dir = _config_and_run_dir(args)
     if args.print_config:
         print(to_yaml(config), end="")
         return 0
+    context = init_distributed(config.train.device, config.train.ddp_timeout_s)
+    try:
+        run_dir = broadcast_object(run_dir, context)  # one timestamped name for all ranks
+        return _train(args, config, run_dir, context)
+    finally:
+        shutdown_distributed()
+
+
+def _train(args: argparse.Namespace, config, run_dir: Path, context: DistContext) -> int:
+    say = print if context.is_main else (lambda *_: None)
+    resume = args.resume is not None
     trainer = Trainer(
-        config, run_dir, resume=args.resume is not None, echo=print, stop_after=args.stop_after
+        config, run_dir, resume=resume, echo=say, stop_after=args.stop_after, context=context
     )
-    if args.resume is not None:
-        (run_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
-        print(f"resuming {run_dir} at epoch {trainer.epoch}/{config.train.epochs}")
+    if resume:
+        if context.is_main:
+            (run_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+        say(f"resuming {run_dir} at epoch {trainer.epoch}/{config.train.epochs}")
     else:
-        print(
+        processes = f" x {context.world_size} processes" if context.enabled else ""
+        say(
             f"training {config.name}: {trainer.data.num_classes} classes, "
             f"{len(trainer.data.train)} train / {len(trainer.data.test)} test samples, "
-            f"{config.train.epochs} epochs on {trainer.device}"
+            f"{config.train.epochs} epochs on {trainer.device}{processes}"
         )
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
         return 130
     if trainer.epoch < config.train.epochs:
-        print(
+        say(
             f"stopped after epoch {trainer.epoch}; continue with: neuralcollapse train "
             f"--resume {run_dir}"
         )
-    print(format_result(summary))
-    print(f"run directory: {run_dir}")
+    say(format_result(summary))
+    say(f"run directory: {run_dir}")
     return 0

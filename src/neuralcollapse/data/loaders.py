@@ -225,6 +225,11 @@ class DeviceLoader:
         mean, std: per-channel normalisation on the [0, 1] scale (see :func:`channel_stats`).
         drop_last: drop the final incomplete batch.
         seed: seed of the sampling and augmentation stream.
+        shard: ``(rank, world_size)`` for data-parallel training: every process draws the
+            same epoch order (same seed) and takes rows ``rank::world_size`` of each global
+            batch of ``batch_size``, so the shards are disjoint and together cover the
+            batch. Empty shards (a final batch smaller than world_size) are skipped; use
+            ``drop_last=True`` for training so every process takes the same number of steps.
         device: where data and batches live (default: where ``images`` is).
         dtype: floating dtype of the yielded images.
 
@@ -248,7 +253,11 @@ class DeviceLoader:
         seed: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size), 0 <= rank < world_size: {shard}")
         if images.dim() != 4 or labels.shape != (images.shape[0],):
             raise ValueError(
                 f"need images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and "
@@ -269,6 +278,7 @@ class DeviceLoader:
         self.batch_size = batch_size
         self.crop_padding, self.flip = crop_padding, flip
         self.drop_last, self.seed = drop_last, seed
+        self.rank, self.world_size = rank, world
         self.epoch = 0
         self._scale, self._shift = _affine(images.shape[1], images.dtype, mean, std, dtype, target)
         self.dtype = dtype
@@ -295,10 +305,13 @@ class DeviceLoader:
         order = epoch_indices(
             self._sampler.labels, self._sampler.sampling, generator, self._sampler.num_samples
         )
-        on_device = order.to(self.device)
         for i in range(len(self)):
-            rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            yield self._batch(order[rows], generator), self.labels.index_select(0, on_device[rows])
+            rows = order[i * self.batch_size : (i + 1) * self.batch_size]
+            rows = rows[self.rank :: self.world_size]
+            if rows.numel() == 0:
+                continue
+            labels = self.labels.index_select(0, rows.to(self.device))
+            yield self._batch(rows, generator), labels
 
     def _batch(self, idx: Tensor, generator: torch.Generator) -> Tensor:
         """idx: CPU indices of one batch -> augmented, normalised images on the device."""
@@ -320,6 +333,7 @@ def make_dataloader(
     num_workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> DataLoader:
     """The DataLoader path for file-backed sets (:class:`ImageFolderDataset`,
     :class:`ListFileDataset`, or any dataset with a ``labels`` tensor): a standard
@@ -329,13 +343,18 @@ def make_dataloader(
     Batches stay uint8 (B, C, H, W) when the dataset has no transform (give it a ``size``
     so images stack); augment and normalise them on the device with
     :func:`random_crop_flip` and :func:`normalize`.
+
+    ``shard=(rank, world_size)`` gives this process its disjoint part of every epoch (see
+    :class:`ClassSampler`); with ``drop_last=True`` (training) the shards have equal length.
     """
     labels = getattr(dataset, "labels", None)
     if not isinstance(labels, Tensor):
         raise ValueError(
             f"{type(dataset).__name__} has no 'labels' tensor; class-aware sampling needs one"
         )
-    sampler = ClassSampler(labels, sampling, seed, num_samples)
+    sampler = ClassSampler(
+        labels, sampling, seed, num_samples, shard=shard, drop_remainder=drop_last
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -248,6 +248,11 @@ class ClassSampler(Sampler[int]):
 
     Epoch e draws from ``epoch_generator(seed, e)``; the epoch advances after each pass and
     ``set_epoch`` sets it, so a resumed run replays the same order.
+
+    ``shard=(rank, world_size)``: every process draws the same order and keeps positions
+    ``rank::world_size`` (disjoint shards). With ``drop_remainder=True`` the order is first
+    cut to a multiple of world_size, so every process gets the same number of samples (as
+    training needs); with False (evaluation) every sample is kept exactly once.
     """
 
     def __init__(
@@ -256,10 +261,17 @@ class ClassSampler(Sampler[int]):
         sampling: str | float = "shuffle",
         seed: int = 0,
         num_samples: int | None = None,
+        *,
+        shard: tuple[int, int] = (0, 1),
+        drop_remainder: bool = False,
     ) -> None:
         self.labels = _as_labels(labels)
         if sampling not in ("sequential", "shuffle"):
             _sampling_power(sampling)
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size), 0 <= rank < world_size: {shard}")
+        self.rank, self.world_size, self.drop_remainder = rank, world, drop_remainder
         self.sampling = sampling
         self.seed = seed
         self.num_samples = self.labels.numel() if num_samples is None else num_samples
@@ -268,16 +280,24 @@ class ClassSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _epoch_length(self) -> int:
         if self.sampling in ("sequential", "shuffle"):
             return self.labels.numel()
         return self.num_samples
+
+    def __len__(self) -> int:
+        n, world = self._epoch_length(), self.world_size
+        if self.drop_remainder:
+            return n // world
+        return len(range(self.rank, n, world))
 
     def __iter__(self) -> Iterator[int]:
         generator = epoch_generator(self.seed, self.epoch)
         self.epoch += 1
         order = epoch_indices(self.labels, self.sampling, generator, self.num_samples)
-        return iter(order.tolist())
+        if self.drop_remainder:
+            order = order[: order.numel() - order.numel() % self.world_size]
+        return iter(order[self.rank :: self.world_size].tolist())
 
 
 def _sampling_power(sampling: str | float) -> float:

@@ -139,8 +139,11 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # 0 = off
     amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only
     compile: bool = False  # torch.compile the model
-    device: str = "auto"  # auto = cuda if available, else cpu
+    device: str = "auto"  # auto = cuda if available, else cpu (one GPU per torchrun process)
     deterministic: bool = True
+    accumulate: int = 1  # micro-batches per optimiser step (batch_size is per step)
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA, under torchrun)
+    ddp_timeout_s: float = 600.0  # a rank that fails or hangs stops the others after this
 
 
 @dataclass
@@ -355,6 +358,13 @@ def check_config(config: Config) -> None:
         "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file",
     )
     _require(c.train.epochs >= 1, f"train.epochs must be >= 1, got {c.train.epochs}")
+    _require(c.train.accumulate >= 1, f"train.accumulate must be >= 1, got {c.train.accumulate}")
+    _require(
+        c.train.batch_size % c.train.accumulate == 0,
+        f"train.batch_size={c.train.batch_size} must be a multiple of train.accumulate="
+        f"{c.train.accumulate}",
+    )
+    _require(c.train.ddp_timeout_s > 0, "train.ddp_timeout_s must be > 0")
     _require(c.train.batch_size >= 1, f"train.batch_size must be >= 1, got {c.train.batch_size}")
     _require(c.eval.every >= 1, f"eval.every must be >= 1, got {c.eval.every}")
     _require(c.eval.batch_size >= 1, f"eval.batch_size must be >= 1, got {c.eval.batch_size}")

@@ -33,6 +33,7 @@ from neuralcollapse.data import (
 )
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.train.config import Config, ConfigError, DataConfig
+from neuralcollapse.train.distributed import DistContext
 
 __all__ = ["Batches", "TrainingData", "build_loaders", "load_training_data"]
 
@@ -173,31 +174,40 @@ def _check_hierarchy_classes(hierarchy: Hierarchy, num_classes: int, path: str) 
         )
 
 
+def _subset(dataset: LabeledImages | Dataset, indices: Tensor) -> LabeledImages | Dataset:
+    if isinstance(dataset, LabeledImages):
+        return dataset.subset(indices)
+    return _LabelledSubset(dataset, indices)
+
+
 class Batches:
     """One interface over both loader kinds: iterate for ``(x, y)`` on the device.
 
-    ``set_epoch(e)`` makes epoch e's order and augmentation a function of (seed, e), so a
-    resumed run sees the batches it would have seen.
+    ``batch_size`` is global: under torchrun each process takes its disjoint shard of every
+    batch (``context``). ``set_epoch(e)`` makes epoch e's order and augmentation a function
+    of (seed, e), so a resumed run sees the batches it would have seen. Training under
+    several processes drops a final incomplete batch, so every rank takes the same steps.
     """
 
     def __init__(
         self,
+        dataset: LabeledImages | Dataset,
         data: TrainingData,
-        split: str,
         *,
         batch_size: int,
         training: bool,
         config: Config,
-        device: torch.device,
+        context: DistContext,
     ) -> None:
         cfg = config.data
-        dataset = data.train if split == "train" else data.test
         self.crop = cfg.crop_padding if training and cfg.augment == "crop_flip" else 0
         self.flip = training and cfg.augment in ("crop_flip", "flip")
         sampling = cfg.sampling if training else "sequential"
+        device = context.device
         self.device, self.mean, self.std = device, data.mean, data.std
         self.seed = config.train.seed
         self._epoch = 0
+        drop_last = training and context.enabled
         if isinstance(dataset, LabeledImages):
             self._loader = DeviceLoader(
                 dataset.images,
@@ -210,17 +220,20 @@ class Batches:
                 std=data.std,
                 seed=self.seed,
                 device=device,
+                shard=context.shard,
+                drop_last=drop_last,
             )
             self._files = False
         else:
-            workers = cfg.num_workers
             self._loader = make_dataloader(
                 dataset,
-                batch_size,
+                max(batch_size // context.world_size, 1),
                 sampling=sampling,
                 seed=self.seed,
-                num_workers=workers,
+                num_workers=cfg.num_workers,
                 pin_memory=device.type == "cuda",
+                shard=context.shard,
+                drop_last=drop_last,
             )
             self._files = True
         self.labels = dataset.labels
@@ -247,32 +260,46 @@ class Batches:
             yield normalize(images, self.mean, self.std), labels.to(self.device, non_blocking=True)
 
 
+def _check_batch_split(config: Config, context: DistContext) -> None:
+    parts = context.world_size * config.train.accumulate
+    if config.train.batch_size % parts:
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} (the global batch) must divide into "
+            f"{context.world_size} process(es) x train.accumulate={config.train.accumulate}"
+        )
+
+
+def train_eval_subset(data: TrainingData, config: Config) -> LabeledImages | Dataset:
+    """The training set for evaluation: all of it, or ``eval.train_subsample`` samples drawn
+    once with train.seed (the same subset every epoch and on every rank)."""
+    limit, n = config.eval.train_subsample, len(data.train.labels)
+    if limit is None or limit >= n:
+        return data.train
+    generator = torch.Generator().manual_seed(config.train.seed)
+    keep = torch.randperm(n, generator=generator)[:limit].sort().values
+    return _subset(data.train, keep)
+
+
 def build_loaders(
-    data: TrainingData, config: Config, device: torch.device
+    data: TrainingData, config: Config, context: DistContext
 ) -> tuple[Batches, Batches, Batches]:
-    """(training batches, train-set evaluation batches, test-set evaluation batches)."""
-    train = Batches(
-        data,
-        "train",
-        batch_size=config.train.batch_size,
-        training=True,
-        config=config,
-        device=device,
-    )
+    """(training batches, train-set evaluation batches, test-set evaluation batches).
+
+    Training batches hold ``train.batch_size / train.accumulate`` samples (summed over
+    processes): the optimiser steps once per ``train.accumulate`` of them.
+    """
+    _check_batch_split(config, context)
+    micro_batch = config.train.batch_size // config.train.accumulate
+    common = dict(config=config, context=context)
+    train = Batches(data.train, data, batch_size=micro_batch, training=True, **common)
     train_eval = Batches(
+        train_eval_subset(data, config),
         data,
-        "train",
         batch_size=config.eval.batch_size,
         training=False,
-        config=config,
-        device=device,
+        **common,
     )
     test_eval = Batches(
-        data,
-        "test",
-        batch_size=config.eval.batch_size,
-        training=False,
-        config=config,
-        device=device,
+        data.test, data, batch_size=config.eval.batch_size, training=False, **common
     )
     return train, train_eval, test_eval

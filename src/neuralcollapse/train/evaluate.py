@@ -22,15 +22,10 @@ __all__ = ["evaluate"]
 CACHE_LIMIT = 50_000_000  # float values (200 MB in float32)
 
 
-def _forward(model: nn.Module, batches: Iterable, keep: Tensor | None):
-    """Yield (h, labels, logits) per batch, restricted to the ``keep`` positions if given."""
-    offset = 0
+def _forward(model: nn.Module, batches: Iterable):
+    """Yield (h, labels, logits) per batch, in float32."""
     for x, y in batches:
         logits, h = model(x, return_features=True)
-        if keep is not None:
-            mask = keep[offset : offset + y.shape[0]].to(y.device)
-            offset += y.shape[0]
-            logits, h, y = logits[mask], h[mask], y[mask]
         yield h.float(), y, logits.float()
 
 
@@ -43,22 +38,23 @@ def evaluate(
     groups: dict[str, Tensor],
     classifier: Tensor,
     bias: Tensor | None = None,
-    keep: Tensor | None = None,
     device: torch.device | None = None,
+    distributed: bool = False,
     cache_limit: int = CACHE_LIMIT,
 ) -> dict[str, Any]:
     """Accuracy summary and collapse report of ``model`` over ``batches`` (in eval mode).
 
     Args:
         model: returns ``(logits, h)`` for ``model(x, return_features=True)``.
-        batches: an iterable of ``(x, y)`` in a fixed order.
+        batches: an iterable of ``(x, y)``; under ``distributed`` each process's disjoint
+            shard of the split.
         num_classes: K.
         groups: named tensors of class indices, e.g. many / medium / few.
         classifier: (K, d) effective classifier rows (the head's ``weight``).
         bias: (K,) or None.
-        keep: optional boolean mask over the samples in iteration order (a subsample for
-            the collapse metrics and accuracy).
         device: where statistics accumulate (default: the classifier's device).
+        distributed: sum the statistics of every process (torch.distributed) before
+            computing, so the result covers the whole split, each sample counted once.
 
     Returns:
         The :meth:`AccuracyCounter.summary` keys plus ``collapse`` (the report's dict).
@@ -67,13 +63,12 @@ def evaluate(
     model.eval()
     device = device or classifier.device
     accuracy = AccuracyCounter(num_classes, device=device)
-    stats: CollapseStats | None = None
+    dim = classifier.shape[1]
+    stats = CollapseStats(num_classes, dim, device=device)
     cache: list[tuple[Tensor, Tensor, Tensor]] | None = []
     cached = 0
     try:
-        for h, y, logits in _forward(model, batches, keep):
-            if stats is None:
-                stats = CollapseStats(num_classes, h.shape[1], device=device)
+        for h, y, logits in _forward(model, batches):
             stats.update(h, y)
             accuracy.update(logits, y)
             if cache is not None:
@@ -82,11 +77,16 @@ def evaluate(
                     cache.append((h, y, logits))
                 else:
                     cache = None  # too large to keep: the second pass runs the model again
-        if stats is None:
+        if distributed:
+            stats.all_reduce()
+            accuracy.all_reduce()
+        if stats.num_samples == 0:
             raise ValueError("the evaluation split is empty")
         counter = stats.ncc_mismatch_counter()
-        for h, y, logits in cache if cache is not None else _forward(model, batches, keep):
+        for h, y, logits in cache if cache is not None else _forward(model, batches):
             counter.update(h, y, logits)
+        if distributed:
+            counter.all_reduce()
         report = stats.compute(classifier, bias, ncc=counter)
     finally:
         model.train(was_training)

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed
 import yaml
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import neuralcollapse
 from neuralcollapse.data import mixup, shot_groups, shot_groups_by_index
@@ -51,6 +53,12 @@ from neuralcollapse.train.config import (
     to_yaml,
 )
 from neuralcollapse.train.data import TrainingData, build_loaders, load_training_data
+from neuralcollapse.train.distributed import (
+    DistContext,
+    check_same_frame,
+    init_distributed,
+    resolve_device,
+)
 from neuralcollapse.train.evaluate import evaluate
 
 __all__ = [
@@ -73,18 +81,6 @@ COLLAPSE_SCALARS = (
     "nc4_ncc_mismatch",
     "minority_cosine",
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
-    return device
 
 
 def default_run_dir(config: Config) -> Path:
@@ -119,10 +115,11 @@ def evaluate_splits(
     device: torch.device,
     *,
     splits: tuple[str, ...] = ("train", "test"),
-    train_keep: torch.Tensor | None = None,
+    distributed: bool = False,
 ) -> dict[str, Any]:
     """:func:`~neuralcollapse.train.evaluate.evaluate` on the train (no augmentation) and
-    test loaders of :func:`assemble`, keyed by split name."""
+    test loaders of :func:`assemble`, keyed by split name; ``distributed`` sums the
+    statistics of every process's shard."""
     head = model.head
     bias = head.bias.detach() if head.bias is not None else None
     common = dict(
@@ -131,21 +128,29 @@ def evaluate_splits(
         classifier=head.weight.detach(),
         bias=bias,
         device=device,
+        distributed=distributed,
     )
     results = {}
     if "train" in splits:
-        results["train"] = evaluate(model, loaders[1], keep=train_keep, **common)
+        results["train"] = evaluate(model, loaders[1], **common)
     if "test" in splits:
         results["test"] = evaluate(model, loaders[2], **common)
     return results
 
 
-def assemble(config: Config, device: torch.device) -> tuple[TrainingData, tuple, Classifier]:
-    """Data, loaders (train, train-eval, test-eval) and model of ``config`` on ``device``."""
+def assemble(
+    config: Config, context: DistContext | torch.device
+) -> tuple[TrainingData, tuple, Classifier]:
+    """Data, loaders (train, train-eval, test-eval) and model of ``config``.
+
+    ``context`` is this process's :class:`DistContext`, or just a device for one process.
+    """
+    if isinstance(context, torch.device):
+        context = DistContext(device=context)
     data = load_training_data(config)
-    loaders = build_loaders(data, config, device)
+    loaders = build_loaders(data, config, context)
     model = build_model(config, data.num_classes, _input_shape(data), data.hierarchy)
-    return data, loaders, model.to(device)
+    return data, loaders, model.to(context.device)
 
 
 class Trainer:
@@ -158,6 +163,8 @@ class Trainer:
         echo: where progress lines go (the CLI passes ``print``; the default is silent).
         stop_after: stop (with a checkpoint) after this many completed epochs, as an
             interruption would; ``resume`` then finishes the run.
+        context: this process's place in a torchrun group (default: joins the group that
+            the environment describes, or runs alone). Only rank 0 writes files or prints.
     """
 
     def __init__(
@@ -168,20 +175,27 @@ class Trainer:
         resume: bool = False,
         echo: Callable[[str], None] = _silent,
         stop_after: int | None = None,
+        context: DistContext | None = None,
     ) -> None:
-        self.config, self.run_dir, self.echo = config, Path(run_dir), echo
+        self.config, self.run_dir = config, Path(run_dir)
         self.stop_after = stop_after
-        self.device = resolve_device(config.train.device)
+        self.context = context or init_distributed(config.train.device, config.train.ddp_timeout_s)
+        self.main = self.context.is_main
+        self.echo = echo if self.main else _silent
+        self.device = self.context.device
         self._check_device_options()
-        self._check_run_dir(resume)
-        self.data, self.loaders, self.model = assemble(config, self.device)
+        if self.main:
+            self._check_run_dir(resume)
+        self.data, self.loaders, self.model = assemble(config, self.context)
+        if config.head.kind != "learnable":
+            check_same_frame(self.model.head.frame, self.context)
         self.loss_fn = build_loss(config, self.model, self.data.hierarchy).to(self.device)
         self.optimizer = build_optimizer(config, self.model)
-        self.scheduler = build_scheduler(config, self.optimizer, len(self.loaders[0]))
+        steps_per_epoch = math.ceil(len(self.loaders[0]) / config.train.accumulate)
+        self.scheduler = build_scheduler(config, self.optimizer, steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.train.amp == "fp16")
-        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        self.forward = self._wrap(self.model)
         self.groups = shot_group_classes(config, self.data)
-        self.train_keep = self._train_subsample()
         self.epoch = 0
         self.global_step = 0
         self.best: dict[str, Any] | None = None
@@ -189,7 +203,7 @@ class Trainer:
         self.elapsed = 0.0
         if resume:
             self._restore(load_checkpoint(self.run_dir / "checkpoints" / "last.pt"))
-        else:  # only now that everything has been built: a failed start leaves no files
+        elif self.main:  # only now that everything has been built: a failed start leaves no files
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
 
@@ -202,6 +216,23 @@ class Trainer:
                 f"train.amp={amp!r} needs a CUDA device, but training runs on "
                 f"{self.device.type}; set train.amp=off"
             )
+        if self.config.train.sync_bn and self.context.enabled and self.device.type != "cuda":
+            raise ConfigError(
+                "train.sync_bn=true needs CUDA devices (SyncBatchNorm has no CPU kernel); set "
+                "train.sync_bn=false for gloo/CPU runs"
+            )
+
+    def _wrap(self, model: Classifier) -> nn.Module:
+        """What the training step calls: DDP (and SyncBatchNorm) under torchrun, compiled
+        if asked. ``self.model`` stays the plain module (checkpoints, evaluation)."""
+        forward: nn.Module = model
+        if self.context.enabled:
+            if self.config.train.sync_bn:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.model = model
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            forward = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(forward) if self.config.train.compile else forward
 
     def _check_run_dir(self, resume: bool) -> None:
         if resume:
@@ -215,15 +246,6 @@ class Trainer:
                 f"run directory {str(self.run_dir)!r} already holds files; resume it with "
                 "--resume, or choose another --run-dir"
             )
-
-    def _train_subsample(self) -> torch.Tensor | None:
-        limit, n = self.config.eval.train_subsample, len(self.loaders[1].labels)
-        if limit is None or limit >= n:
-            return None
-        generator = torch.Generator().manual_seed(self.config.train.seed)
-        keep = torch.zeros(n, dtype=torch.bool)
-        keep[torch.randperm(n, generator=generator)[:limit]] = True
-        return keep
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -266,7 +288,8 @@ class Trainer:
         self.elapsed = state["elapsed"]
 
     def _save(self, name: str) -> None:
-        save_checkpoint(self._state(), self.run_dir / "checkpoints" / name)
+        if self.main:
+            save_checkpoint(self._state(), self.run_dir / "checkpoints" / name)
 
     # ------------------------------------------------------------------ one epoch
 
@@ -285,53 +308,82 @@ class Trainer:
             return self.loss_fn(logits, targets)
         return self.loss_fn(h, targets, self.model.head.frame)
 
+    def _micro_step(self, x, targets, sync: bool, scale: float):
+        """Forward and backward of one micro-batch; gradients are synchronised across
+        processes only on the last micro-batch of an optimiser step."""
+        no_sync = getattr(self.forward, "no_sync", None)
+        context = contextlib.nullcontext() if sync or no_sync is None else no_sync()
+        with context:
+            with self._autocast():
+                logits, h = self.forward(x, return_features=True)
+                loss = self._loss(logits, h, targets)
+            self.scaler.scale(loss * scale).backward()
+        return loss.detach(), logits.detach()
+
+    def _optimizer_step(self) -> None:
+        if self.config.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.global_step += 1
+
+    def _check_finite(self, loss_sum: torch.Tensor) -> None:
+        if not bool(torch.isfinite(loss_sum)):
+            raise FloatingPointError(
+                f"the training loss became {float(loss_sum)} in epoch {self.epoch + 1} (step "
+                f"{self.global_step}): lower optim.lr or set optim.grad_clip"
+            )
+
     def _train_epoch(self, progress) -> dict[str, float]:
-        cfg = self.config
+        cfg, accumulate = self.config, self.config.train.accumulate
         self.model.train()
         loader = self.loaders[0]
         loader.set_epoch(self.epoch)
         mix_rng = epoch_generator(cfg.train.seed + 7919, self.epoch)
-        total_loss, total_correct, seen = 0.0, 0, 0
-        for x, y in loader:
+        # Running sums stay on the device; reading them (a sync) happens every few steps only.
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, seen
+        batches = len(loader)
+        self.optimizer.zero_grad(set_to_none=True)
+        for index, (x, y) in enumerate(loader):
             targets: Any = y
             if cfg.train.mixup_alpha > 0:
                 x, y_a, y_b, lam = mixup(x, y, cfg.train.mixup_alpha, mix_rng)
                 targets = (y_a, y_b, lam)
-            with self._autocast():
-                logits, h = self.forward(x, return_features=True)
-                loss = self._loss(logits, h, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss.item()} at epoch {self.epoch + 1}, step "
-                    f"{self.global_step}: lower optim.lr or set optim.grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.optim.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            self.global_step += 1
-            total_loss += loss.item() * y.shape[0]
-            total_correct += int((logits.argmax(1) == y).sum())
-            seen += y.shape[0]
-            progress.update(1)
-            progress.set_postfix(
-                loss=f"{total_loss / seen:.4f}",
-                acc=f"{total_correct / seen:.3f}",
-                lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                refresh=False,
+            boundary = (index + 1) % accumulate == 0 or index + 1 == batches
+            loss, logits = self._micro_step(x, targets, sync=boundary, scale=1 / accumulate)
+            totals += torch.stack(
+                [
+                    loss.double() * y.shape[0],
+                    (logits.argmax(1) == y).sum().double(),
+                    torch.tensor(float(y.shape[0]), device=self.device),
+                ]
             )
-        return {"loss": total_loss / max(seen, 1), "batch_accuracy": total_correct / max(seen, 1)}
+            if boundary:
+                self._optimizer_step()
+            progress.update(1)
+            if index % 20 == 0 or index + 1 == batches:
+                loss_sum, correct, seen = totals.tolist()
+                self._check_finite(totals[0])
+                progress.set_postfix(
+                    loss=f"{loss_sum / seen:.4f}",
+                    acc=f"{correct / seen:.3f}",
+                    lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                    refresh=False,
+                )
+        if self.context.enabled:
+            torch.distributed.all_reduce(totals)
+        loss_sum, correct, seen = totals.tolist()
+        return {"loss": loss_sum / max(seen, 1), "batch_accuracy": correct / max(seen, 1)}
 
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self) -> dict[str, Any]:
         """Train-set (no augmentation; optionally subsampled) and test-set metrics."""
         return evaluate_splits(
-            self.model, self.loaders, self.groups, self.device, train_keep=self.train_keep
+            self.model, self.loaders, self.groups, self.device, distributed=self.context.enabled
         )
 
     # ------------------------------------------------------------------ the loop
@@ -378,7 +430,8 @@ class Trainer:
         if last_eval is None:
             last_eval = self.evaluate()
         summary = self._summary(last_eval)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
 
     def _track_best(self, evaluation: dict[str, Any]) -> None:
@@ -388,6 +441,8 @@ class Trainer:
             self._save("best.pt")
 
     def _log(self, record: dict[str, Any], writer) -> None:
+        if not self.main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, allow_nan=True) + "\n")
         if writer is None:
@@ -408,7 +463,7 @@ class Trainer:
                     writer.add_scalar(f"{split}/collapse/{key}", value, step)
 
     def _tensorboard(self):
-        if not self.config.log.tensorboard:
+        if not (self.config.log.tensorboard and self.main):
             return None
         from torch.utils.tensorboard import SummaryWriter
 
@@ -418,7 +473,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         mode = self.config.log.progress
-        enabled = mode == "on" or (mode == "auto" and sys.stderr.isatty())
+        enabled = self.main and (mode == "on" or (mode == "auto" and sys.stderr.isatty()))
         total = (self.config.train.epochs - self.epoch) * len(self.loaders[0])
         return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
 
@@ -447,6 +502,7 @@ class Trainer:
             "wall_time_s": self.elapsed,
             "seed": self.config.train.seed,
             "device": str(self.device),
+            "world_size": self.context.world_size,
             "versions": {
                 "neuralcollapse": neuralcollapse.__version__,
                 "torch": torch.__version__,
