@@ -1,0 +1,198 @@
+"""``neuralcollapse metrics FILE``: neural-collapse metrics of saved features."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuralcollapse.metrics import CollapseReport, collapse_report
+
+FEATURE_SUFFIXES = (".pt", ".npz")
+TENSOR_SUFFIXES = (".pt", ".npy", ".npz")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "metrics",
+        help="neural-collapse metrics (NC1-NC4) of saved features",
+        description=(
+            "Compute exact float64 neural-collapse metrics of the features and labels in "
+            "FILE (.pt: a dict saved with torch.save; .npz: numpy.savez), print them as a "
+            "table and optionally write them as JSON. With a classifier, the classifier "
+            "metrics (NC2 on W, NC3) and NC4 are included."
+        ),
+    )
+    parser.add_argument(
+        "file", type=Path, metavar="FILE", help="features (N, d) and labels (N,) in .pt or .npz"
+    )
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        metavar="W",
+        help="(K, d) classifier rows in .pt/.npy/.npz (a tensor, or a dict with 'weight' "
+        "and optionally 'bias', such as an nn.Linear state dict)",
+    )
+    parser.add_argument("--bias", type=Path, metavar="B", help="(K,) classifier bias file")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the report to OUT")
+    parser.add_argument(
+        "--global-mean",
+        choices=("weighted", "balanced"),
+        default="weighted",
+        help="global mean: sample-weighted or mean of class means (default weighted)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="K",
+        help="number of classes (default: classifier rows, else largest label + 1)",
+    )
+    return parser
+
+
+def _require_file(path: Path, what: str, suffixes: tuple[str, ...]) -> None:
+    if path.suffix not in suffixes:
+        raise ValueError(f"{what} must end in one of {suffixes}, got {str(path)!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    """Arrays saved under names: a .pt dict or a .npz archive (no pickled objects)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: torch.from_numpy(archive[name]) for name in archive.files}
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        raise ValueError(f"cannot read {str(path)!r} as a torch.save file: {exc}") from exc
+    if isinstance(data, torch.Tensor):
+        return {"": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(data).__name__}; save a dict of tensors")
+    return data
+
+
+def _tensor(mapping: dict[str, Any], key: str, path: Path) -> torch.Tensor:
+    if key not in mapping:
+        keys = sorted(k for k in mapping if k)
+        raise ValueError(
+            f"{str(path)!r} has no {key!r} entry (it has {keys}); save it under {key!r}"
+        )
+    value = mapping[key]
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{key!r} in {str(path)!r} is a {type(value).__name__}, not an array")
+    return value
+
+
+def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)`` from a .pt dict or an .npz archive."""
+    _require_file(path, "FILE", FEATURE_SUFFIXES)
+    mapping = _load_mapping(path)
+    return _tensor(mapping, "features", path), _tensor(mapping, "labels", path)
+
+
+def _load_single(path: Path, what: str, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A tensor file, or a dict holding ``key`` (and maybe 'bias'): returns (tensor, bias)."""
+    _require_file(path, what, TENSOR_SUFFIXES)
+    if path.suffix == ".npy":
+        return torch.from_numpy(np.load(path, allow_pickle=False)), None
+    mapping = _load_mapping(path)
+    if "" in mapping:
+        return mapping[""], None
+    if path.suffix == ".npz" and len(mapping) == 1:
+        return next(iter(mapping.values())), None
+    bias = mapping.get("bias") if key == "weight" else None
+    return _tensor(mapping, key, path), bias
+
+
+def format_report(report: CollapseReport) -> str:
+    """A readable two-column table of the report."""
+    r = report
+    rows: list[tuple[str, str]] = [
+        ("samples", f"{r.num_samples} in {r.num_classes} classes, d = {r.dim}"),
+        ("class counts", f"min {min(c for c in r.class_counts if c)}, max {max(r.class_counts)}"),
+        ("absent classes", _list(r.absent_classes) if r.absent_classes else "none"),
+        ("global mean", r.global_mean),
+        ("", ""),
+        ("NC1  tr(Sw Sb^+)/K", _num(r.nc1)),
+        ("     CDNV", _num(r.nc1_cdnv)),
+        ("     tr(Sw)/tr(Sb)", _num(r.nc1_trace_ratio)),
+        ("     rank of Sb used", str(r.sigma_b_rank)),
+    ]
+    for label, source in (("means", "means"), ("classifier", "classifier")):
+        rows += [
+            (f"NC2  {label}: equinorm", _num(getattr(r, f"nc2_equinorm_{source}"))),
+            ("     equiangular", _num(getattr(r, f"nc2_equiangular_{source}"))),
+            ("     cosine std", _num(getattr(r, f"nc2_cosine_std_{source}"))),
+            ("     ETF distance", _num(getattr(r, f"nc2_etf_distance_{source}"))),
+        ]
+    rows += [
+        ("NC3  self-duality (Papyan)", _num(r.nc3_self_duality)),
+        ("     Zhu et al.", _num(r.nc3_zhu)),
+        ("NC4  NCC mismatch", _num(r.nc4_ncc_mismatch)),
+        ("     NCC accuracy", _num(r.ncc_accuracy)),
+        ("     classifier accuracy", _num(r.classifier_accuracy)),
+        ("", ""),
+        ("minority classes", _list(r.minority_classes)),
+        ("minority cosine", _num(r.minority_cosine)),
+        ("||W mu_G + b||", _num(r.global_mean_logit_norm)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in rows)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _list(values: tuple[int, ...], limit: int = 12) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _write_json(payload: dict[str, Any], path: Path) -> None:
+    """Write atomically, so a crash never leaves half a report under the final name."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--json folder {str(path.parent)!r} does not exist")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as tmp:
+            json.dump(payload, tmp, indent=2, allow_nan=False)
+            tmp.write("\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    features, labels = load_features(args.file)
+    classifier = bias = None
+    if args.classifier is not None:
+        classifier, bias = _load_single(args.classifier, "--classifier", "weight")
+    if args.bias is not None:
+        if classifier is None:
+            raise ValueError("--bias needs --classifier; pass the classifier rows too")
+        bias, _ = _load_single(args.bias, "--bias", "bias")
+    report = collapse_report(
+        features,
+        labels,
+        classifier=classifier,
+        bias=bias,
+        global_mean=args.global_mean,
+        num_classes=args.num_classes,
+    )
+    print(format_report(report))
+    if args.json is not None:
+        _write_json({"file": str(args.file), **report.to_dict()}, args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,275 @@
+"""One-call drivers: a collapse report from tensors in memory, or from a model and a loader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from neuralcollapse.metrics._checks import (
+    check_bias,
+    check_classifier,
+    check_features,
+    check_labels,
+)
+from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats, GlobalMean
+
+_CHUNK = 8192
+
+
+def collapse_report(
+    features: Tensor,
+    labels: Tensor,
+    *,
+    classifier: Tensor | None = None,
+    bias: Tensor | None = None,
+    global_mean: GlobalMean = "weighted",
+    num_classes: int | None = None,
+) -> CollapseReport:
+    """Every metric, NC4 included, of ``(N, d)`` features held in memory.
+
+    Args:
+        features: ``(N, d)`` floating features (any device; accumulated there in float64).
+        labels: ``(N,)`` integer classes.
+        classifier: optional ``(K, d)`` rows W; NC4 compares ``argmax(h @ W.T + b)`` with the
+            nearest class mean. Without a classifier there are no logits, so NC4 (and the
+            classifier metrics) stay None.
+        bias: optional ``(K,)`` bias b (zero when omitted).
+        global_mean: ``"weighted"`` or ``"balanced"``, see :class:`CollapseStats`.
+        num_classes: K; defaults to the classifier's row count, else ``labels.max() + 1``.
+    """
+    if not isinstance(features, Tensor) or features.ndim != 2:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise ValueError(f"features must be a (N, d) torch.Tensor, got {shape}; one row per sample")
+    features = check_features(features, features.shape[1])
+    labels = check_labels(labels, features.shape[0])
+    k = _infer_num_classes(num_classes, classifier, labels)
+    # Classifier problems are reported before the pass over the data, not after it.
+    if bias is not None and classifier is None:
+        raise ValueError("bias was given without classifier; pass classifier=W too")
+    w = b = None
+    if classifier is not None:
+        w = check_classifier(classifier, k, features.shape[1]).to(features.device, torch.float64)
+        b = None if bias is None else check_bias(bias, k).to(features.device, torch.float64)
+    stats = CollapseStats(k, features.shape[1], device=features.device, global_mean=global_mean)
+    for start in range(0, features.shape[0], _CHUNK):
+        stats.update(features[start : start + _CHUNK], labels[start : start + _CHUNK])
+    if w is None:
+        return stats.compute()
+    counter = stats.ncc_mismatch_counter()
+    for start in range(0, features.shape[0], _CHUNK):
+        h = features[start : start + _CHUNK]
+        counter.update(h, labels[start : start + _CHUNK], _linear_logits(h, w, b))
+    return stats.compute(w, b, ncc=counter)
+
+
+def _linear_logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    logits = h.to(torch.float64) @ w.to(h.device, torch.float64).T
+    return logits if b is None else logits + b.to(h.device, torch.float64)
+
+
+def _infer_num_classes(num_classes: int | None, classifier: Any, labels: Tensor) -> int:
+    if num_classes is not None:
+        return num_classes
+    if isinstance(classifier, Tensor) and classifier.ndim == 2:
+        return classifier.shape[0]
+    if labels.numel() == 0:
+        raise ValueError("labels are empty; pass samples of at least two classes")
+    # At least 2, so that a single-class input fails with the "two classes" message.
+    return max(int(labels.max()) + 1, 2)
+
+
+def collect(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    layer: str | None = None,
+    device: torch.device | str | None = None,
+    classifier: Tensor | nn.Module | tuple[Tensor, Tensor | None] | None = None,
+    ncc: bool = True,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    num_classes: int | None = None,
+    global_mean: GlobalMean = "weighted",
+    forward_kwargs: dict[str, Any] | None = None,
+) -> CollapseReport:
+    """Run ``model`` over ``loader`` and return the collapse report of its features.
+
+    Features are the input of the module named ``layer`` (a name from
+    ``model.named_modules()``, e.g. ``"fc"``), captured with a forward pre-hook; with
+    ``layer=None`` the model must return ``(logits, features, ...)`` as this package's
+    heads do with ``return_features=True`` (pass ``forward_kwargs={"return_features":
+    True}`` to a bare head). The model runs in eval mode under
+    ``torch.no_grad()`` and its mode is restored afterwards; nothing is printed.
+
+    Args:
+        model: any ``nn.Module``; inputs are moved to the device of its first parameter.
+        loader: re-iterable batches ``(inputs, labels, ...)``; with ``ncc=True`` it is read
+            twice, so it should yield the same samples both times (eval transforms).
+        layer: module whose input is the feature vector ``(B, d)``.
+        device: where the statistics are accumulated (default: the model's device).
+        classifier: ``(K, d)`` rows W, ``(W, b)``, or a module with ``weight`` (K, d) and
+            ``bias`` attributes (``nn.Linear``, this package's heads). Default: the module
+            named ``layer`` when its ``weight`` is ``(K, d)`` for the K logits the model
+            returns and the d features it receives; otherwise no classifier metrics.
+        ncc: run the second pass for NC4. Its logits are ``h @ W.T + b`` when a classifier
+            is known, else the model's output (the first element of a tuple output).
+        progress: optional wrapper called once per pass as ``progress(loader)`` that
+            returns an iterable, e.g. ``tqdm.tqdm``.
+        num_classes: K; default the classifier's rows, else the width of the logits.
+        global_mean: ``"weighted"`` or ``"balanced"``, see :class:`CollapseStats`.
+        forward_kwargs: extra keyword arguments for every ``model(inputs, **kwargs)`` call.
+    """
+    if ncc and iter(loader) is loader:
+        raise ValueError(
+            "loader is a one-shot iterator but ncc=True reads it twice; pass a re-iterable "
+            "(a list, a DataLoader) or ncc=False"
+        )
+    module = _find_module(model, layer) if layer is not None else None
+    w, b = _resolve_classifier(classifier)
+    adopt_layer = classifier is None and module is not None
+    model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    stats_device = torch.device(device) if device is not None else model_device
+    forward = _Forward(model, module, model_device, forward_kwargs or {})
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), forward:
+            stats = None
+            for batch in progress(loader) if progress is not None else loader:
+                h, y, logits = forward(batch)
+                if stats is None:
+                    if adopt_layer:
+                        w, b = _layer_classifier(module, logits.shape[-1], h.shape[1])
+                    k = num_classes or (w.shape[0] if w is not None else logits.shape[-1])
+                    stats = CollapseStats(
+                        k, h.shape[1], device=stats_device, global_mean=global_mean
+                    )
+                    if w is not None:
+                        w = check_classifier(w, k, h.shape[1])
+                        b = None if b is None else check_bias(b, k)
+                stats.update(h, y)
+            if stats is None:
+                raise ValueError("loader yielded no batches; pass a loader with samples")
+            counter = None
+            if ncc:
+                counter = stats.ncc_mismatch_counter()
+                for batch in progress(loader) if progress is not None else loader:
+                    h, y, logits = forward(batch)
+                    if w is not None:
+                        logits = _linear_logits(h, w.to(h.device), _to(b, h.device))
+                    counter.update(h, y, logits)
+    finally:
+        model.train(was_training)
+    return stats.compute(w, b, ncc=counter)
+
+
+def _to(tensor: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if tensor is None else tensor.to(device)
+
+
+def _find_module(model: nn.Module, layer: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if layer not in modules or layer == "":
+        names = [n for n in modules if n][:12]
+        raise ValueError(
+            f"model has no module named {layer!r}; pass one of model.named_modules(), e.g. {names}"
+        )
+    return modules[layer]
+
+
+def _resolve_classifier(classifier: Any) -> tuple[Tensor | None, Tensor | None]:
+    if classifier is None:
+        return None, None
+    if isinstance(classifier, nn.Module):
+        weight, bias = getattr(classifier, "weight", None), getattr(classifier, "bias", None)
+        if isinstance(weight, Tensor) and weight.ndim == 2:
+            return weight.detach(), bias.detach() if isinstance(bias, Tensor) else None
+    elif isinstance(classifier, Tensor):
+        return classifier.detach(), None
+    elif isinstance(classifier, Sequence) and len(classifier) == 2:
+        w, b = classifier
+        if isinstance(w, Tensor) and (b is None or isinstance(b, Tensor)):
+            return w.detach(), None if b is None else b.detach()
+    raise ValueError(
+        f"classifier must be a (K, d) tensor, a (W, b) pair or a module with a (K, d) "
+        f"weight (nn.Linear, a head), got {type(classifier).__name__}"
+    )
+
+
+def _layer_classifier(
+    module: nn.Module, num_logits: int, dim: int
+) -> tuple[Tensor | None, Tensor | None]:
+    """The hooked module as classifier, if its weight maps the d features to the K logits."""
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if not isinstance(weight, Tensor) or tuple(weight.shape) != (num_logits, dim):
+        return None, None
+    return weight.detach(), bias.detach() if isinstance(bias, Tensor) else None
+
+
+class _Forward:
+    """Runs one batch and returns ``(features, labels, logits)``; a context manager that
+    installs and removes the feature hook."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        module: nn.Module | None,
+        device: torch.device,
+        kwargs: dict[str, Any],
+    ):
+        self.model, self.module, self.device, self.kwargs = model, module, device, kwargs
+        self._captured: list[Tensor] = []
+        self._handle: Any = None
+
+    def __enter__(self) -> _Forward:
+        if self.module is not None:
+            self._handle = self.module.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _hook(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._captured.append(args[0])
+
+    def __call__(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        if not isinstance(batch, Sequence) or len(batch) < 2:
+            raise ValueError(
+                f"each batch must be a sequence (inputs, labels, ...), got {type(batch).__name__}"
+            )
+        inputs, labels = batch[0], batch[1]
+        self._captured.clear()
+        output = self.model(_move(inputs, self.device), **self.kwargs)
+        if self.module is not None:
+            if not self._captured:
+                raise ValueError("the hooked layer was not called during forward; pick another")
+            features = self._captured[-1]
+            logits = output[0] if isinstance(output, (tuple, list)) else output
+        elif isinstance(output, (tuple, list)) and len(output) >= 2:
+            logits, features = output[0], output[1]
+        else:
+            raise ValueError(
+                "the model returned a single tensor, so the features are unknown; pass "
+                "layer='<name of the classifier module>' or make the model return "
+                "(logits, features)"
+            )
+        if not isinstance(features, Tensor) or features.ndim != 2:
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features)
+            raise ValueError(
+                f"features must be (batch, d) vectors, got {shape}; hook the module whose "
+                "input is the pooled, flattened feature (usually the final Linear)"
+            )
+        labels = torch.as_tensor(labels)
+        return features.detach(), labels, logits.detach()
+
+
+def _move(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_move(x, device) for x in inputs)
+    return inputs
