@@ -83,7 +83,8 @@ def test_spread_reports_bound(capsys):
         (["frame", "etf", "--classes", "1", "--dim", "5"], "num_classes must be >= 2"),
         (["frame", "etf", "--classes", "abc", "--dim", "5"], "invalid int value: 'abc'"),
         (["frame", "hexagon", "--classes", "3", "--dim", "5"], "invalid choice: 'hexagon'"),
-        (["frame", "etf", "--classes", "3"], "required: --dim"),
+        (["frame", "etf", "--classes", "3"], "etf needs --dim"),
+        (["frame", "haframe", "--gamma", "2"], "haframe needs --hierarchy FILE"),
         (["frame", "etf", "--classes", "3", "--dim", "3", "--out", "w.txt"], "must end in .pt or"),
         (["frame", "spread", "--classes", "3", "--dim", "3", "--steps", "0"], "steps must be >= 1"),
         (

@@ -45,7 +45,14 @@ def test_backbones_return_features_of_feature_dim(name, options, shape, dim):
 
 def test_nc_models_is_reachable_lazily():
     assert nc.models.build is build
-    assert set(available()) == {"resnet32", "resnet18", "resnet50", "mlp", "small_cnn"}
+    assert set(available()) == {
+        "resnet32",
+        "resnet18",
+        "resnet50",
+        "mlp",
+        "small_cnn",
+        "wide_resnet",
+    }
 
 
 def test_resnet50_standard_width_and_imagenet_stem_count():

@@ -14,6 +14,7 @@ import yaml
 
 from neuralcollapse.cli import main
 from neuralcollapse.data import CIFAR_ARCHIVES
+from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.train import Trainer, load_checkpoint, load_config, save_checkpoint
 from neuralcollapse.train.build import build_optimizer, lr_factor
 from neuralcollapse.train.config import ConfigError, config_from_dict
@@ -150,12 +151,24 @@ def test_lr_schedule_shapes():
 def test_norm_and_bias_excluded_from_weight_decay():
     config = load_config(DEFAULT, ["optim.no_decay_norm_and_bias=true", *FAST])
     _, _, model = assemble(config, torch.device("cpu"))
-    decay, no_decay = build_optimizer(config, model).param_groups
-    assert decay["weight_decay"] == config.optim.weight_decay and no_decay["weight_decay"] == 0
-    assert all(p.ndim > 1 for p in decay["params"])
-    assert all(p.ndim == 1 for p in no_decay["params"])
+    groups = build_optimizer(config, model).param_groups
+    decay = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    no_decay = [p for g in groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert decay and no_decay
+    assert all(p.ndim > 1 for p in decay) and all(p.ndim == 1 for p in no_decay)
     total = sum(p.numel() for p in model.parameters())
-    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == total
+    assert sum(p.numel() for p in decay + no_decay) == total
+
+
+def test_backbone_learning_rate_scale():
+    config = load_config(DEFAULT, ["optim.backbone_lr_scale=0.1", "optim.lr=0.2", *FAST])
+    _, _, model = assemble(config, torch.device("cpu"))
+    groups = build_optimizer(config, model).param_groups
+    backbone = {id(p) for p in model.backbone.parameters()}
+    for group in groups:
+        in_backbone = {id(p) in backbone for p in group["params"]}
+        assert len(in_backbone) == 1
+        assert group["lr"] == pytest.approx(0.02 if in_backbone.pop() else 0.2)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -397,10 +410,12 @@ def standins(tmp_path_factory) -> dict[str, Path]:
     write_cifar_standin(base / "cifar10", "cifar10", per_class=100)
     write_cifar_standin(base / "cifar100", "cifar100", per_class=100)
     write_list_file_standin(base / "imagenet")
+    tree = Hierarchy.balanced([4, 5, 5]).save(base / "tree100.csv")  # 100 leaves class0..99
     return {
         "cifar10": base / "cifar10",
         "cifar100": base / "cifar100",
         "list_file": base / "imagenet",
+        "tree100": tree,
     }
 
 
@@ -421,6 +436,8 @@ def test_every_recipe_parses_and_builds(recipe, standins):
     overrides = ["train.batch_size=4", "eval.batch_size=8", "data.num_workers=0"]
     if config.data.name in standins:
         overrides.append(f"data.root={standins[config.data.name]}")
+    if config.data.hierarchy is not None:
+        overrides.append(f"data.hierarchy={standins['tree100']}")
     if config.data.name == "list_file":
         root = standins["list_file"]
         overrides += [

@@ -62,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also come after the options (argparse only gathers the first
+    # run of positionals); anything else left over is an error as usual.
+    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    target = "overrides" if hasattr(args, "overrides") else "configs"
+    if extra and (len(overrides) != len(extra) or not hasattr(args, target)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if overrides:
+        setattr(args, target, [*getattr(args, target), *overrides])
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, IsADirectoryError) as exc:

@@ -379,6 +379,22 @@ def _lca_matrix(hierarchy_or_lca: Hierarchy | torch.Tensor) -> torch.Tensor:
     return _check_lca(lca_heights())
 
 
+def _similarity_and_spectrum(
+    hierarchy_or_lca: Hierarchy | torch.Tensor, gamma: float
+) -> tuple[HierarchySimilarity, torch.Tensor, torch.Tensor]:
+    """S, s and rank, plus S's eigendecomposition (ascending), computed once."""
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma < math.inf:
+        raise ValueError(f"gamma must be a positive number, got {gamma!r}")
+    d = _lca_matrix(hierarchy_or_lca)
+    base = torch.exp(-float(gamma) * d / d.max())
+    s = _most_negative_psd_offset(base)
+    matrix = (1 - s) * base + s
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
+    rank = int((eigenvalues > 1e-10 * eigenvalues[-1]).sum())
+    target = HierarchySimilarity(matrix=matrix, s=s, gamma=float(gamma), rank=rank)
+    return target, eigenvalues, eigenvectors
+
+
 def hierarchy_similarity(
     hierarchy_or_lca: Hierarchy | torch.Tensor, *, gamma: float
 ) -> HierarchySimilarity:
@@ -392,15 +408,7 @@ def hierarchy_similarity(
     Returns:
         :class:`HierarchySimilarity` with S (float64), the chosen offset ``s`` and rank(S).
     """
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma < math.inf:
-        raise ValueError(f"gamma must be a positive number, got {gamma!r}")
-    d = _lca_matrix(hierarchy_or_lca)
-    base = torch.exp(-float(gamma) * d / d.max())
-    s = _most_negative_psd_offset(base)
-    matrix = (1 - s) * base + s
-    eigenvalues = torch.linalg.eigvalsh(matrix)
-    rank = int((eigenvalues > 1e-10 * eigenvalues[-1]).sum())
-    return HierarchySimilarity(matrix=matrix, s=s, gamma=float(gamma), rank=rank)
+    return _similarity_and_spectrum(hierarchy_or_lca, gamma)[0]
 
 
 def hierarchy_aware_frame(
@@ -423,14 +431,14 @@ def hierarchy_aware_frame(
         gamma: > 0, see :func:`hierarchy_similarity`.
         dim: feature dimension; ``None`` means rank(S) (then W W^T = S to ~1e-12). Below the
             rank, the best rank-``dim`` approximation of S is used and its rows are
-            renormalised to unit length (the cosines then only approximate S).
+            renormalised to unit length (the cosines then only approximate S;
+            ``describe(frame, target)`` reports by how much).
         seed / generator: the random rotation.
         dtype: dtype of the result (built in float64).
     """
-    target = hierarchy_similarity(hierarchy_or_lca, gamma=gamma)
+    target, eigenvalues, eigenvectors = _similarity_and_spectrum(hierarchy_or_lca, gamma)
     d = target.rank if dim is None else _check_int("dim", dim, 1)
     rng = _make_generator(seed, generator)
-    eigenvalues, eigenvectors = torch.linalg.eigh(target.matrix)  # ascending
     keep = min(d, target.rank)
     values = eigenvalues[-keep:].clamp_min(0)
     factor = eigenvectors[:, -keep:] * values.sqrt()  # (K, keep)
@@ -451,6 +459,8 @@ class FrameGeometry:
     ``etf_distance`` is || G/||G||_F - (I - 11^T/K)/sqrt(K-1) ||_F with G the Gram matrix of
     the normalised rows (0 for a simplex ETF, at most 2). ``coherence_bound`` is the best
     max cosine any K unit vectors in R^d can have (see :func:`coherence_bound`).
+    ``target_error`` (only when ``describe`` was given a target cosine matrix S, e.g. a
+    HAFrame's) is max_ij |G_ij - S_ij|: how far a reduced-dimension frame is from S.
     """
 
     num_classes: int
@@ -463,6 +473,7 @@ class FrameGeometry:
     min_cosine: float
     etf_distance: float
     coherence_bound: float
+    target_error: float | None = None
 
     @property
     def coherence_gap(self) -> float:
@@ -490,8 +501,11 @@ def _check_frame(frame: object) -> torch.Tensor:
     return frame
 
 
-def describe(frame: torch.Tensor) -> FrameGeometry:
+def describe(frame: torch.Tensor, target: torch.Tensor | None = None) -> FrameGeometry:
     """Geometry numbers of a (K, d) frame, computed in float64.
+
+    ``target``: optional (K, K) cosine matrix the frame should reproduce (a
+    :class:`HierarchySimilarity` or its ``matrix``); fills ``target_error``.
 
     ``rank`` counts singular values above ``eps * max(K, d) * largest``, with ``eps`` the
     machine epsilon of the frame's own dtype.
@@ -526,4 +540,13 @@ def describe(frame: torch.Tensor) -> FrameGeometry:
         min_cosine=float(off.min()),
         etf_distance=float(etf_distance),
         coherence_bound=coherence_bound(k, d),
+        target_error=None if target is None else _target_error(gram, target),
     )
+
+
+def _target_error(gram: torch.Tensor, target: object) -> float:
+    matrix = getattr(target, "matrix", target)
+    if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != tuple(gram.shape):
+        shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
+        raise ValueError(f"target must be a {tuple(gram.shape)} cosine matrix, got {shape}")
+    return float((gram - matrix.to(gram.device, torch.float64)).abs().max())

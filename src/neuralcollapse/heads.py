@@ -17,6 +17,8 @@ Necks (what sits between backbone and frame, PAPERS §2):
 * ``"bn_l2"`` -- BatchNorm1d then L2 normalisation (the [Y22] CIFAR models).
 * ``"mlp"``   -- two Linear-LayerNorm-LeakyReLU blocks and a Linear, plus a residual
   Linear from the input, then L2 normalisation (the FSCIL follow-up's neck).
+* ``"haframe"`` -- [L23]'s head: BatchNorm1d, then two residual blocks (Linear without
+  bias, BN, PReLU, twice, identity skip); no normalisation (the norm is a temperature).
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NECKS", "FixedFrameHead", "L2Normalize", "LearnableHead", "MLPNeck", "build_neck"]
+__all__ = [
+    "NECKS",
+    "FixedFrameHead",
+    "L2Normalize",
+    "LearnableHead",
+    "MLPNeck",
+    "ResidualBlock",
+    "build_neck",
+]
 
-NECKS = ("none", "l2", "bn", "bn_l2", "mlp")
+NECKS = ("none", "l2", "bn", "bn_l2", "mlp", "haframe")
 
 L2_EPS = 1e-8
 
@@ -71,6 +81,20 @@ class MLPNeck(nn.Module):
         return self.normalize(self.branch(x) + self.skip(x))
 
 
+class ResidualBlock(nn.Module):
+    """x + f(x), f = (Linear without bias -> BatchNorm1d -> PReLU) twice; (B, d) -> (B, d)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(2):
+            layers += [nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.PReLU()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -90,6 +114,10 @@ def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
         raise ValueError(
             f"neck {name!r} keeps the width, but in_features={in_features} != "
             f"out_features={out_features}: add a projection or use neck='mlp'"
+        )
+    if name == "haframe":
+        return nn.Sequential(
+            nn.BatchNorm1d(out_features), ResidualBlock(out_features), ResidualBlock(out_features)
         )
     layers: list[nn.Module] = []
     if name in ("bn", "bn_l2"):

@@ -256,6 +256,42 @@ class Hierarchy:
             edges.extend(zip(chain[1:], chain[:-1], strict=False))  # (child, parent)
         return cls(edges, classes=classes)
 
+    @classmethod
+    def load(cls, path: PathLike, *, classes: Sequence[str] | None = None) -> Hierarchy:
+        """Read any of the three file formats: ``.json`` is nested; a CSV whose header starts
+        with ``leaf`` is a path table; any other CSV is ``child,parent`` edges."""
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            return cls.from_nested(path, classes=classes)
+        text, _ = _read_text(path)
+        header = text.lstrip().split("\n", 1)[0].strip().lower()
+        if header.startswith("leaf"):
+            return cls.from_paths(path, classes=classes)
+        return cls.from_edges(path, classes=classes)
+
+    @classmethod
+    def balanced(cls, branching: Sequence[int], *, root: str = "root") -> Hierarchy:
+        """A balanced tree: the root has ``branching[0]`` children, each of those
+        ``branching[1]``, and so on; leaves ``class0 .. class{K-1}`` in depth-first order.
+
+        ``Hierarchy.balanced([2, 3, 4])``: 24 classes, depth 3.
+        """
+        sizes = [int(b) for b in branching]
+        if not sizes or any(b < 1 for b in sizes) or all(b == 1 for b in sizes):
+            raise ValueError(f"branching must be positive integers, not all 1, got {branching}")
+        level = [root]
+        edges: list[tuple[str, str]] = []
+        for depth, fan_out in enumerate(sizes, start=1):
+            last = depth == len(sizes)
+            children = []
+            for parent in level:
+                for _ in range(fan_out):
+                    name = f"class{len(children)}" if last else f"n{depth}_{len(children)}"
+                    children.append(name)
+                    edges.append((name, parent))
+            level = children
+        return cls(edges)
+
     # ----------------------------------------------------------------- saving
 
     def save(self, path: PathLike, format: str | None = None) -> Path:

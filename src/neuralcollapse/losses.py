@@ -10,6 +10,8 @@
 
 Losses: :class:`DotRegressionLoss` ([Y22]), :class:`FrameCrossEntropy`, and
 :class:`CosineFrameLoss` ([L23]'s cross-entropy plus cosine regression to a target Gram).
+:class:`SoftLabelCrossEntropy` (Bertinetto et al. 2020's hierarchy baseline) works on any
+classifier's logits and is called ``loss(logits, labels)``.
 
 Shapes and dtypes are checked on every call (free); label values are range-checked when
 they live on the CPU. On an accelerator that check would stall the device every step, so
@@ -30,6 +32,7 @@ __all__ = [
     "DotRegressionLoss",
     "FrameCrossEntropy",
     "MixupTargets",
+    "SoftLabelCrossEntropy",
     "batch_balance_weights",
 ]
 
@@ -335,3 +338,48 @@ class CosineFrameLoss(_FrameLoss):
     def extra_repr(self) -> str:
         k = self.similarity.shape[0]
         return f"num_classes={k}, alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+# --------------------------------------------------------------------------- soft labels
+
+
+class SoftLabelCrossEntropy(nn.Module):
+    """Cross-entropy against hierarchy-aware soft labels (Bertinetto et al., CVPR 2020).
+
+    The target of class y puts mass ``softmax_c(-beta * D[y, c])`` on every class c, with
+    D the LCA heights: siblings of y get more than distant classes. Large beta approaches
+    the one-hot target. Called ``loss(logits, labels)`` (labels (B,) or mixup targets).
+
+    Args:
+        lca: (K, K) LCA heights (``Hierarchy.lca_heights()``).
+        beta: > 0, the sharpness of the soft labels.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    targets: torch.Tensor
+
+    def __init__(self, lca: torch.Tensor, *, beta: float, reduction: str = "mean") -> None:
+        super().__init__()
+        if not isinstance(lca, torch.Tensor) or lca.ndim != 2 or lca.shape[0] != lca.shape[1]:
+            raise ValueError("lca must be a square (K, K) tensor of LCA heights")
+        beta = _check_number("beta", beta, positive=True)
+        self.beta, self.reduction = beta, _check_reduction(reduction)
+        self.register_buffer("targets", torch.softmax(-beta * lca.double(), dim=1).float())
+
+    def _per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(logits, dim=1)
+        return -(self.targets.to(logits.dtype)[labels] * log_probs).sum(dim=1)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor | MixupTargets) -> torch.Tensor:
+        k = self.targets.shape[0]
+        if logits.ndim != 2 or logits.shape[1] != k:
+            raise ValueError(f"logits must be (B, {k}), got {tuple(logits.shape)}")
+        batch = logits.shape[0]
+        if isinstance(labels, (tuple, list)):
+            y_a = _check_labels(labels[0], batch, k, "y_a")
+            y_b = _check_labels(labels[1], batch, k, "y_b")
+            lam = _check_lam(labels[2], batch)
+            loss = lam * self._per_sample(logits, y_a) + (1 - lam) * self._per_sample(logits, y_b)
+        else:
+            loss = self._per_sample(logits, _check_labels(labels, batch, k, "labels"))
+        return _reduce(loss, self.reduction)

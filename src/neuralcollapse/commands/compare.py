@@ -26,6 +26,12 @@ COLUMNS = (
     ("nc1 test", ("final", "collapse", "nc1"), 1),
     ("best epoch", ("best_epoch",), 1),
 )
+# Shown only when some run has a class hierarchy.
+HIERARCHY_COLUMNS = (
+    ("severity", ("final", "hierarchical", "mistake_severity"), 1),
+    ("hier_dist@1", ("final", "hierarchical", "hier_dist@1"), 1),
+    ("hier_dist@5", ("final", "hierarchical", "hier_dist@5"), 1),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,9 +65,14 @@ def _lookup(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value)
 
 
-def _aggregate(summaries: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+def _columns(summaries: list[dict[str, Any]]) -> tuple:
+    hierarchical = any(_lookup(s, HIERARCHY_COLUMNS[0][1]) is not None for s in summaries)
+    return COLUMNS + HIERARCHY_COLUMNS if hierarchical else COLUMNS
+
+
+def _aggregate(summaries: list[dict[str, Any]], columns: tuple) -> dict[str, dict]:
     table = {}
-    for label, path, _ in COLUMNS:
+    for label, path, _ in columns:
         values = [v for v in (_lookup(s, path) for s in summaries) if v is not None]
         values = [v for v in values if not math.isnan(v)]
         table[label] = {
@@ -72,18 +83,20 @@ def _aggregate(summaries: list[dict[str, Any]]) -> dict[str, dict[str, float | N
     return table
 
 
-def format_table(rows: dict[str, dict[str, dict[str, float | None]]], seeds: int) -> str:
+def format_table(rows: dict[str, dict[str, dict]], seeds: int, columns: tuple = COLUMNS) -> str:
     width = max(len(name) for name in rows) + 2
-    header = f"{'config':<{width}}" + "".join(f"{label:>18}" for label, _, _ in COLUMNS)
+    header = f"{'config':<{width}}" + "".join(f"{label:>18}" for label, _, _ in columns)
     lines = [header]
     for name, table in rows.items():
         cells = []
-        for label, _, scale in COLUMNS:
+        for label, _, scale in columns:
             cell = table[label]
             if cell["mean"] is None:
                 text = "n/a"
             elif scale == 100:
                 text = f"{100 * cell['mean']:.1f} +- {100 * cell['std']:.1f}"
+            elif label in ("severity", "hier_dist@1", "hier_dist@5"):
+                text = f"{cell['mean']:.3f} +- {cell['std']:.3f}"
             elif label == "best epoch":
                 text = f"{cell['mean']:.1f} +- {cell['std']:.1f}"
             else:
@@ -107,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     configs = [load_config(resolve_config_path(n), overrides) for n in names]  # check all first
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = args.runs_dir or Path("runs") / f"compare-{stamp}"
-    rows, runs = {}, {}
+    collected: dict[str, list[dict[str, Any]]] = {}
     for index, (name, config) in enumerate(zip(names, configs, strict=True)):
         summaries = []
         for seed in range(args.seeds):
@@ -115,10 +128,12 @@ def run(args: argparse.Namespace) -> int:
             run_dir = runs_dir / f"{index}-{config.name}-seed{seed}"
             print(f"training {config.name} seed {seed} -> {run_dir}", flush=True)
             summaries.append(Trainer(seeded, run_dir).fit())
-        label = config.name if config.name not in rows else f"{config.name} #{index}"
-        rows[label] = _aggregate(summaries)
-        runs[label] = [s["run_dir"] for s in summaries]
-    print(format_table(rows, args.seeds))
+        label = config.name if config.name not in collected else f"{config.name} #{index}"
+        collected[label] = summaries
+    columns = _columns([s for runs in collected.values() for s in runs])
+    rows = {label: _aggregate(summaries, columns) for label, summaries in collected.items()}
+    runs = {label: [s["run_dir"] for s in summaries] for label, summaries in collected.items()}
+    print(format_table(rows, args.seeds, columns))
     if args.json is not None:
         args.json.write_text(
             json.dumps(

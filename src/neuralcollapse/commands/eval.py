@@ -79,6 +79,7 @@ def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> in
     data, loaders, model = assemble(config, context)
     model.load_state_dict(state["model"])
     groups = shot_group_classes(config, data)
+    lca = None if data.hierarchy is None else data.hierarchy.lca_heights()
     results = evaluate_splits(
         model,
         loaders,
@@ -86,6 +87,7 @@ def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> in
         context.device,
         splits=SPLITS[args.split],
         distributed=context.enabled,
+        lca=lca,
     )
     if not context.is_main:
         return 0

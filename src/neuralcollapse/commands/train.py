@@ -106,6 +106,10 @@ def format_result(summary: dict) -> str:
             f"{sci(report.get('nc3_self_duality')):>10}"
             f"{sci(report.get('nc4_ncc_mismatch')):>10}"
         )
+    severity = final.get("hierarchical")
+    if severity is not None:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in severity.items() if k != "num_samples")
+        lines += ["", f"hierarchy (test): {shown}"]
     lines.append(
         "(accuracy in %; many > 100, medium 20-100, few < 20 training images; "
         "nc4 = fraction of nearest-class-mean mismatches)"

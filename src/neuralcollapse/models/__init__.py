@@ -2,8 +2,9 @@
 
 Every model returns (B, feature_dim) features and exposes ``feature_dim``; classifier heads
 live in ``nc.heads``. Names: ``resnet32`` (CIFAR, d = 64 * width), ``resnet18``, ``resnet50``
-(``stem="cifar"|"imagenet"``, ``feature_dim=None|int``), ``mlp`` and ``small_cnn`` (8x8
-digits), and ``timm:<name>`` for any timm model (optional extra).
+(``stem="cifar"|"imagenet"``, ``feature_dim=None|int``), ``wide_resnet`` (WRN-depth-width,
+default WRN-28-8, d = 512), ``mlp`` and ``small_cnn`` (8x8 digits), and ``timm:<name>``
+for any timm model (optional extra).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .resnet import ResNet, resnet18, resnet50
 from .resnet_cifar import CifarResNet, resnet32
 from .small import MLP, SmallCNN
 from .timm_backbone import TimmBackbone
+from .wide_resnet import WideResNet, wide_resnet
 
 __all__ = [
     "MLP",
@@ -28,12 +30,14 @@ __all__ = [
     "ResNet",
     "SmallCNN",
     "TimmBackbone",
+    "WideResNet",
     "available",
     "build",
     "count_parameters",
     "resnet18",
     "resnet32",
     "resnet50",
+    "wide_resnet",
 ]
 
 _FACTORIES: dict[str, Callable[..., Backbone]] = {
@@ -42,6 +46,7 @@ _FACTORIES: dict[str, Callable[..., Backbone]] = {
     "resnet50": resnet50,
     "mlp": MLP,
     "small_cnn": SmallCNN,
+    "wide_resnet": wide_resnet,
 }
 _TIMM_PREFIX = "timm:"
 

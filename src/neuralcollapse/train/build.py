@@ -16,7 +16,7 @@ from neuralcollapse.frames import (
 )
 from neuralcollapse.heads import FixedFrameHead, LearnableHead
 from neuralcollapse.hierarchy import Hierarchy
-from neuralcollapse.losses import CosineFrameLoss, DotRegressionLoss
+from neuralcollapse.losses import CosineFrameLoss, DotRegressionLoss, SoftLabelCrossEntropy
 from neuralcollapse.train.config import Config, ConfigError
 
 __all__ = ["Classifier", "build_loss", "build_model", "build_optimizer", "build_scheduler"]
@@ -91,10 +91,13 @@ def build_model(
 
 
 def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -> nn.Module:
-    """The training loss; always called as ``loss(logits, h, targets, head)`` via ``step_loss``."""
+    """The training loss. Logit losses (``ce``, ``soft_ce``) take ``(logits, targets)``;
+    frame losses (``dr``, ``cosine_frame``) take ``(h, targets, frame)``."""
     cfg = config.loss
     if cfg.name == "ce":
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if cfg.name == "soft_ce":
+        return SoftLabelCrossEntropy(hierarchy.lca_heights(), beta=cfg.beta)
     if cfg.name == "dr":
         return DotRegressionLoss(
             form=cfg.form,
@@ -111,30 +114,32 @@ def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -
     return CosineFrameLoss(similarity.float(), alpha=cfg.alpha)
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float, exclude: bool) -> list[dict]:
-    if not exclude:
-        return [
-            {
-                "params": [p for p in model.parameters() if p.requires_grad],
-                "weight_decay": weight_decay,
-            }
-        ]
-    decay, no_decay = [], []
-    norm_types = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            (no_decay if isinstance(module, norm_types) or name == "bias" else decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+def _parameter_groups(config: Config, model: Classifier) -> list[dict]:
+    """Optimiser groups: backbone vs head (the backbone's lr scaled by
+    ``optim.backbone_lr_scale``), each split into decayed and non-decayed parameters when
+    ``optim.no_decay_norm_and_bias`` is set (norm layers and biases get no weight decay)."""
     cfg = config.optim
-    groups = _parameter_groups(model, cfg.weight_decay, cfg.no_decay_norm_and_bias)
+    norm_types = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+    groups = []
+    for part, lr in ((model.backbone, cfg.lr * cfg.backbone_lr_scale), (model.head, cfg.lr)):
+        decay, no_decay = [], []
+        for module in part.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if not param.requires_grad:
+                    continue
+                exempt = cfg.no_decay_norm_and_bias and (
+                    isinstance(module, norm_types) or name == "bias"
+                )
+                (no_decay if exempt else decay).append(param)
+        for params, weight_decay in ((decay, cfg.weight_decay), (no_decay, 0.0)):
+            if params:
+                groups.append({"params": params, "weight_decay": weight_decay, "lr": lr})
+    return groups
+
+
+def build_optimizer(config: Config, model: Classifier) -> torch.optim.Optimizer:
+    cfg = config.optim
+    groups = _parameter_groups(config, model)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))

@@ -51,9 +51,9 @@ class ConfigError(ValueError):
 class DataConfig:
     """What to train on. Long-tailed subsets follow ``nc.data.class_counts``."""
 
-    name: Literal["digits", "cifar10", "cifar100", "gaussian", "image_folder", "list_file"] = (
-        "digits"
-    )
+    name: Literal[
+        "digits", "cifar10", "cifar100", "gaussian", "hierarchical", "image_folder", "list_file"
+    ] = "digits"
     root: str | None = None  # folder of the CIFAR archive, image folder or list-file base
     train_list: str | None = None  # list_file: "relative/path label" lines, training set
     test_list: str | None = None  # list_file: same, evaluation set
@@ -69,8 +69,10 @@ class DataConfig:
     num_classes: int = 10  # gaussian only
     dim: int = 32  # gaussian only: input dimension
     samples_per_class: int = 200  # gaussian only: before the long-tailed subset
-    separation: float = 3.0  # gaussian only
+    separation: float = 3.0  # gaussian / hierarchical
     hierarchy: str | None = None  # class tree file (edges CSV, nested JSON or path CSV)
+    tree_branching: list[int] = field(default_factory=lambda: [2, 3, 4])  # hierarchical
+    # without a data.hierarchy file: a balanced synthetic tree with these fan-outs
 
 
 @dataclass
@@ -87,7 +89,7 @@ class HeadConfig:
 
     kind: Literal["etf", "spread", "haframe", "learnable"] = "etf"
     dim: int | None = None  # frame dimension d; default: the backbone's feature_dim
-    neck: Literal["none", "l2", "bn", "bn_l2", "mlp"] = "bn_l2"
+    neck: Literal["none", "l2", "bn", "bn_l2", "mlp", "haframe"] = "bn_l2"
     scale: float = 1.0  # logit scale of a fixed-frame head
     bias: bool = True  # learnable head only
     gamma: float = 2.0  # haframe only
@@ -97,15 +99,17 @@ class HeadConfig:
 @dataclass
 class LossConfig:
     """``ce``: cross-entropy on the head's logits; ``dr``: dot-regression (fixed frames);
-    ``cosine_frame``: [L23]'s CE + cosine regression onto the frame's target Gram."""
+    ``cosine_frame``: [L23]'s CE + cosine regression onto the frame's target Gram;
+    ``soft_ce``: cross-entropy with Bertinetto's hierarchy soft labels (needs a hierarchy)."""
 
-    name: Literal["ce", "dr", "cosine_frame"] = "dr"
+    name: Literal["ce", "dr", "cosine_frame", "soft_ce"] = "dr"
     form: Literal["paper", "reference"] = "paper"  # dr
     feature_budget: float = 1.0  # dr, paper form
     batch_reweight: bool = False  # dr
     norm_penalty: float = 0.0  # dr
     label_smoothing: float = 0.0  # ce
     alpha: float = 0.4  # cosine_frame
+    beta: float = 10.0  # soft_ce
 
 
 @dataclass
@@ -117,6 +121,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     weight_decay: float = 5e-4
     no_decay_norm_and_bias: bool = False  # exclude norm layers and biases from decay
+    backbone_lr_scale: float = 1.0  # backbone lr = lr * this ([L23]: 0.1)
     grad_clip: float | None = None  # max global grad norm
 
 
@@ -349,14 +354,21 @@ def check_config(config: Config) -> None:
     c = config
     fixed = c.head.kind != "learnable"
     _require(
-        fixed or c.loss.name == "ce",
+        fixed or c.loss.name in ("ce", "soft_ce"),
         f"loss.name={c.loss.name!r} needs a fixed frame, but head.kind='learnable': use "
         "head.kind in {'etf', 'spread', 'haframe'} or loss.name='ce'",
     )
     _require(
-        c.head.kind != "haframe" or c.data.hierarchy is not None,
+        c.head.kind != "haframe" or c.data.hierarchy is not None or c.data.name == "hierarchical",
         "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file",
     )
+    has_tree = c.data.hierarchy is not None or c.data.name == "hierarchical"
+    _require(
+        c.loss.name != "soft_ce" or has_tree,
+        "loss.name='soft_ce' needs a class hierarchy: set data.hierarchy to its file",
+    )
+    _require(c.loss.beta > 0, f"loss.beta must be > 0, got {c.loss.beta}")
+    _require(c.optim.backbone_lr_scale > 0, "optim.backbone_lr_scale must be > 0")
     _require(c.train.epochs >= 1, f"train.epochs must be >= 1, got {c.train.epochs}")
     _require(c.train.accumulate >= 1, f"train.accumulate must be >= 1, got {c.train.accumulate}")
     _require(

@@ -24,6 +24,7 @@ from neuralcollapse.data import (
     channel_stats,
     class_counts,
     gaussian_mixture,
+    hierarchical_mixture,
     load_cifar,
     load_digits,
     long_tailed_indices,
@@ -77,14 +78,22 @@ def _long_tailed(images: LabeledImages, cfg: DataConfig, seed: int) -> LabeledIm
     return images.subset(long_tailed_indices(images.labels, counts, seed=seed))
 
 
-def _gaussian(cfg: DataConfig, seed: int) -> tuple[LabeledImages, LabeledImages]:
+def _mixture(
+    cfg: DataConfig, seed: int, hierarchy: Hierarchy | None
+) -> tuple[LabeledImages, LabeledImages]:
     # One balanced draw split per class into train and test, so both share the class means.
     per_class = cfg.samples_per_class + GAUSSIAN_TEST_PER_CLASS
-    mixture = gaussian_mixture(
-        cfg.num_classes, cfg.dim, per_class, separation=cfg.separation, seed=seed
-    )
+    if cfg.name == "hierarchical":
+        mixture = hierarchical_mixture(
+            hierarchy, cfg.dim, per_class, separation=cfg.separation, seed=seed
+        )
+        names = hierarchy.leaves
+    else:
+        mixture = gaussian_mixture(
+            cfg.num_classes, cfg.dim, per_class, separation=cfg.separation, seed=seed
+        )
+        names = tuple(str(k) for k in range(cfg.num_classes))
     vectors = mixture.features.reshape(-1, cfg.dim, 1, 1)  # fed as 1x1 "images"
-    names = tuple(str(k) for k in range(cfg.num_classes))
     everything = LabeledImages(vectors, mixture.labels, names)
     position = torch.arange(len(mixture.labels)) % per_class  # samples are grouped by class
     test_mask = position >= cfg.samples_per_class
@@ -135,7 +144,12 @@ def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
 def load_training_data(config: Config) -> TrainingData:
     """Load, subset and describe the data of ``config`` (the subset is seeded by train.seed)."""
     cfg, seed = config.data, config.train.seed
-    hierarchy = Hierarchy.from_edges(cfg.hierarchy) if cfg.hierarchy else None
+    if cfg.hierarchy:
+        hierarchy = Hierarchy.load(cfg.hierarchy)
+    elif cfg.name == "hierarchical":
+        hierarchy = Hierarchy.balanced(cfg.tree_branching)
+    else:
+        hierarchy = None
     if cfg.name in ("image_folder", "list_file"):
         train, test = _file_sets(cfg, seed)
         names = tuple(test.class_names)
@@ -149,7 +163,7 @@ def load_training_data(config: Config) -> TrainingData:
             train = load_cifar(cfg.root, cfg.name, "train")
             test = load_cifar(cfg.root, cfg.name, "test")
         else:
-            train, test = _gaussian(cfg, seed)
+            train, test = _mixture(cfg, seed, hierarchy)
         train = _long_tailed(train, cfg, seed)
         mean, std = channel_stats(train.images)
         data = TrainingData(

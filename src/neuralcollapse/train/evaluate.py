@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from neuralcollapse.metrics import CollapseStats
 from neuralcollapse.metrics.classification import AccuracyCounter
+from neuralcollapse.metrics.hierarchical import HierarchicalCounter
 
 __all__ = ["evaluate"]
 
@@ -40,6 +41,7 @@ def evaluate(
     bias: Tensor | None = None,
     device: torch.device | None = None,
     distributed: bool = False,
+    lca: Tensor | None = None,
     cache_limit: int = CACHE_LIMIT,
 ) -> dict[str, Any]:
     """Accuracy summary and collapse report of ``model`` over ``batches`` (in eval mode).
@@ -55,9 +57,12 @@ def evaluate(
         device: where statistics accumulate (default: the classifier's device).
         distributed: sum the statistics of every process (torch.distributed) before
             computing, so the result covers the whole split, each sample counted once.
+        lca: optional (K, K) LCA heights of a class hierarchy; adds ``hierarchical``
+            (top-1 error, mistake severity, hier_dist@1/5, mistakes@1/5).
 
     Returns:
-        The :meth:`AccuracyCounter.summary` keys plus ``collapse`` (the report's dict).
+        The :meth:`AccuracyCounter.summary` keys plus ``collapse`` (the report's dict) and,
+        with ``lca``, ``hierarchical``.
     """
     was_training = model.training
     model.eval()
@@ -65,12 +70,16 @@ def evaluate(
     accuracy = AccuracyCounter(num_classes, device=device)
     dim = classifier.shape[1]
     stats = CollapseStats(num_classes, dim, device=device)
+    ks = tuple(k for k in (1, 5) if k <= num_classes)
+    severity = None if lca is None else HierarchicalCounter(lca, ks=ks, device=device)
     cache: list[tuple[Tensor, Tensor, Tensor]] | None = []
     cached = 0
     try:
         for h, y, logits in _forward(model, batches):
             stats.update(h, y)
             accuracy.update(logits, y)
+            if severity is not None:
+                severity.update(logits, y)
             if cache is not None:
                 cached += h.numel() + logits.numel()
                 if cached <= cache_limit:
@@ -80,6 +89,8 @@ def evaluate(
         if distributed:
             stats.all_reduce()
             accuracy.all_reduce()
+            if severity is not None:
+                severity.all_reduce()
         if stats.num_samples == 0:
             raise ValueError("the evaluation split is empty")
         counter = stats.ncc_mismatch_counter()
@@ -90,4 +101,7 @@ def evaluate(
         report = stats.compute(classifier, bias, ncc=counter)
     finally:
         model.train(was_training)
-    return {**accuracy.summary(groups), "collapse": report.to_dict()}
+    result = {**accuracy.summary(groups), "collapse": report.to_dict()}
+    if severity is not None:
+        result["hierarchical"] = severity.summary()
+    return result

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 import neuralcollapse
 from neuralcollapse.data import mixup, shot_groups, shot_groups_by_index
 from neuralcollapse.data.longtail import epoch_generator
+from neuralcollapse.losses import SoftLabelCrossEntropy
 from neuralcollapse.train.build import (
     Classifier,
     build_loss,
@@ -116,6 +117,7 @@ def evaluate_splits(
     *,
     splits: tuple[str, ...] = ("train", "test"),
     distributed: bool = False,
+    lca: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """:func:`~neuralcollapse.train.evaluate.evaluate` on the train (no augmentation) and
     test loaders of :func:`assemble`, keyed by split name; ``distributed`` sums the
@@ -129,6 +131,7 @@ def evaluate_splits(
         bias=bias,
         device=device,
         distributed=distributed,
+        lca=lca,
     )
     results = {}
     if "train" in splits:
@@ -306,6 +309,8 @@ class Trainer:
                 y_a, y_b, lam = targets
                 return lam * self.loss_fn(logits, y_a) + (1 - lam) * self.loss_fn(logits, y_b)
             return self.loss_fn(logits, targets)
+        if isinstance(self.loss_fn, SoftLabelCrossEntropy):
+            return self.loss_fn(logits, targets)
         return self.loss_fn(h, targets, self.model.head.frame)
 
     def _micro_step(self, x, targets, sync: bool, scale: float):
@@ -382,8 +387,14 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any]:
         """Train-set (no augmentation; optionally subsampled) and test-set metrics."""
+        tree = self.data.hierarchy
         return evaluate_splits(
-            self.model, self.loaders, self.groups, self.device, distributed=self.context.enabled
+            self.model,
+            self.loaders,
+            self.groups,
+            self.device,
+            distributed=self.context.enabled,
+            lca=None if tree is None else tree.lca_heights(),
         )
 
     # ------------------------------------------------------------------ the loop
@@ -461,6 +472,9 @@ class Trainer:
                 value = record[split]["collapse"].get(key)
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     writer.add_scalar(f"{split}/collapse/{key}", value, step)
+            for key, value in record[split].get("hierarchical", {}).items():
+                if key != "num_samples" and math.isfinite(value):
+                    writer.add_scalar(f"{split}/hierarchical/{key}", value, step)
 
     def _tensorboard(self):
         if not (self.config.log.tensorboard and self.main):
@@ -481,15 +495,15 @@ class Trainer:
         def pick(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
             if evaluation is None:
                 return None
-            test = evaluation["test"]
-            return {
-                **{key: test[key] for key in SUMMARY_KEYS},
-                "collapse": test["collapse"],
-                "train": {
-                    **{key: evaluation["train"][key] for key in SUMMARY_KEYS},
-                    "collapse": evaluation["train"]["collapse"],
-                },
-            }
+
+            def split(result: dict[str, Any]) -> dict[str, Any]:
+                picked = {key: result[key] for key in SUMMARY_KEYS}
+                picked["collapse"] = result["collapse"]
+                if "hierarchical" in result:
+                    picked["hierarchical"] = result["hierarchical"]
+                return picked
+
+            return {**split(evaluation["test"]), "train": split(evaluation["train"])}
 
         return {
             "name": self.config.name,
