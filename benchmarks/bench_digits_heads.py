@@ -60,29 +60,46 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep run directories here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_digits_"))
-    print(f"# {datetime.date.today()} torch {torch.__version__} threads "
-          f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}; runs in {out}")
+    print(
+        f"# {datetime.date.today()} torch {torch.__version__} threads "
+        f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}; runs in {out}"
+    )
 
     results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for seed in range(args.seeds):
         for name, overrides in VARIANTS.items():
-            config = load_config(resolve_config_path(None), [*overrides, f"train.seed={seed}",
-                                        f"train.epochs={args.epochs}", "log.tensorboard=false"])
-            run_dir = out / f"{name.split(' (')[0].replace(' ', '').replace('+', '_')}" \
-                            f"-{abs(hash(name)) % 1000}-seed{seed}"
+            config = load_config(
+                resolve_config_path(None),
+                [
+                    *overrides,
+                    f"train.seed={seed}",
+                    f"train.epochs={args.epochs}",
+                    "log.tensorboard=false",
+                ],
+            )
+            run_dir = (
+                out / f"{name.split(' (')[0].replace(' ', '').replace('+', '_')}"
+                f"-{abs(hash(name)) % 1000}-seed{seed}"
+            )
             started = time.perf_counter()
             summary = Trainer(config, run_dir).fit()
             summary["curve"] = curve(run_dir)
             summary["seconds"] = time.perf_counter() - started
             results[name].append(summary)
-            print(f"seed {seed} {name}: final {summary['final']['top1']:.3f} "
-                  f"({summary['seconds']:.0f} s)", flush=True)
+            print(
+                f"seed {seed} {name}: final {summary['final']['top1']:.3f} "
+                f"({summary['seconds']:.0f} s)",
+                flush=True,
+            )
 
-    thresholds = [0.9 * max(results[name][s]["final"]["top1"] for name in VARIANTS)
-                  for s in range(args.seeds)]
+    thresholds = [
+        0.9 * max(results[name][s]["final"]["top1"] for name in VARIANTS) for s in range(args.seeds)
+    ]
     print()
-    print("| variant | final top1 | final many | final medium | final few | best top1 | "
-          "NC1 train (end) | epochs to 90% |")
+    print(
+        "| variant | final top1 | final many | final medium | final few | best top1 | "
+        "NC1 train (end) | epochs to 90% |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         final = {g: [r["final"][g] for r in runs] for g in GROUPS}
@@ -93,12 +110,16 @@ def main() -> None:
         reach_text = fmt([e for e in reach if e is not None], scale=1.0)
         if never:
             reach_text += f" ({never} never)"
-        print(f"| {name} | {fmt(final['top1'])} | {fmt(final['many'])} | "
-              f"{fmt(final['medium'])} | {fmt(final['few'])} | {fmt(best)} | "
-              f"{fmt(nc1, scale=1.0, digits=3)} | {reach_text} |")
-    print(f"\n(accuracy in % on the balanced 500-image test set, mean +- std over {args.seeds} "
-          f"seeds; {args.epochs} epochs; shot groups by training count: many > 100, "
-          "medium 20-100, few < 20)")
+        print(
+            f"| {name} | {fmt(final['top1'])} | {fmt(final['many'])} | "
+            f"{fmt(final['medium'])} | {fmt(final['few'])} | {fmt(best)} | "
+            f"{fmt(nc1, scale=1.0, digits=3)} | {reach_text} |"
+        )
+    print(
+        f"\n(accuracy in % on the balanced 500-image test set, mean +- std over {args.seeds} "
+        f"seeds; {args.epochs} epochs; shot groups by training count: many > 100, "
+        "medium 20-100, few < 20)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,19 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     target = hierarchy_similarity(lca, gamma=args.gamma)
     geometry = describe(frame, target)
-    print(f"# {datetime.date.today()} torch {torch.__version__} threads "
-          f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}")
+    print(
+        f"# {datetime.date.today()} torch {torch.__version__} threads "
+        f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}"
+    )
     print(f"tree: {tree.num_classes} leaves, depth {tree.depth}, {len(tree.nodes)} nodes")
-    print(f"LCA heights + HAFrame (gamma {args.gamma}): median {statistics.median(times):.2f} s "
-          f"over {args.repeats} (min {min(times):.2f} s, max {max(times):.2f} s)")
-    print(f"offset s = {target.s:.6f}, rank(S) = {target.rank}, frame {tuple(frame.shape)}, "
-          f"max |W W^T - S| = {geometry.target_error:.2e}")
+    print(
+        f"LCA heights + HAFrame (gamma {args.gamma}): median {statistics.median(times):.2f} s "
+        f"over {args.repeats} (min {min(times):.2f} s, max {max(times):.2f} s)"
+    )
+    print(
+        f"offset s = {target.s:.6f}, rank(S) = {target.rank}, frame {tuple(frame.shape)}, "
+        f"max |W W^T - S| = {geometry.target_error:.2e}"
+    )
 
 
 if __name__ == "__main__":

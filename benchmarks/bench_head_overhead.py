@@ -80,7 +80,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
-    steps = {kind: make_step(kind, args.classes, args.width, device, 0) for kind in ("learnable", "fixed")}
+    steps = {
+        kind: make_step(kind, args.classes, args.width, device, 0)
+        for kind in ("learnable", "fixed")
+    }
     for step in steps.values():  # warm-up (allocator, kernels)
         time_steps(step, x, y, 2, device)
     times: dict[str, list[float]] = {kind: [] for kind in steps}
@@ -88,10 +91,14 @@ def main() -> None:
         for kind, step in steps.items():
             times[kind].append(time_steps(step, x, y, args.steps, device))
     learnable, fixed = (statistics.median(times[k]) for k in ("learnable", "fixed"))
-    print(f"# {datetime.date.today()} torch {torch.__version__} device {device} threads "
-          f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}")
-    print(f"ResNet-32 (width {args.width}), batch {args.batch}, K={args.classes}, {args.rounds} alternating rounds "
-          f"of {args.steps} steps, median ms/step")
+    print(
+        f"# {datetime.date.today()} torch {torch.__version__} device {device} threads "
+        f"{torch.get_num_threads()} cpus {os.cpu_count()} {platform.machine()}"
+    )
+    print(
+        f"ResNet-32 (width {args.width}), batch {args.batch}, K={args.classes}, "
+        f"{args.rounds} alternating rounds of {args.steps} steps, median ms/step"
+    )
     print(f"LearnableHead + CE           {1000 * learnable:8.2f} ms/step")
     print(f"FixedFrameHead(bn_l2) + DR   {1000 * fixed:8.2f} ms/step")
     print(f"overhead of fixed frame + DR {100 * (fixed / learnable - 1):+.2f} %")

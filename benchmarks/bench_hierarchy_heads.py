@@ -30,8 +30,17 @@ def main() -> None:
     args = parser.parse_args()
     runs_dir = args.runs_dir or tempfile.mkdtemp(prefix="bench_hier_")
     print(f"# {datetime.date.today()} torch {torch.__version__} threads {torch.get_num_threads()}")
-    code = cli(["compare", *RECIPES, "--seeds", str(args.seeds), "--runs-dir", runs_dir,
-                "log.tensorboard=false"])
+    code = cli(
+        [
+            "compare",
+            *RECIPES,
+            "--seeds",
+            str(args.seeds),
+            "--runs-dir",
+            runs_dir,
+            "log.tensorboard=false",
+        ]
+    )
     raise SystemExit(code)
 
 
