@@ -75,6 +75,7 @@ def main() -> None:
                     f"train.seed={seed}",
                     f"train.epochs={args.epochs}",
                     "log.tensorboard=false",
+                    "log.report=false",
                 ],
             )
             run_dir = (

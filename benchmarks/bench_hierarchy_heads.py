@@ -39,6 +39,7 @@ def main() -> None:
             "--runs-dir",
             runs_dir,
             "log.tensorboard=false",
+            "log.report=false",
         ]
     )
     raise SystemExit(code)

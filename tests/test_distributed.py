@@ -20,6 +20,7 @@ FAST = [
     "model.options={hidden: [32], feature_dim: 16}",
     "train.batch_size=64",
     "log.tensorboard=false",
+    "log.report=false",
     "train.ddp_timeout_s=60",
 ]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -91,6 +92,7 @@ def test_two_process_training_writes_one_run_directory(tmp_path):
         "train",
         "train.epochs=1",
         "log.tensorboard=false",
+        "log.report=false",
         "train.ddp_timeout_s=60",
         "--run-dir",
         run_dir,
@@ -107,8 +109,10 @@ def test_two_process_training_writes_one_run_directory(tmp_path):
 
 
 def test_distributed_evaluation_equals_one_process(tmp_path):
+    # A run with a class hierarchy, so the hierarchical counters are summed across ranks too.
     run_dir = tmp_path / "run"
-    config = load_config(resolve_config_path(None), [*FAST, "train.epochs=1"])
+    recipe = resolve_config_path("hier_mixture_haframe")
+    config = load_config(recipe, ["train.epochs=1", "log.tensorboard=false", "log.report=false"])
     Trainer(config, run_dir).fit()
     single = subprocess.run(
         [
@@ -151,9 +155,15 @@ def test_distributed_evaluation_equals_one_process(tmp_path):
             assert one[split][key] == two[split][key], (split, key)
         a, b = one[split]["collapse"], two[split]["collapse"]
         assert a.keys() == b.keys()
+        hier_one, hier_two = one[split]["hierarchical"], two[split]["hierarchical"]
+        assert hier_one.keys() == hier_two.keys()
+        for key, value in hier_one.items():
+            assert hier_two[key] == pytest.approx(value, rel=1e-12), (split, key)
         for key, value in a.items():
             if isinstance(value, float):
-                assert b[key] == pytest.approx(value, rel=1e-12, abs=1e-15), (split, key)
+                # the order of float64 sums differs; NC1 of a barely trained model divides by
+                # tiny between-class eigenvalues, which magnifies that round-off
+                assert b[key] == pytest.approx(value, rel=1e-8, abs=1e-15), (split, key)
             else:
                 assert b[key] == value, (split, key)
 

@@ -210,7 +210,8 @@ def test_wide_resnet_backbone():
 
 def test_training_with_a_hierarchy_reports_mistake_severity(tmp_path):
     config = load_config(
-        RECIPE_DIR / "hier_mixture_haframe.yaml", ["train.epochs=2", "log.tensorboard=false"]
+        RECIPE_DIR / "hier_mixture_haframe.yaml",
+        ["train.epochs=2", "log.tensorboard=false", "log.report=false"],
     )
     summary = Trainer(config, tmp_path / "run").fit()
     severity = summary["final"]["hierarchical"]
@@ -223,7 +224,13 @@ def test_training_with_a_hierarchy_reports_mistake_severity(tmp_path):
 def test_soft_label_training_and_config_errors(tmp_path):
     config = load_config(
         RECIPE_DIR / "hier_mixture_learnable.yaml",
-        ["loss.name=soft_ce", "loss.beta=5", "train.epochs=1", "log.tensorboard=false"],
+        [
+            "loss.name=soft_ce",
+            "loss.beta=5",
+            "train.epochs=1",
+            "log.tensorboard=false",
+            "log.report=false",
+        ],
     )
     assert Trainer(config, tmp_path / "run").fit()["final"]["hierarchical"]["num_samples"] > 0
     with pytest.raises(ConfigError, match="soft_ce' needs a class hierarchy"):

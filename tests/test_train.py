@@ -28,6 +28,7 @@ FAST = [
     "model.options={hidden: [32], feature_dim: 16}",
     "train.batch_size=64",
     "log.tensorboard=false",
+    "log.report=false",
 ]
 
 
@@ -180,6 +181,7 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
     assert code == 0, err
     assert "training digits_lt: 10 classes" in out
     assert "many" in out and "nc1" in out and f"run directory: {run_dir}" in out
+    assert f"report: {run_dir / 'report.html'}" in out  # written at the end of training
     files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
     assert {
         "config.yaml",
@@ -187,6 +189,7 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
         "summary.json",
         "checkpoints/last.pt",
         "checkpoints/best.pt",
+        "report.html",
     } <= files
     assert any(name.startswith("tensorboard/events.out.tfevents") for name in files)
     assert not any(name.endswith(".tmp") for name in files)
@@ -473,3 +476,13 @@ def test_gradient_accumulation_and_clipping(tmp_path):
     assert trainer.global_step == math.ceil(micro_batches / 2)
     with pytest.raises(ConfigError, match="multiple of train.accumulate"):
         load_config(DEFAULT, ["train.batch_size=63", "train.accumulate=2"])
+
+
+def test_train_metrics_on_a_fixed_subsample(tmp_path):
+    config = load_config(DEFAULT, [*FAST, "train.epochs=1", "eval.train_subsample=100"])
+    first = Trainer(config, tmp_path / "a").fit()
+    second = Trainer(config, tmp_path / "b").fit()
+    train = first["final"]["train"]
+    assert train["collapse"]["num_samples"] == 100
+    assert first["final"]["collapse"]["num_samples"] == 500  # the test set is never cut
+    assert train["collapse"]["class_counts"] == second["final"]["train"]["collapse"]["class_counts"]

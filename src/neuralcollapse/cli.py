@@ -21,7 +21,7 @@ from typing import NoReturn
 from neuralcollapse import __version__
 
 # Order here is the order shown in --help.
-COMMANDS = ("train", "eval", "compare", "metrics", "frame", "ufm")
+COMMANDS = ("train", "eval", "compare", "metrics", "frame", "ufm", "report")
 
 EXIT_USAGE = 2
 

@@ -168,5 +168,7 @@ def _train(args: argparse.Namespace, config, run_dir: Path, context: DistContext
             f"--resume {run_dir}"
         )
     say(format_result(summary))
+    if trainer.report_path is not None:
+        say(f"report: {trainer.report_path}")
     say(f"run directory: {run_dir}")
     return 0

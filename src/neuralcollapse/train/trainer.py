@@ -204,6 +204,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.best_epoch: int | None = None
         self.elapsed = 0.0
+        self.report_path: Path | None = None
         if resume:
             self._restore(load_checkpoint(self.run_dir / "checkpoints" / "last.pt"))
         elif self.main:  # only now that everything has been built: a failed start leaves no files
@@ -443,7 +444,24 @@ class Trainer:
         summary = self._summary(last_eval)
         if self.main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.report_path = self._write_report()
         return summary
+
+    def _write_report(self) -> Path | None:
+        """The HTML report of the finished run (rank 0, ``log.report``). The run is already
+        saved, so a report that fails is reported and skipped, never fatal."""
+        if not (self.main and self.config.log.report):
+            return None
+        from neuralcollapse.report import write_report
+
+        try:
+            return write_report([self.run_dir])
+        except Exception as exc:  # noqa: BLE001 - any failure here must not lose the run
+            self.echo(
+                f"the HTML report could not be written ({type(exc).__name__}: {exc}); "
+                f"try: neuralcollapse report {self.run_dir}"
+            )
+            return None
 
     def _track_best(self, evaluation: dict[str, Any]) -> None:
         top1 = evaluation["test"]["top1"]

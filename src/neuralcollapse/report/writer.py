@@ -1,0 +1,417 @@
+"""Assemble the report of one or several run directories into an HTML file and figures."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from matplotlib.figure import Figure
+
+import neuralcollapse
+from neuralcollapse.report import html as page_html
+from neuralcollapse.report.html import Section
+from neuralcollapse.report.plots import (
+    plot_accuracy,
+    plot_collapse,
+    plot_hierarchy,
+    plot_loss,
+    plot_per_class_accuracy,
+    plot_similarity,
+)
+from neuralcollapse.report.runs import (
+    RunData,
+    as_float,
+    has_values,
+    load_matrices,
+    lookup,
+    read_run,
+    unique_labels,
+)
+
+IMAGE_FORMATS = ("png", "svg")
+DPI = 100
+METRIC_COLUMNS = (
+    ("top1", "top-1 %", True),
+    ("balanced", "balanced %", True),
+    ("many", "many %", True),
+    ("medium", "medium %", True),
+    ("few", "few %", True),
+    ("collapse.nc1", "NC1", False),
+    ("collapse.nc2_etf_distance_means", "NC2", False),
+    ("collapse.nc3_self_duality", "NC3", False),
+    ("collapse.nc4_ncc_mismatch", "NC4", False),
+)
+
+HIERARCHY_COLUMNS = (
+    "top1_error",
+    "mistake_severity",
+    "hier_dist@1",
+    "hier_dist@5",
+    "mistakes@1",
+    "mistakes@5",
+)
+
+
+class _Figures:
+    """Saves each figure beside the HTML and returns its embedded ``<figure>``."""
+
+    def __init__(self, folder: Path, image_format: str) -> None:
+        self.folder, self.image_format = folder, image_format
+
+    def embed(self, name: str, fig: Figure, alt: str, caption: str) -> str:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=self.image_format, dpi=DPI)
+        data = buffer.getvalue()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}.{self.image_format}"
+        path.write_bytes(data)
+        return page_html.figure(data, self.image_format, alt, caption)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def _pct(value: Any) -> str:
+    value = as_float(value)
+    return "–" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _sci(value: Any) -> str:
+    value = as_float(value)
+    return "–" if math.isnan(value) else f"{value:.3g}"
+
+
+def _text(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
+def _metric_cells(test: dict[str, Any] | None) -> list[str]:
+    test = test or {}
+    return [(_pct if is_pct else _sci)(lookup(test, key)) for key, _, is_pct in METRIC_COLUMNS]
+
+
+def _result_rows(run: RunData) -> list[list[str]]:
+    """Final and best test results; the last record stands in when there is no summary."""
+    if run.summary is not None:
+        best_epoch = run.summary.get("best_epoch")
+        return [
+            [run.label, "final", *_metric_cells(run.summary.get("final"))],
+            [run.label, f"best (epoch {best_epoch})", *_metric_cells(run.summary.get("best"))],
+        ]
+    if run.records:
+        last = run.records[-1]
+        return [
+            [
+                run.label,
+                f"last evaluated (epoch {last.get('epoch')})",
+                *_metric_cells(last.get("test")),
+            ]
+        ]
+    return []
+
+
+def _facts_row(run: RunData) -> list[str]:
+    config, summary = run.config, run.summary or {}
+    planned = lookup(config, "train.epochs")
+    done = run.records[-1].get("epoch") if run.records else 0
+    wall = as_float(summary.get("wall_time_s"))
+    return [
+        run.label,
+        str(lookup(config, "data.name") or "–"),
+        str(lookup(config, "model.name") or "–"),
+        f"{lookup(config, 'head.kind') or '–'} / {lookup(config, 'head.neck') or '–'}",
+        str(lookup(config, "loss.name") or "–"),
+        f"{done} / {planned if planned is not None else '?'}",
+        _text(summary.get("best_epoch")),
+        "–" if math.isnan(wall) else f"{wall:.1f}",
+        _text(summary.get("seed", lookup(config, "train.seed"))),
+        _text(summary.get("device")),
+    ]
+
+
+def _summary_section(runs: Sequence[RunData]) -> Section:
+    title = "Summary" if len(runs) == 1 else "Comparison"
+    section = Section("summary", title)
+    section.add(
+        page_html.table(
+            (
+                "run",
+                "data",
+                "model",
+                "head / neck",
+                "loss",
+                "epochs done / planned",
+                "best epoch",
+                "wall time (s)",
+                "seed",
+                "device",
+            ),
+            [_facts_row(run) for run in runs],
+        )
+    )
+    rows = [row for run in runs for row in _result_rows(run)]
+    if rows:
+        section.add(
+            "<p>Test set; accuracy in %, collapse metrics unitless (lower = more "
+            "collapsed; NC4 is the fraction of samples).</p>"
+        )
+        section.add(
+            page_html.table(("run", "evaluation", *(name for _, name, _ in METRIC_COLUMNS)), rows)
+        )
+    for run in runs:
+        for key in ("summary", "records"):
+            if key in run.notes:
+                section.note(f"{run.label}: {run.notes[key]}")
+    return section
+
+
+def _config_section(runs: Sequence[RunData]) -> Section:
+    section = Section("config", "Configuration")
+    for run in runs:
+        if not run.config:
+            section.note(f"{run.label}: no config.yaml")
+            continue
+        text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None)
+        summary = f"{run.label}: config.yaml ({run.path})"
+        # One run's config is shown open; several are folded to keep the page short.
+        section.add(page_html.preformatted(text, summary, open_=len(runs) == 1))
+    versions = [run.summary.get("versions") for run in runs if run.summary]
+    if versions and isinstance(versions[0], dict):
+        section.add(
+            '<p class="meta">versions: '
+            + ", ".join(f"{k} {v}" for k, v in versions[0].items())
+            + "</p>"
+        )
+    return section
+
+
+def _curve_runs(runs: Sequence[RunData], section: Section, key: str) -> dict[str, list]:
+    """Runs with at least two evaluated epochs that have ``key``; notes for the others."""
+    chosen = {}
+    for run in runs:
+        if not has_values(run.records, key):
+            section.note(f"{run.label}: no {key} values in metrics.jsonl")
+        elif len(run.records) < 2:
+            section.note(f"{run.label}: only {len(run.records)} evaluated epoch, no curve")
+        else:
+            chosen[run.label] = run.records
+    return chosen
+
+
+def _curve(
+    section: Section,
+    figures: _Figures,
+    runs: Sequence[RunData],
+    spec: tuple[str, str, Callable[[dict[str, list]], Figure], str],
+) -> None:
+    name, key, plot, caption = spec
+    chosen = _curve_runs(runs, section, key)
+    if chosen:
+        section.add(figures.embed(name, plot(chosen), caption, caption))
+
+
+def _curves_section(runs: Sequence[RunData], figures: _Figures) -> Section:
+    section = Section("curves", "Training curves")
+    specs = (
+        ("loss", "train_loss", plot_loss, "Training loss per epoch."),
+        (
+            "accuracy",
+            "test.top1",
+            plot_accuracy,
+            "Accuracy per epoch: overall (left) and on the test set by shot group (right).",
+        ),
+        (
+            "collapse",
+            "test.collapse.nc1",
+            plot_collapse,
+            "NC1-NC4 per epoch on a log scale, on train and test features. A value of "
+            "exactly 0 (NC4 once every sample agrees with its nearest class mean) has no "
+            "place on a log axis and leaves a gap.",
+        ),
+    )
+    for spec in specs:
+        _curve(section, figures, runs, spec)
+    return section
+
+
+def _hierarchy_section(runs: Sequence[RunData], figures: _Figures) -> Section:
+    section = Section("hierarchy", "Hierarchy")
+    with_tree = [run for run in runs if run.has_hierarchy]
+    if not with_tree:
+        section.note("no class hierarchy in these runs: no mistake-severity or hier-dist@k")
+        return section
+    spec = (
+        "hierarchy",
+        "test.hierarchical.mistake_severity",
+        plot_hierarchy,
+        "Test mistake severity and hierarchical distance@k per epoch (lower = milder).",
+    )
+    _curve(section, figures, with_tree, spec)
+    rows = []
+    for run in with_tree:
+        last = run.records[-1]
+        values = [_sci(lookup(last, f"test.hierarchical.{key}")) for key in HIERARCHY_COLUMNS]
+        rows.append([run.label, str(last.get("epoch")), *values])
+    section.add("<p>Test set at the last evaluated epoch; LCA heights in tree levels.</p>")
+    section.add(page_html.table(("run", "epoch", *HIERARCHY_COLUMNS), rows))
+    return section
+
+
+def _shot_thresholds(runs: Sequence[RunData]) -> tuple[float, float] | None:
+    """The (many, few) bounds when every run splits shot groups by the same counts."""
+    splits = {
+        (
+            lookup(r.config, "eval.shot_split"),
+            lookup(r.config, "eval.many"),
+            lookup(r.config, "eval.few"),
+        )
+        for r in runs
+    }
+    if len(splits) != 1:
+        return None  # different bounds per run: no single pair of lines is right for all
+    split, many, few = splits.pop()
+    if split != "count" or math.isnan(as_float(many)) or math.isnan(as_float(few)):
+        return None
+    return float(many), float(few)
+
+
+def _per_class_section(runs: Sequence[RunData], figures: _Figures) -> Section:
+    section = Section("per-class", "Accuracy per class")
+    points = {}
+    for run in runs:
+        last = run.records[-1] if run.records else {}
+        counts = lookup(last, "train.collapse.class_counts")
+        accuracy = lookup(last, "test.per_class")
+        if not isinstance(counts, list) or not isinstance(accuracy, list):
+            section.note(f"{run.label}: no per-class accuracy or training counts recorded")
+        elif len(counts) != len(accuracy):
+            section.note(
+                f"{run.label}: {len(counts)} class counts but {len(accuracy)} "
+                "per-class accuracies; left out"
+            )
+        else:
+            points[run.label] = (counts, accuracy)
+    if points:
+        caption = (
+            "Test accuracy of each class at the last evaluated epoch against its "
+            "number of training images; dotted lines bound the shot groups."
+        )
+        try:
+            fig = plot_per_class_accuracy(points, thresholds=_shot_thresholds(runs))
+        except ValueError as exc:
+            section.note(str(exc))
+        else:
+            section.add(figures.embed("per_class_accuracy", fig, caption, caption))
+    return section
+
+
+def _similarity_section(runs: Sequence[RunData], figures: _Figures) -> Section:
+    section = Section("similarity", "Class geometry")
+    for run in runs:
+        if "similarity" in run.notes:
+            section.note(f"{run.label}: {run.notes['similarity']}")
+        if run.class_means is None and run.frame is None:
+            continue
+        epoch = f"epoch {run.checkpoint_epoch}" if run.checkpoint_epoch is not None else ""
+        subtitle = ", ".join(p for p in (run.label if len(runs) > 1 else "", epoch) if p)
+        fig = plot_similarity(
+            run.class_means, run.frame, frame_name=run.frame_kind, subtitle=subtitle
+        )
+        name = "similarity" if len(runs) == 1 else f"similarity_{_slug(run.label)}"
+        shown = [
+            "test-set class means (centred)" if run.class_means is not None else "",
+            f"the {run.frame_kind} rows" if run.frame is not None else "",
+        ]
+        caption = (
+            f"{run.label}: cosine similarity between {' and between '.join(s for s in shown if s)}"
+            f", last checkpoint ({epoch}). Under neural collapse the two matrices agree."
+        )
+        section.add(figures.embed(name, fig, f"cosine similarity matrices of {run.label}", caption))
+    return section
+
+
+def default_output(run_dirs: Sequence[Path]) -> Path:
+    """``RUN_DIR/report.html`` for one run, ``report.html`` here for several."""
+    return run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` in one step, so a reader never sees a half-written page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        # mkstemp makes the file private (0600); a report is as readable as any other file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    run_dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    image_format: str = "png",
+    recompute: bool = True,
+) -> Path:
+    """Write the HTML report of one or several run directories; returns its path.
+
+    The page is self-contained (figures embedded as data URIs, no scripts, no external
+    requests); the same figures are saved as files in ``<out stem>_figures/``. Sections a
+    run lacks data for (no hierarchy, a single evaluated epoch, missing checkpoint or data
+    files) are left out with a one-line note.
+
+    Args:
+        run_dirs: run directories written by ``neuralcollapse train``.
+        out: the HTML file (default ``RUN_DIR/report.html`` for one run, ``report.html``
+            in the current directory for several).
+        image_format: ``"png"`` or ``"svg"``.
+        recompute: rebuild each run's model and test data from ``checkpoints/last.pt`` to
+            get the class means (one pass over the test set); off, the class-geometry
+            section shows the frame alone.
+
+    Raises:
+        ValueError: no run directories, an unknown image format, a path that is a file.
+        FileNotFoundError: a path that does not exist or holds no run.
+    """
+    if isinstance(run_dirs, str | Path):
+        run_dirs = [run_dirs]
+    if not run_dirs:
+        raise ValueError("no run directories given; pass at least one RUN_DIR")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; choose png or svg")
+    paths = [Path(p) for p in run_dirs]
+    out_path = Path(out) if out is not None else default_output(paths)
+    if out_path.is_dir():
+        raise ValueError(f"output {out_path} is a directory; give the HTML file to write")
+    runs = [read_run(path, label) for path, label in zip(paths, unique_labels(paths), strict=True)]
+    for run in runs:
+        load_matrices(run, recompute=recompute)
+    figures = _Figures(out_path.with_name(f"{out_path.stem}_figures"), image_format)
+    sections = [
+        _summary_section(runs),
+        _curves_section(runs, figures),
+        _per_class_section(runs, figures),
+        _similarity_section(runs, figures),
+        _hierarchy_section(runs, figures),
+        _config_section(runs),
+    ]
+    labels = ", ".join(run.label for run in runs)
+    title = f"neuralcollapse report: {labels}"
+    meta = f"{len(runs)} run(s): " + ", ".join(str(run.path) for run in runs)
+    meta += f" — neuralcollapse {neuralcollapse.__version__}"
+    _write_atomic(out_path, page_html.page(title, meta, sections))
+    return out_path

@@ -1,0 +1,546 @@
+"""Run reports: each plot function on small inputs, the HTML report of real short runs,
+sections left out with a note where data is missing, the CLI, and the page as a browser
+shows it (headless Chromium)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pytest
+import torch
+
+from neuralcollapse.cli import main
+from neuralcollapse.frames import simplex_etf
+from neuralcollapse.report import (
+    cosine_matrix,
+    plot_accuracy,
+    plot_collapse,
+    plot_hierarchy,
+    plot_loss,
+    plot_per_class_accuracy,
+    plot_similarity,
+    read_run,
+    write_report,
+)
+from neuralcollapse.report.plots import PALETTE
+from neuralcollapse.report.runs import series
+from neuralcollapse.train import Trainer, load_checkpoint, load_config, save_checkpoint
+from neuralcollapse.train.recipes import resolve_config_path
+
+NO_FILES = ["log.report=false", "log.tensorboard=false"]
+DIGITS_FIGURES = {"loss", "accuracy", "collapse", "per_class_accuracy", "similarity"}
+
+
+# ------------------------------------------------------------------------ small inputs
+
+
+def record(epoch: int, *, hierarchy: bool = False, scale: float = 1.0) -> dict:
+    """One metrics.jsonl object of a 3-class run, values shrinking with the epoch."""
+    collapse = {
+        "nc1": scale / epoch,
+        "nc2_etf_distance_means": 0.5 / epoch,
+        "nc3_self_duality": 0.4 / epoch,
+        "nc4_ncc_mismatch": 0.0 if epoch > 1 else 0.1,  # 0 cannot sit on a log axis
+        "class_counts": [50, 10, 2],
+    }
+    split = {
+        "top1": 0.5 + 0.1 * epoch,
+        "balanced": 0.4 + 0.1 * epoch,
+        "per_class": [0.9, 0.5, None],
+        "many": 0.9,
+        "medium": 0.5,
+        "few": None,
+        "collapse": collapse,
+    }
+    out = {"epoch": epoch, "train_loss": 1.0 / epoch, "train": split, "test": dict(split)}
+    if hierarchy:
+        out["test"]["hierarchical"] = {
+            "mistake_severity": 2.0 - 0.1 * epoch,
+            "hier_dist@1": 1.0 / epoch,
+            "hier_dist@5": 1.5 / epoch,
+        }
+    return out
+
+
+def records(n: int = 3, **kwargs) -> list[dict]:
+    return [record(e, **kwargs) for e in range(1, n + 1)]
+
+
+def line_labels(ax) -> list[str]:
+    return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def test_plot_loss_one_line_per_run_labelled():
+    fig = plot_loss({"a": records(), "b": records(scale=2.0)})
+    (ax,) = fig.axes
+    assert line_labels(ax) == ["a: training loss", "b: training loss"]
+    assert ax.get_xlabel() == "epoch" and "loss" in ax.get_ylabel() and ax.get_title()
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1.0, 0.5, 1 / 3])
+    colours = {mcolors.to_hex(line.get_color()).upper() for line in ax.get_lines()}
+    assert colours == set(PALETTE[:2])  # Okabe-Ito, one colour per run
+
+
+def test_plot_loss_log_scale_only_for_positive_losses():
+    assert plot_loss({"run": records()}).axes[0].get_yscale() == "log"
+    signed = [dict(r, train_loss=v) for r, v in zip(records(), (0.5, 0.0, -0.1), strict=True)]
+    ax = plot_loss({"run": signed}).axes[0]
+    assert ax.get_yscale() == "linear" and "log" not in ax.get_title()
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [0.5, 0.0, -0.1])
+
+
+def test_plot_accuracy_in_percent_with_shot_groups():
+    fig = plot_accuracy({"run": records(2)})
+    overall, groups = fig.axes
+    assert line_labels(overall) == ["test top-1", "test balanced", "train top-1"]
+    # "few" is None in every record, so it has no line; many and medium do.
+    assert line_labels(groups) == ["many-shot", "medium-shot"]
+    np.testing.assert_allclose(overall.get_lines()[0].get_ydata(), [60.0, 70.0])
+    assert overall.get_ylabel() == "accuracy (%)" and overall.get_ylim() == (0, 100)
+
+
+def test_plot_collapse_log_scale_masks_zeros_and_empty_panels():
+    recs = records(3)
+    for r in recs:
+        r["train"]["collapse"] = dict(r["train"]["collapse"], nc3_self_duality=None)
+        r["test"]["collapse"] = dict(r["test"]["collapse"], nc3_self_duality=None)
+    fig = plot_collapse({"run": recs})
+    nc1, nc2, nc3, nc4 = fig.axes
+    assert nc1.get_yscale() == "log" and nc4.get_yscale() == "log"
+    assert line_labels(nc1) == ["train", "test"]
+    # NC3 is null throughout: the panel says so instead of plotting on a log axis.
+    assert nc3.get_lines() == [] and nc3.get_yscale() == "linear"
+    assert any(t.get_text() == "no values" for t in nc3.texts)
+    # NC4 is exactly 0 after epoch 1: a gap, not a crash or a point at -inf.
+    assert np.isnan(nc4.get_lines()[0].get_ydata()[1:]).all()
+    assert "NC1" in nc1.get_title() and "log" in nc1.get_title()
+
+
+def test_plot_hierarchy_two_panels():
+    fig = plot_hierarchy({"a": records(2, hierarchy=True), "b": records(2, hierarchy=True)})
+    severity, distance = fig.axes
+    assert line_labels(severity) == ["a: mistake severity", "b: mistake severity"]
+    assert len(distance.get_lines()) == 4  # @1 and @5 for each run
+    # Several runs: colour is the run, line style the metric.
+    styles = {line.get_linestyle() for line in distance.get_lines()}
+    assert styles == {"-", "--"}
+    assert "LCA" in severity.get_ylabel()
+
+
+def test_plot_per_class_accuracy_log_x_skips_absent_classes():
+    fig = plot_per_class_accuracy({"run": ([50, 10, 2], [0.9, 0.5, None])}, thresholds=(20.0, 5.0))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "test accuracy (%)"
+    (points,) = ax.collections
+    np.testing.assert_allclose(points.get_offsets(), [[50, 90], [10, 50]])
+    assert len(ax.get_lines()) == 2  # the many / few bounds
+    with pytest.raises(ValueError, match="2 counts but 3"):
+        plot_per_class_accuracy({"run": ([1, 2], [0.1, 0.2, 0.3])})
+
+
+def test_cosine_matrix_of_simplex_etf_and_absent_class():
+    k = 5
+    cos = cosine_matrix(simplex_etf(k, 8, seed=0).numpy())
+    np.testing.assert_allclose(np.diag(cos), 1.0, atol=1e-6)
+    off = cos[~np.eye(k, dtype=bool)]
+    np.testing.assert_allclose(off, -1 / (k - 1), atol=1e-6)
+    means = np.array([[1.0, 0.0], [np.nan, np.nan], [0.0, 2.0]])
+    cos = cosine_matrix(means)
+    assert np.isnan(cos[1]).all() and cos[0, 2] == 0.0 and cos[2, 2] == pytest.approx(1.0)
+
+
+def test_plot_similarity_side_by_side_shared_scale():
+    rng = np.random.default_rng(0)
+    fig = plot_similarity(
+        rng.normal(size=(4, 6)),
+        simplex_etf(4, 6, seed=0).numpy(),
+        frame_name="fixed frame",
+        subtitle="epoch 3",
+    )
+    heatmaps = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in heatmaps] == [
+        "centred class means (test features)",
+        "fixed frame rows",
+    ]
+    for ax in heatmaps:
+        assert ax.images[0].get_clim() == (-1.0, 1.0) and ax.get_xlabel() == "class index"
+    assert len(fig.axes) == 3  # and one colour bar for both
+    assert "epoch 3" in fig.get_suptitle()
+    only_frame = plot_similarity(None, np.eye(3))
+    assert len([ax for ax in only_frame.axes if ax.images]) == 1
+
+
+@pytest.mark.parametrize(
+    ("plot", "args"),
+    [
+        (plot_loss, ({},)),
+        (plot_loss, ({"a": [{"epoch": 1, "train_loss": None}]},)),
+        (plot_accuracy, ({"a": [{"epoch": 1}]},)),
+        (plot_collapse, ({"a": []},)),
+        (plot_hierarchy, ({"a": records(2)},)),
+        (plot_per_class_accuracy, ({"a": ([1, 2], [None, None])},)),
+        (plot_similarity, (None, None)),
+    ],
+)
+def test_plot_functions_refuse_empty_input(plot, args):
+    with pytest.raises(ValueError, match="no|nothing"):
+        plot(*args)
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("png", b"\x89PNG"), ("svg", b"<?xml")])
+def test_figures_save_without_a_display(fmt, magic, tmp_path):
+    path = tmp_path / f"f.{fmt}"
+    plot_accuracy({"run": records()}).savefig(path, format=fmt)
+    assert path.read_bytes().startswith(magic)
+
+
+# ----------------------------------------------------------------------- real runs
+
+
+def train(run_dir: Path, *overrides: str, recipe: str | None = None) -> Path:
+    config = load_config(resolve_config_path(recipe), [*NO_FILES, *overrides])
+    Trainer(config, run_dir).fit()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    """The default recipe, 2 epochs (a few seconds)."""
+    return train(tmp_path_factory.mktemp("runs") / "digits", "train.epochs=2")
+
+
+@pytest.fixture(scope="module")
+def hier_run(tmp_path_factory) -> Path:
+    return train(
+        tmp_path_factory.mktemp("runs") / "hier", "train.epochs=2", recipe="hier_mixture_haframe"
+    )
+
+
+def copy_run(run: Path, tmp_path: Path, name: str = "copy") -> Path:
+    target = tmp_path / name
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("report*"))
+    return target
+
+
+def embedded_images(text: str) -> list[tuple[str, bytes]]:
+    return [
+        (mime, base64.b64decode(data))
+        for mime, data in re.findall(r'<img src="data:([^;]+);base64,([^"]+)"', text)
+    ]
+
+
+def notes(text: str) -> list[str]:
+    return re.findall(r'<p class="note">(.*?)</p>', text)
+
+
+def test_report_of_default_run_is_self_contained(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    path = write_report([run])
+    assert path == run / "report.html"
+    text = path.read_text()
+    files = {p.stem: p for p in (run / "report_figures").iterdir()}
+    assert set(files) == DIGITS_FIGURES
+    images = embedded_images(text)
+    assert len(images) == len(files)
+    # The embedded images are the very files saved beside the page.
+    assert {data for _, data in images} == {p.read_bytes() for p in files.values()}
+    assert all(mime == "image/png" and data.startswith(b"\x89PNG") for mime, data in images)
+    # Nothing that could reach the network or run code.
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+    assert not re.search(r'(src|href)="(?!data:|#)', text)
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    for heading in (
+        "Summary",
+        "Training curves",
+        "Accuracy per class",
+        "Class geometry",
+        "Configuration",
+    ):
+        assert f"<h2>{heading}</h2>" in text
+    assert "digits_lt" in text and "final" in text and "best (epoch" in text
+    assert any("no class hierarchy" in n for n in notes(text))
+    assert path.stat().st_mode & 0o044  # readable beyond its owner, like the run's files
+
+
+def test_class_means_are_recomputed_from_the_last_checkpoint(digits_run):
+    from neuralcollapse.report.runs import load_matrices
+
+    run = read_run(digits_run)
+    load_matrices(run)
+    state = load_checkpoint(digits_run / "checkpoints" / "last.pt")
+    frame = state["model"]["head.frame"].double().numpy()
+    np.testing.assert_allclose(run.frame, frame)
+    assert run.class_means.shape == frame.shape and np.isfinite(run.class_means).all()
+    assert run.frame_kind == "fixed frame" and run.checkpoint_epoch == 2 and not run.notes
+    # Centred by the sample-weighted global mean, as NC2 centres them.
+    weights = np.asarray(read_run(digits_run).records[-1]["test"]["collapse"]["class_counts"])
+    np.testing.assert_allclose(weights @ run.class_means, 0.0, atol=1e-9)
+    # Trained features lean towards their own frame row more than towards any other.
+    cos = cosine_matrix(np.concatenate([run.class_means, frame]))[: len(frame), len(frame) :]
+    assert (cos.argmax(axis=1) == np.arange(len(frame))).mean() >= 0.8
+
+
+def test_report_with_hierarchy(hier_run, tmp_path):
+    out = tmp_path / "h.html"
+    text = write_report([hier_run], out).read_text()
+    assert (tmp_path / "h_figures" / "hierarchy.png").is_file()
+    assert "<h2>Hierarchy</h2>" in text and "mistake severity" in text.lower()
+    assert not any("hierarchy" in n for n in notes(text))
+    final = read_run(hier_run).records[-1]["test"]["hierarchical"]
+    assert f"<td>{final['hier_dist@5']:.3g}</td>" in text.split("<h2>Hierarchy</h2>")[1]
+
+
+def test_several_runs_overlay_and_compare(digits_run, hier_run, tmp_path):
+    out = write_report([digits_run, hier_run], tmp_path / "cmp.html", image_format="svg")
+    text = out.read_text()
+    names = {p.name for p in (tmp_path / "cmp_figures").iterdir()}
+    assert {
+        "loss.svg",
+        "collapse.svg",
+        "hierarchy.svg",
+        "similarity_digits.svg",
+        "similarity_hier.svg",
+    } <= names
+    assert all(mime == "image/svg+xml" for mime, _ in embedded_images(text))
+    assert "<h2>Comparison</h2>" in text
+    table = text.split("<h2>Comparison</h2>")[1].split("</section>")[0]
+    assert table.count("<tr><td>digits</td>") == 3 and table.count("<tr><td>hier</td>") == 3
+    # Runs with the same directory name stay apart in legends and tables.
+    same = write_report(
+        [digits_run, copy_run(digits_run, tmp_path, "digits")],
+        tmp_path / "same.html",
+        recompute=False,
+    )
+    labels = re.findall(r"<tr><td>([^<]+)</td><td>digits</td>", same.read_text())
+    assert len(labels) == len(set(labels)) == 2 and all(
+        label.endswith("/digits") for label in labels
+    )
+
+
+def test_interrupted_run_leaves_sections_out_with_notes(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    (run / "summary.json").unlink()
+    first = (run / "metrics.jsonl").read_text().splitlines()[0]
+    (run / "metrics.jsonl").write_text(first + "\n" + first[:40])  # cut short mid-line
+    shutil.rmtree(run / "checkpoints")
+    text = write_report([run], recompute=True).read_text()
+    found = notes(text)
+    assert any("no readable summary.json" in n for n in found)
+    assert any("1 unreadable line" in n for n in found)
+    assert any("only 1 evaluated epoch" in n for n in found)
+    assert any("no checkpoints/last.pt" in n for n in found)
+    assert "last evaluated (epoch 1)" in text
+    # Curves need two epochs; per-class accuracy needs only one.
+    assert {p.stem for p in (run / "report_figures").iterdir()} == {"per_class_accuracy"}
+
+
+def test_nan_and_infinity_in_metrics_are_gaps(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    # metrics.jsonl is written with allow_nan: NaN and Infinity are legal tokens there.
+    lines[0] = re.sub(r'"nc1": [0-9.e-]+', '"nc1": NaN', lines[0])
+    lines[1] = re.sub(r'"train_loss": [0-9.e-]+', '"train_loss": Infinity', lines[1])
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    records = read_run(run).records
+    epochs, loss = series(records, "train_loss")
+    assert np.isfinite(loss[0]) and np.isnan(loss[1]) and list(epochs) == [1.0, 2.0]
+    assert np.isnan(series(records, "test.collapse.nc1")[1][0])
+    assert np.isnan(series([{"epoch": 1, "x": True}], "x")[1]).all()
+    write_report([run], recompute=False)
+    assert {p.stem for p in (run / "report_figures").iterdir()} == DIGITS_FIGURES
+
+
+def test_run_without_metrics_still_reports(tmp_path, digits_run):
+    run = tmp_path / "bare"
+    run.mkdir()
+    shutil.copy(digits_run / "config.yaml", run)
+    text = write_report([run]).read_text()
+    assert any("no metrics.jsonl" in n for n in notes(text)) and embedded_images(text) == []
+
+
+def test_missing_data_files_drop_the_class_means_only(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    state["config"]["data"].update(name="cifar10", root=str(tmp_path / "no_such_data"))
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, last)
+    text = write_report([run]).read_text()
+    assert any("test data could not be re-evaluated" in n for n in notes(text))
+    assert (run / "report_figures" / "similarity.png").is_file()  # the frame alone
+    no_recompute = write_report([run], tmp_path / "nr.html", recompute=False).read_text()
+    assert any("not recomputed" in n for n in notes(no_recompute))
+
+
+def test_bad_input_raises_clear_errors(tmp_path, digits_run):
+    with pytest.raises(ValueError, match="no run directories"):
+        write_report([])
+    with pytest.raises(ValueError, match="image format"):
+        write_report([digits_run], tmp_path / "x.html", image_format="jpg")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report([tmp_path / "missing"])
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        write_report([tmp_path])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        write_report([tmp_path / "file"])
+    with pytest.raises(ValueError, match="is a directory"):
+        write_report([digits_run], tmp_path, recompute=False)
+
+
+def test_report_command(digits_run, tmp_path, capsys):
+    # Passes once "report" is registered in neuralcollapse.cli.COMMANDS.
+    out = tmp_path / "cli.html"
+    code = main(["report", str(digits_run), "--out", str(out), "--format", "svg", "--no-recompute"])
+    assert code == 0 and capsys.readouterr().out.strip() == f"wrote {out}"
+    assert (tmp_path / "cli_figures" / "loss.svg").is_file()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_report_command_module_directly(digits_run, tmp_path, capsys):
+    import argparse
+
+    from neuralcollapse.commands import report
+
+    parser = argparse.ArgumentParser()
+    report.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["report", str(digits_run), "--out", str(tmp_path / "r.html")])
+    assert args.recompute and args.image_format == "png"
+    assert report.run(args) == 0 and (tmp_path / "r.html").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=10000",
+)
+# Inserted in a copy of the page only: records script errors, blocked requests and images
+# that fail to load, then writes the verdict into the DOM once everything has loaded.
+PROBE = """<script>
+window.__nc = [];
+addEventListener('securitypolicyviolation', e => __nc.push('blocked: ' + e.blockedURI));
+addEventListener('error', e => __nc.push('error: ' + (e.message || e.target.src)), true);
+addEventListener('load', () => {
+  const images = [...document.images];
+  const bad = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
+  const out = document.createElement('pre');
+  out.id = 'nc-check';
+  out.textContent = JSON.stringify({images: images.length, bad: bad, errors: __nc});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def find_or_install_chromium() -> tuple[str | None, str]:
+    """Debian's chromium, installed with apt-get when missing (as root, where apt exists);
+    else None and why not."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found, ""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None, "chromium is not installed and installing it needs root and apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return None, f"'{' '.join(command)}' took over 15 minutes"
+        if done.returncode:
+            tail = " ".join(done.stderr.split()[-20:])
+            return None, f"'{' '.join(command)}' failed ({done.returncode}): {tail}"
+    found = shutil.which("chromium")
+    return found, "" if found else "apt-get installed chromium but it is not on PATH"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path, why = find_or_install_chromium()
+    if path is None:
+        pytest.skip(f"headless Chromium unavailable: {why} (apt-get install -y chromium)")
+    return path
+
+
+def run_chromium(chromium: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_report_loads_in_headless_chromium(chromium, digits_run, tmp_path):
+    page = write_report([digits_run], tmp_path / "report.html")
+    text = page.read_text()
+    # The probe needs inline scripts, which the report's policy forbids: allow only those.
+    probed = text.replace(
+        "style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'", 1
+    )
+    probed = probed.replace("</title>", "</title>\n" + PROBE, 1)
+    probe_page = tmp_path / "probed.html"
+    probe_page.write_text(probed)
+    result = run_chromium(chromium, tmp_path, "--dump-dom", probe_page.as_uri())
+    match = re.search(r'<pre id="nc-check">(.*?)</pre>', result.stdout, re.S)
+    assert match, f"the page did not finish loading:\n{result.stderr[-2000:]}"
+    check = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert check == {"images": len(DIGITS_FIGURES), "bad": [], "errors": []}
+    # Chromium logs every console message, CSP violation and uncaught error as CONSOLE.
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    shot = tmp_path / "shot.png"
+    run_chromium(
+        chromium,
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+        page.as_uri(),
+    )
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.shape == (1600, 1200) and pixels.std() > 10  # drawn, not a blank page
+
+
+def test_frame_read_from_fixed_and_learned_heads():
+    from neuralcollapse.report.runs import _frame_from_state
+
+    frame = torch.eye(3, 4)
+    fixed, kind = _frame_from_state({"head.frame": frame, "backbone.w": torch.ones(2)})
+    assert kind == "fixed frame" and np.array_equal(fixed, frame.numpy())
+    learned, kind = _frame_from_state({"head.classifier.weight": 2 * frame})
+    assert kind == "learned classifier" and np.array_equal(learned, 2 * frame.numpy())
+    assert _frame_from_state({"backbone.w": torch.ones(2)}) == (None, "classifier")
+
+
+def test_shot_bounds_drawn_only_when_all_runs_share_them(tmp_path):
+    from neuralcollapse.report.runs import RunData
+    from neuralcollapse.report.writer import _shot_thresholds
+
+    def run(split: str, many: int, few: int) -> RunData:
+        config = {"eval": {"shot_split": split, "many": many, "few": few}}
+        return RunData(path=tmp_path, label=split, config=config)
+
+    assert _shot_thresholds([run("count", 100, 20), run("count", 100, 20)]) == (100.0, 20.0)
+    assert _shot_thresholds([run("count", 100, 20), run("count", 50, 20)]) is None
+    assert _shot_thresholds([run("index", 100, 20)]) is None
