@@ -90,7 +90,7 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
     listing = tmp_path / "list.yaml"
     listing.write_text("- 1\n- 2\n")
-    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+    with pytest.raises(ConfigError, match="expected a mapping of keys"):
         load_config(listing)
 
 

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from neuralcollapse.train.config import ConfigError, _build, apply_overrides
+from neuralcollapse.train.config import ConfigError, _build, apply_overrides, read_yaml_mapping
 
 __all__ = [
     "CLASSIFIERS",
@@ -168,14 +166,5 @@ def load_ufm_config(
     """
     values: dict[str, Any] = dict(base or {})
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys, got {type(loaded).__name__}")
-        values.update(loaded or {})
+        values.update(read_yaml_mapping(path))
     return ufm_config_from_dict(apply_overrides(values, overrides or []))
