@@ -11,6 +11,9 @@ logits are ``h @ W.T``. Three constructions:
 * :func:`hierarchy_aware_frame` -- the HAFrame of [L23]: unit rows whose cosines follow a
   class tree (siblings closer than cousins); :func:`hierarchy_similarity` gives its target
   cosine matrix and the offset ``s`` it chose.
+* :func:`build_frame` -- the one factory that builds any of them by name (used by the
+  trainer, the UFM simulator and the ``frame`` command), with :func:`target_similarity`
+  the cosine matrix a frame is meant to have.
 * :func:`describe` -- the geometry of any frame (cosines, norms, rank, distance to an ETF,
   and the best max cosine achievable for its ``K`` and ``d``).
 
@@ -31,15 +34,20 @@ if TYPE_CHECKING:
     from neuralcollapse.hierarchy import Hierarchy
 
 __all__ = [
+    "FRAME_KINDS",
     "FrameGeometry",
     "HierarchySimilarity",
+    "build_frame",
     "coherence_bound",
     "describe",
     "hierarchy_aware_frame",
     "hierarchy_similarity",
     "simplex_etf",
     "spread_frame",
+    "target_similarity",
 ]
+
+FRAME_KINDS = ("etf", "spread", "haframe")
 
 
 # --------------------------------------------------------------------------- validation
@@ -550,3 +558,71 @@ def _target_error(gram: torch.Tensor, target: object) -> float:
         shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
         raise ValueError(f"target must be a {tuple(gram.shape)} cosine matrix, got {shape}")
     return float((gram - matrix.to(gram.device, torch.float64)).abs().max())
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def build_frame(
+    kind: str,
+    num_classes: int | None,
+    dim: int | None,
+    *,
+    seed: int | None = None,
+    hierarchy: Hierarchy | torch.Tensor | None = None,
+    gamma: float | None = None,
+    steps: int = 1000,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The (K, d) fixed frame of kind ``"etf"``, ``"spread"`` or ``"haframe"``.
+
+    Args:
+        kind: one of :data:`FRAME_KINDS`.
+        num_classes: K (for ``"haframe"``: None, or the tree's leaf count, checked).
+        dim: d (for ``"haframe"``: None means the rank of the target similarity).
+        seed: draws the random rotation (and the spread frame's start).
+        hierarchy: the class tree (a Hierarchy or (K, K) LCA heights); ``"haframe"`` only.
+        gamma: the HAFrame's spread parameter (> 0); ``"haframe"`` only.
+        steps: optimisation steps of the spread frame.
+        dtype: dtype of the result.
+
+    Raises:
+        ValueError: an unknown kind, an ETF with d < K - 1 (naming :func:`spread_frame`),
+            a HAFrame without a tree or gamma, or a tree whose leaf count is not K.
+    """
+    if kind not in FRAME_KINDS:
+        raise ValueError(f"unknown frame kind {kind!r}; use one of {', '.join(FRAME_KINDS)}")
+    if kind == "haframe":
+        if hierarchy is None or gamma is None:
+            raise ValueError("a 'haframe' frame needs hierarchy= (the class tree) and gamma=")
+        leaves = _lca_matrix(hierarchy).shape[0]
+        if num_classes is not None and num_classes != leaves:
+            raise ValueError(
+                f"the hierarchy has {leaves} leaf classes but num_classes={num_classes}"
+            )
+        return hierarchy_aware_frame(hierarchy, gamma=gamma, dim=dim, seed=seed, dtype=dtype)
+    if hierarchy is not None:
+        raise ValueError(f"a {kind!r} frame takes no hierarchy; use kind='haframe'")
+    if num_classes is None or dim is None:
+        raise ValueError(f"a {kind!r} frame needs num_classes and dim")
+    if kind == "etf":
+        return simplex_etf(num_classes, dim, seed=seed, dtype=dtype)
+    return spread_frame(num_classes, dim, seed=seed, steps=steps, dtype=dtype)
+
+
+def target_similarity(
+    frame: torch.Tensor,
+    *,
+    hierarchy: Hierarchy | torch.Tensor | None = None,
+    gamma: float | None = None,
+) -> torch.Tensor:
+    """(K, K) float64 cosine matrix ``frame`` is meant to have: the HAFrame's S when a
+    ``hierarchy`` and ``gamma`` are given, otherwise the frame's own cosines (what the
+    cosine frame loss pulls features onto)."""
+    if hierarchy is not None:
+        if gamma is None:
+            raise ValueError("target_similarity with a hierarchy needs gamma=")
+        return hierarchy_similarity(hierarchy, gamma=gamma).matrix.to(torch.float64)
+    w = _check_frame(frame).detach().to(torch.float64)
+    unit = w / w.norm(dim=1, keepdim=True)
+    return unit @ unit.T
