@@ -1,5 +1,6 @@
 # The two commands a newcomer needs:  make demo  (run the main job)  and  make test.
-# Both create .venv on first use (scripts/bootstrap.sh) and reinstall when pyproject changes.
+# Both create .venv on first use (scripts/bootstrap.sh installs ".[all,dev]": every runtime
+# extra plus the test tools) and reinstall when pyproject changes.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin

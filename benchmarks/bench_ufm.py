@@ -28,7 +28,7 @@ def run_once(args: argparse.Namespace, log_every: int) -> tuple[float, float, di
         num_classes=args.classes,
         dim=args.dim,
         n_per_class=args.n,
-        classifier="learnable",
+        head_kind="learnable",
         loss="ce",
         optimizer="sgd",
         lr=0.5,

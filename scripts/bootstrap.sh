@@ -11,6 +11,7 @@
 #                                 build that this project's machines install from disk.
 # TORCH_INDEX_URL, when set, is passed to pip as --index-url for that one install
 # (use PyTorch's CPU wheel index on CPU-only machines that lack a local CPU wheel).
+# EXTRAS (default "all,dev") chooses the optional extras of the editable install.
 set -euo pipefail
 
 venv="${1:-.venv}"
@@ -36,4 +37,7 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" install -q "${index_args[@]}" "$spec"
 fi
 
-"${pip[@]}" install -q -e ".[dev]"
+# The package with every runtime extra (digits data, image files, reports, TensorBoard,
+# progress bar: what `make demo` uses) plus the test and lint tools (`make test`, `make
+# lint`). EXTRAS overrides the list, e.g. EXTRAS=dev,timm for timm backbones too.
+"${pip[@]}" install -q -e ".[${EXTRAS:-all,dev}]"

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neuralcollapse._internal.seeding import derive_generator
 from neuralcollapse.data import (
     ClassSampler,
     class_counts,
@@ -15,11 +16,12 @@ from neuralcollapse.data import (
     epoch_generator,
     epoch_indices,
     long_tailed_indices,
+    long_tailed_subset,
     shot_groups,
     shot_groups_by_index,
 )
 
-# PAPERS.md section 8: CIFAR-LT train-set sizes for ratios 200 / 100 / 50 / 10.
+# docs/theory.md §8: CIFAR-LT train-set sizes for ratios 200 / 100 / 50 / 10.
 CIFAR_LT_TOTALS = [
     (10, 5000, 200, 11203),
     (10, 5000, 100, 12406),
@@ -149,8 +151,8 @@ def test_long_tailed_indices_too_few_samples():
     [
         ([0, 1, 5], [1, 1], "class 5 but counts has only 2"),
         ([0, -1], [1, 1], "labels must be >= 0"),
-        ([0.0, 1.0], [1, 1], "integers"),
-        ([[0, 1]], [1, 1], "1-D"),
+        ([0.0, 1.0], [1, 1], "integer class indices"),
+        ([[0, 1]], [1, 1], r"labels must have shape \(B,\)"),
     ],
 )
 def test_long_tailed_indices_bad_labels(labels, counts, match):
@@ -272,3 +274,109 @@ def test_class_sampler_with_dataloader_and_resume():
     assert seen.numel() == labels.numel()
     with pytest.raises(ValueError, match="unknown sampling"):
         ClassSampler(labels, "oversample")
+
+
+def test_epoch_generator_is_derive_generator():
+    # The one seed-derivation scheme: identical numbers, not merely "also deterministic".
+    for seed, epoch in [(0, 0), (0, 1), (1, 0), (12345, 199), (2**40, 3)]:
+        ours = torch.randint(0, 2**62, (8,), generator=epoch_generator(seed, epoch))
+        shared = torch.randint(0, 2**62, (8,), generator=derive_generator(seed, epoch))
+        assert torch.equal(ours, shared)
+        assert (
+            epoch_generator(seed, epoch).initial_seed()
+            == derive_generator(seed, epoch).initial_seed()
+        )
+
+
+def test_epoch_generator_keeps_its_historical_numbers():
+    # The formula the data order used before it moved to _internal.seeding (resumed runs
+    # must replay the same epochs): SeedSequence([seed, epoch]), two 32-bit words.
+    state = np.random.SeedSequence([7, 3]).generate_state(2, dtype=np.uint32)
+    assert epoch_generator(7, 3).initial_seed() == int(state[0]) << 32 | int(state[1])
+
+
+# --------------------------------------------------------------------------- long_tailed_subset
+
+
+def test_long_tailed_subset_matches_counts_and_indices():
+    labels = _labels([30, 40, 25, 50])
+    idx = long_tailed_subset(labels, imbalance_ratio=5, seed=2)
+    # default n_max: the smallest class count (25), so every class can supply its share
+    expected = class_counts(25, 4, 5)
+    assert torch.bincount(labels[idx], minlength=4).tolist() == expected.tolist()
+    assert torch.equal(idx, long_tailed_indices(labels, expected, seed=2))
+    assert torch.equal(idx, idx.sort().values) and idx.dtype == torch.int64
+    assert torch.equal(idx, long_tailed_subset(labels, imbalance_ratio=5, seed=2))
+    assert not torch.equal(idx, long_tailed_subset(labels, imbalance_ratio=5, seed=3))
+
+
+def test_long_tailed_subset_explicit_n_max_and_step_profile():
+    labels = _labels([30, 40, 25, 50])
+    idx = long_tailed_subset(labels, imbalance_ratio=4, profile="step", n_max=24, seed=0)
+    assert torch.bincount(labels[idx]).tolist() == [24, 24, 6, 6]
+    short = _labels([30, 20, 25, 50])
+    with pytest.raises(ValueError, match="class 1 has 20 samples but 24 were asked"):
+        long_tailed_subset(short, imbalance_ratio=4, profile="step", n_max=24, seed=0)
+
+
+def test_long_tailed_subset_ratio_one_keeps_everything():
+    labels = _labels([3, 7, 5])
+    for n_max in (None, 2):
+        idx = long_tailed_subset(labels, imbalance_ratio=1, n_max=n_max, seed=0)
+        assert torch.equal(idx, torch.arange(labels.numel()))
+
+
+def test_long_tailed_subset_of_no_labels():
+    empty = torch.zeros(0, dtype=torch.int64)
+    assert long_tailed_subset(empty, imbalance_ratio=1, seed=0).numel() == 0
+    with pytest.raises(ValueError, match="labels is empty"):
+        long_tailed_subset(empty, imbalance_ratio=2, seed=0)
+
+
+def test_long_tailed_subset_accepts_lists_and_missing_tail_classes():
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    idx = long_tailed_subset(labels, imbalance_ratio=4, seed=0)
+    assert torch.bincount(torch.tensor(labels)[idx]).tolist() == [4, 1]
+    with pytest.raises(ValueError, match=r"classes \[2\] have no samples"):
+        long_tailed_subset(labels, imbalance_ratio=4, seed=0, num_classes=3)
+    with pytest.raises(ValueError, match="class 2 has 0 samples but 1 were asked"):
+        long_tailed_subset(labels, imbalance_ratio=4, n_max=4, seed=0, num_classes=3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"imbalance_ratio": 0.5}, "imbalance_ratio"),
+        ({"imbalance_ratio": float("nan")}, "imbalance_ratio"),
+        ({"imbalance_ratio": 2, "profile": "linear"}, "unknown profile 'linear'"),
+        ({"imbalance_ratio": 2, "n_max": 0}, "n_max"),
+        ({"imbalance_ratio": 2, "num_classes": 1}, "num_classes=1"),
+        ({"imbalance_ratio": 2, "num_classes": 0}, "num_classes must be an integer >= 1"),
+    ],
+)
+def test_long_tailed_subset_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        long_tailed_subset(_labels([4, 4]), seed=0, **kwargs)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    per_class=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+    ratio=st.floats(1.0, 20.0),
+    profile=st.sampled_from(["exp", "step"]),
+    seed=st.integers(0, 1000),
+)
+def test_long_tailed_subset_property(per_class, ratio, profile, seed):
+    labels = _labels(per_class)
+    try:
+        idx = long_tailed_subset(labels, imbalance_ratio=ratio, profile=profile, seed=seed)
+    except ValueError as err:
+        assert "0 samples" in str(err)
+        return
+    if ratio == 1:
+        assert torch.equal(idx, torch.arange(labels.numel()))
+        return
+    got = torch.bincount(labels[idx], minlength=len(per_class))
+    expected = class_counts(min(per_class), len(per_class), ratio, profile)
+    assert got.tolist() == expected.tolist()
+    assert idx.unique().numel() == idx.numel()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuralcollapse.data import (
-    class_counts,
-    gaussian_mixture,
-    hierarchical_mixture,
-    lca_heights_from_edges,
-)
+from neuralcollapse.data import class_counts, gaussian_mixture, hierarchical_mixture
+from neuralcollapse.hierarchy import Hierarchy
 
 # root -> {a, b}; a -> {a1, a2}; b -> {b1, b2, b3}: a two-level tree with 5 leaves
 EDGES = [
@@ -83,23 +77,50 @@ def test_gaussian_mixture_errors(kwargs, match):
         gaussian_mixture(**kwargs)
 
 
-def test_lca_heights_from_edges():
-    heights, leaves = lca_heights_from_edges(EDGES)
-    assert leaves == ("a1", "a2", "b1", "b2", "b3")
-    assert heights.tolist() == [
+def test_tree_from_edges_gives_hierarchy_order_and_heights():
+    m = hierarchical_mixture(EDGES, dim=6, n_per_class=2, seed=0)
+    tree = Hierarchy.from_edges(EDGES)
+    assert m.classes == tree.leaves == ("a1", "a2", "b1", "b2", "b3")
+    assert m.lca_heights.tolist() == [
         [0, 1, 2, 2, 2],
         [1, 0, 2, 2, 2],
         [2, 2, 0, 1, 1],
         [2, 2, 1, 0, 1],
         [2, 2, 1, 1, 0],
     ]
-    reordered, order = lca_heights_from_edges(EDGES, leaves=["b1", "a1", "b2", "a2", "b3"])
-    assert order[0] == "b1" and int(reordered[0, 2]) == 1 and int(reordered[0, 1]) == 2
+    assert torch.equal(m.lca_heights, tree.lca_heights())
 
 
-def test_natural_leaf_order():
-    edges = [(f"L-{i}", "root") for i in (10, 2, 1)]
-    assert lca_heights_from_edges(edges)[1] == ("L-1", "L-2", "L-10")
+@pytest.mark.parametrize(
+    ("edges", "order"),
+    [
+        # no integer suffixes: first appearance, never alphabetical
+        ([("dog", "root"), ("cat", "root")], ("dog", "cat")),
+        # distinct integer suffixes: by the integer alone, whatever precedes it
+        ([("x10", "root"), ("y2", "root")], ("y2", "x10")),
+        ([(f"L-{i}", "root") for i in (10, 2, 1)], ("L-1", "L-2", "L-10")),
+    ],
+)
+def test_synthetic_class_order_is_hierarchy_order(edges, order):
+    tree = Hierarchy.from_edges(edges)
+    assert tree.leaves == order
+    for given_as in (edges, tree):
+        m = hierarchical_mixture(given_as, dim=len(order), n_per_class=3, seed=1)
+        assert m.classes == order
+        # class i of the mixture is leaf i: same means whichever way the tree came in
+        assert torch.equal(m.means, hierarchical_mixture(tree, len(order), 3, seed=1).means)
+
+
+def test_explicit_class_order_goes_through_hierarchy():
+    tree = Hierarchy.from_edges(EDGES, classes=["b1", "a1", "b2", "a2", "b3"])
+    m = hierarchical_mixture(tree, dim=6, n_per_class=2, seed=0)
+    assert m.classes[0] == "b1"
+    assert int(m.lca_heights[0, 2]) == 1 and int(m.lca_heights[0, 1]) == 2
+
+
+def test_a_bare_matrix_has_no_class_names():
+    heights = Hierarchy.from_edges(EDGES).lca_heights()
+    assert hierarchical_mixture(heights, dim=6, n_per_class=2).classes is None
 
 
 @pytest.mark.parametrize(
@@ -107,30 +128,30 @@ def test_natural_leaf_order():
     [
         ([], "no edges"),
         ([("a", "r"), ("a", "s")], "two parents"),
-        ([("a", "r"), ("b", "s")], "exactly one root"),
-        ([("a", "r"), ("b", "r"), ("c", "b")], "different depths"),
+        ([("a", "r"), ("b", "s")], "2 roots"),
         ([("a", "b", "c")], r"\(child, parent\) pair"),
     ],
 )
-def test_lca_heights_from_edges_errors(edges, match):
+def test_edge_errors_come_from_hierarchy(edges, match):
     with pytest.raises(ValueError, match=match):
-        lca_heights_from_edges(edges)
+        hierarchical_mixture(edges, dim=4)
 
 
-def test_lca_heights_leaves_must_match():
-    with pytest.raises(ValueError, match="each of the 5 leaves exactly once"):
-        lca_heights_from_edges(EDGES, leaves=["a1", "a2"])
+def test_unbalanced_trees_embed_exactly():
+    # leaves at depths 1, 2 and 3: Hierarchy's heights are still an ultrametric
+    edges = [("a", "root"), ("b", "root"), ("a1", "a"), ("a2", "a"), ("a11", "a1"), ("a12", "a1")]
+    tree = Hierarchy.from_edges(edges)
+    assert not tree.is_balanced
+    m = hierarchical_mixture(tree, dim=tree.num_classes, n_per_class=1, separation=2.0)
+    expected = 2.0 * tree.lca_heights().double().sqrt()
+    assert torch.allclose(_mean_distances(m), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("form", ["edges", "matrix", "numpy", "object"])
+@pytest.mark.parametrize("form", ["edges", "matrix", "numpy", "hierarchy"])
 def test_hierarchical_mixture_distances_follow_the_tree(form):
-    heights, _ = lca_heights_from_edges(EDGES)
-
-    class Tree:
-        def lca_heights(self):
-            return heights
-
-    given_as = {"edges": EDGES, "matrix": heights, "numpy": heights.numpy(), "object": Tree()}
+    tree = Hierarchy.from_edges(EDGES)
+    heights = tree.lca_heights()
+    given_as = {"edges": EDGES, "matrix": heights, "numpy": heights.numpy(), "hierarchy": tree}
     m = hierarchical_mixture(given_as[form], dim=6, n_per_class=4, separation=2.0, seed=0)
     expected = 2.0 * heights.double().sqrt()
     assert torch.allclose(_mean_distances(m), expected, atol=1e-5)
@@ -159,8 +180,15 @@ def test_hierarchical_mixture_errors():
         hierarchical_mixture(torch.tensor([[1, 1], [1, 1]]), dim=4)
     with pytest.raises(ValueError, match=r"\(K, K\)"):
         hierarchical_mixture(torch.zeros(2, 3), dim=4)
-    with pytest.raises(ValueError, match="hierarchy must be"):
+    with pytest.raises(ValueError, match="hierarchy must be a neuralcollapse.Hierarchy"):
         hierarchical_mixture(42, dim=4)
+
+    class LooksLikeATree:  # duck typing is gone: Hierarchy is the one tree type
+        def lca_heights(self):
+            return torch.zeros(2, 2)
+
+    with pytest.raises(ValueError, match="got LooksLikeATree"):
+        hierarchical_mixture(LooksLikeATree(), dim=4)
 
 
 @settings(max_examples=20, deadline=None, derandomize=True)
@@ -170,21 +198,18 @@ def test_random_trees_embed_exactly(branching, seed):
     for g, size in enumerate(branching):
         edges.append((f"g{g}", "root"))
         edges += [(f"g{g}-{i}", f"g{g}") for i in range(size)]
-    heights, _ = lca_heights_from_edges(edges)
+    tree = Hierarchy.from_edges(edges)
+    heights = tree.lca_heights()
     k = heights.shape[0]
-    m = hierarchical_mixture(edges, dim=k, n_per_class=1, separation=1.5, seed=seed)
+    m = hierarchical_mixture(tree, dim=k, n_per_class=1, separation=1.5, seed=seed)
+    assert m.classes == tree.leaves
     assert torch.allclose(_mean_distances(m), 1.5 * heights.double().sqrt(), atol=1e-5)
 
 
-CIFAR100_EDGES = Path(__file__).resolve().parents[2] / "shared/data/cifar100_hierarchy_edges.csv"
-
-
-@pytest.mark.skipif(not CIFAR100_EDGES.is_file(), reason="shared CIFAR-100 hierarchy not present")
-def test_cifar100_hierarchy_lca_height_histogram():
-    with open(CIFAR100_EDGES) as f:
-        edges = [tuple(row) for row in csv.reader(f)][1:]
-    heights, leaves = lca_heights_from_edges(edges)
-    assert leaves[:2] == ("L5-0", "L5-1") and leaves[-1] == "L5-99"
-    upper = heights[np.triu_indices(100, 1)]
-    # PAPERS.md section 7: heights 1..5 occur 200, 525, 1050, 900, 2275 times
+def test_cifar100_hierarchy_lca_height_histogram(cifar100_hierarchy_file):
+    tree = Hierarchy.load(cifar100_hierarchy_file)
+    m = hierarchical_mixture(tree, dim=100, n_per_class=1, seed=0)
+    assert m.classes[:2] == ("L5-0", "L5-1") and m.classes[-1] == "L5-99"
+    upper = m.lca_heights[np.triu_indices(100, 1)]
+    # docs/theory.md §7: heights 1..5 occur 200, 525, 1050, 900, 2275 times
     assert torch.bincount(upper, minlength=6).tolist()[1:] == [200, 525, 1050, 900, 2275]

@@ -17,6 +17,7 @@ from neuralcollapse.frames import (
     describe,
     simplex_etf,
     spread_frame,
+    unreachable_classes,
 )
 
 
@@ -321,3 +322,50 @@ def test_lazy_submodule_access():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_describe_rank_uses_the_frames_own_precision(dtype):
     assert describe(simplex_etf(10, 64, seed=0, dtype=dtype)).rank == 9
+
+
+# --------------------------------------------------------------------------- reachability
+
+
+def _brute_force_reachable(frame: torch.Tensor, samples: int = 200_000) -> set[int]:
+    """Classes predicted for some of many random non-negative features (a lower bound)."""
+    generator = torch.Generator().manual_seed(0)
+    h = torch.rand(samples, frame.shape[1], generator=generator, dtype=torch.float64) ** 4
+    return set((h @ frame.double().T).argmax(1).unique().tolist())
+
+
+def test_canonical_etf_is_an_etf_with_every_class_reachable():
+    for k, d in ((10, 10), (5, 8), (6, 5)):
+        frame = simplex_etf(k, d, rotate=False, dtype=torch.float64)
+        geometry = describe(frame)
+        assert geometry.etf_distance < 1e-12 and abs(geometry.max_norm - 1) < 1e-12
+        if d >= k:
+            assert unreachable_classes(frame) == []
+            assert torch.equal(
+                frame, simplex_etf(k, d, seed=123, rotate=False, dtype=torch.float64)
+            )
+
+
+def test_unreachable_classes_on_hand_built_frames():
+    negative_row = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    assert unreachable_classes(negative_row) == [2]  # its region misses h >= 0
+    assert unreachable_classes(negative_row, nonnegative=False) == []  # h = (-1, -1) wins
+    inside = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.4, 0.4]])
+    assert unreachable_classes(inside) == [2]  # needs a negative coordinate to win
+    assert unreachable_classes(inside, nonnegative=False) == []
+    hull = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # on the segment: only ties
+    assert unreachable_classes(hull, nonnegative=False) == [2]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unreachable_classes_agrees_with_sampling(seed):
+    frame = simplex_etf(6, 6, seed=seed, dtype=torch.float64)
+    missing = set(unreachable_classes(frame))
+    seen = _brute_force_reachable(frame)
+    assert seen.isdisjoint(missing)  # no sampled feature ever predicts an unreachable class
+    assert seen | missing == set(range(6))  # and the sampling finds every reachable one
+
+
+def test_rotated_etfs_with_d_equal_k_often_leave_classes_unreachable():
+    count = sum(bool(unreachable_classes(simplex_etf(10, 10, seed=s))) for s in range(100))
+    assert 30 <= count <= 80  # 53 of seeds 0-99: why the d = K recipe uses the canonical ETF

@@ -137,13 +137,13 @@ def test_learnable_head_forward_signature():
     ("build", "match"),
     [
         (lambda: FixedFrameHead(8, etf(), neck="relu"), "unknown neck 'relu'"),
-        (lambda: FixedFrameHead(0, etf()), "in_features must be a positive integer"),
+        (lambda: FixedFrameHead(0, etf()), "in_features must be an integer >= 1"),
         (lambda: FixedFrameHead(8, torch.ones(5)), r"\(K, d\)"),
         (lambda: FixedFrameHead(8, torch.ones(1, 8)), "K >= 2"),
         (lambda: FixedFrameHead(8, torch.full((3, 8), float("nan"))), "finite"),
-        (lambda: FixedFrameHead(8, etf(), scale=0.0), "scale must be a positive"),
-        (lambda: FixedFrameHead(8, etf(), scale=float("inf")), "scale must be a positive"),
-        (lambda: LearnableHead(8, 1), "num_classes must be >= 2"),
+        (lambda: FixedFrameHead(8, etf(), scale=0.0), "scale must be > 0"),
+        (lambda: FixedFrameHead(8, etf(), scale=float("inf")), "scale must be a finite"),
+        (lambda: LearnableHead(8, 1), "num_classes must be an integer >= 2"),
         (lambda: LearnableHead(8, 5, neck="nope"), "unknown neck"),
         (lambda: build_neck("bn", 4, 8), "keeps the width"),
     ],
@@ -159,3 +159,24 @@ def test_heads_reject_wrong_input_shape(head):
         head(batch(width=9))
     with pytest.raises(ValueError, match=r"got \(2, 4, 8\)"):
         head(torch.zeros(2, 4, 8))
+
+
+def test_fixed_frame_head_rejects_zero_rows_naming_them():
+    frame = etf()
+    frame[1] = 0.0
+    frame[3] = 0.0
+    with pytest.raises(ValueError, match=r"frame rows \[1, 3\] are all zero"):
+        FixedFrameHead(8, frame)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_fixed_frame_head_rejects_non_finite_frames_naming_the_rows(bad):
+    frame = etf()
+    frame[2, 4] = bad
+    with pytest.raises(ValueError, match=r"frame must be finite: rows \[2\]"):
+        FixedFrameHead(8, frame)
+
+
+def test_fixed_frame_head_rejects_an_integer_frame():
+    with pytest.raises(ValueError, match="floating-point"):
+        FixedFrameHead(8, torch.ones(5, 8, dtype=torch.int64))

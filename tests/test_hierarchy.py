@@ -194,3 +194,151 @@ def test_file_errors_name_the_path(tmp_path):
     no_header.write_text("c0,x\n")
     with pytest.raises(ValueError, match="header 'leaf,level1"):
         Hierarchy.from_paths(no_header)
+
+
+# --------------------------------------------------------------------------- one leaf order
+
+
+def _nested_from_edges(edges):
+    """The nested document a person would write for ``edges``: children in edge order."""
+    children: dict[str, list[str]] = {}
+    parents = {child for child, _ in edges}
+    for child, parent in edges:
+        children.setdefault(parent, []).append(child)
+    (root,) = {parent for _, parent in edges if parent not in parents}
+
+    def build(name):
+        kids = children.get(name)
+        return {"name": name, "children": [build(k) for k in kids]} if kids else {"name": name}
+
+    return build(root)
+
+
+def _write_by_hand(tmp_path, edges, tree):
+    """The same tree written as each file format, by hand (not through ``save``)."""
+    edges_csv = tmp_path / "edges.csv"
+    edges_csv.write_text("child,parent\n" + "".join(f"{c},{p}\n" for c, p in edges))
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps(_nested_from_edges(edges)))
+    paths = tmp_path / "paths.csv"
+    rows = [",".join([leaf, *reversed(tree.ancestors(leaf)[:-1])]) for leaf in tree.leaves]
+    paths.write_text("leaf,level1,level2\n" + "\n".join(rows) + "\n")
+    return {"edges": edges_csv, "nested": nested, "paths": paths}
+
+
+ORDER_CASES = {
+    "dog-cat": ([("dog", "root"), ("cat", "root")], ("dog", "cat"), "input"),
+    "x10-y2": ([("x10", "root"), ("y2", "root")], ("y2", "x10"), "suffix"),
+    "small": (SMALL, ("cat", "dog", "oak", "fern"), "input"),
+    "two-level-suffix": (
+        [("g", "root"), ("h", "root"), ("x10", "g"), ("y2", "h"), ("z7", "g")],
+        ("y2", "z7", "x10"),
+        "suffix",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ORDER_CASES)
+def test_same_edges_same_class_order_from_every_entry_point(tmp_path, case):
+    edges, order, rule = ORDER_CASES[case]
+    tree = Hierarchy.from_edges(edges)
+    assert tree.leaves == order and tree.leaf_order == rule
+    for fmt, path in _write_by_hand(tmp_path, edges, tree).items():
+        loaded = Hierarchy.load(path)
+        assert loaded.leaves == order, fmt
+        assert torch.equal(loaded.lca_heights(), tree.lca_heights()), fmt
+        saved = tree.save(tmp_path / f"saved_{fmt}{path.suffix}", format=fmt)
+        assert Hierarchy.load(saved).leaves == order, f"{fmt} round trip"
+    assert nc.data.hierarchical_mixture(edges, dim=4, n_per_class=1).classes == order
+
+
+def test_balanced_trees_keep_their_order_through_every_format(tmp_path):
+    tree = Hierarchy.balanced([2, 3, 2])
+    assert tree.leaves == tuple(f"class{i}" for i in range(12))
+    for fmt, suffix in (("edges", ".csv"), ("nested", ".json"), ("paths", ".csv")):
+        again = Hierarchy.load(tree.save(tmp_path / f"t_{fmt}{suffix}", format=fmt))
+        assert again.leaves == tree.leaves and torch.equal(again.lca_heights(), tree.lca_heights())
+
+
+@pytest.mark.parametrize("fmt", ["edges", "nested", "paths"])
+def test_save_keeps_an_interleaved_input_order(tmp_path, fmt):
+    # cat and dog share a parent but oak comes between them: no tree order gives this
+    edges = [("cat", "animal"), ("oak", "plant"), ("dog", "animal")]
+    edges += [("animal", "root"), ("plant", "root")]
+    tree = Hierarchy.from_edges(edges)
+    assert tree.leaves == ("cat", "oak", "dog")
+    path = tree.save(tmp_path / ("t.json" if fmt == "nested" else "t.csv"), format=fmt)
+    assert Hierarchy.load(path).leaves == tree.leaves
+    if fmt == "nested":  # only recorded when the tree order alone would lose it
+        assert json.loads(path.read_text())["classes"] == ["cat", "oak", "dog"]
+
+
+@pytest.mark.parametrize("fmt", ["edges", "nested", "paths"])
+def test_save_keeps_an_explicit_class_order(tmp_path, fmt):
+    tree = Hierarchy.from_edges(SMALL, classes=["oak", "cat", "fern", "dog"])
+    path = tree.save(tmp_path / ("t.json" if fmt == "nested" else "t.csv"), format=fmt)
+    assert Hierarchy.load(path).leaves == ("oak", "cat", "fern", "dog")
+
+
+def test_nested_without_a_needed_class_list_stays_plain(tmp_path):
+    path = Hierarchy.from_edges(SMALL).save(tmp_path / "t.json")
+    assert "classes" not in json.loads(path.read_text())
+
+
+def test_nested_classes_key_and_argument():
+    nested = _nested_from_edges(SMALL)
+    nested["classes"] = ["fern", "oak", "dog", "cat"]
+    assert Hierarchy.from_nested(nested).leaves == ("fern", "oak", "dog", "cat")
+    assert Hierarchy.from_nested(nested).leaf_order == "classes"
+    explicit = ["cat", "dog", "oak", "fern"]
+    assert Hierarchy.from_nested(nested, classes=explicit).leaves == tuple(explicit)
+    nested["classes"] = "fern"
+    with pytest.raises(ValueError, match="'classes' must be a list"):
+        Hierarchy.from_nested(nested)
+
+
+# --------------------------------------------------------------------------- duplicate names
+
+
+@pytest.mark.parametrize(
+    ("nested", "match"),
+    [
+        (  # siblings: silently merged before
+            {"name": "root", "children": [{"name": "a"}, {"name": "a"}, {"name": "b"}]},
+            r"the name 'a' appears twice \(under 'root' and under 'root'\)",
+        ),
+        (  # cousins
+            {
+                "name": "root",
+                "children": [
+                    {"name": "x", "children": [{"name": "leaf"}, {"name": "y"}]},
+                    {"name": "z", "children": [{"name": "leaf"}]},
+                ],
+            },
+            r"the name 'leaf' appears twice \(under 'x' and under 'z'\)",
+        ),
+        (  # the root's name again below it
+            {"name": "root", "children": [{"name": "root"}, {"name": "b"}]},
+            r"the name 'root' appears twice \(under the top and under 'root'\)",
+        ),
+    ],
+)
+def test_nested_duplicate_names_are_errors_naming_the_name(nested, match):
+    with pytest.raises(ValueError, match=match):
+        Hierarchy.from_nested(nested)
+
+
+def test_nested_duplicate_names_in_a_file_name_the_file(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps({"name": "r", "children": [{"name": "a"}, {"name": "a"}]}))
+    with pytest.raises(ValueError, match=r"dup.json: the name 'a' appears twice"):
+        Hierarchy.load(path)
+
+
+def test_path_table_lists_each_leaf_once(tmp_path):
+    with pytest.raises(ValueError, match=r"leaf 'c0' is listed twice \(rows 2 and 4\)"):
+        Hierarchy.from_paths([["c0", "x"], ["c1", "x"], ["c0", "x"]])
+    path = tmp_path / "p.csv"
+    path.write_text("leaf,level1\nc0,x\nc1,x\nc1,y\n")
+    with pytest.raises(ValueError, match=r"p.csv: leaf 'c1' is listed twice \(rows 3 and 4\)"):
+        Hierarchy.load(path)

@@ -9,8 +9,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuralcollapse.frames import simplex_etf
-from neuralcollapse.losses import DotRegressionLoss, FrameCrossEntropy, batch_balance_weights
+from neuralcollapse.frames import hierarchy_similarity, simplex_etf
+from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.losses import (
+    CosineFrameLoss,
+    DotRegressionLoss,
+    FrameCrossEntropy,
+    SoftLabelCrossEntropy,
+    batch_balance_weights,
+    mixup_loss,
+)
 
 K, D, B = 5, 7, 12
 
@@ -253,11 +261,11 @@ def test_property_dr_is_nonnegative_and_zero_only_at_target(seed, budget):
     ("make", "match"),
     [
         (lambda: DotRegressionLoss(form="papers"), "form must be one of paper, reference"),
-        (lambda: DotRegressionLoss(feature_budget=0), "feature_budget must be a positive"),
+        (lambda: DotRegressionLoss(feature_budget=0), "feature_budget must be > 0"),
         (lambda: DotRegressionLoss(feature_budget=float("nan")), "feature_budget"),
-        (lambda: DotRegressionLoss(norm_penalty=-1), "norm_penalty must be a non-negative"),
+        (lambda: DotRegressionLoss(norm_penalty=-1), "norm_penalty must be >= 0"),
         (lambda: DotRegressionLoss(reduction="avg"), "reduction must be one of"),
-        (lambda: FrameCrossEntropy(scale=-2), "scale must be a positive"),
+        (lambda: FrameCrossEntropy(scale=-2), "scale must be > 0"),
         (lambda: FrameCrossEntropy(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
     ],
 )
@@ -274,10 +282,10 @@ def test_bad_loss_configuration(make, match):
         (lambda h, y, w: (h.long(), y, w), "features must be floating point"),
         (lambda h, y, w: (h, y, w[:, :3]), "d=7 but the frame has d=3"),
         (lambda h, y, w: (h, y, w[0]), r"frame must be a \(K, d\) tensor"),
-        (lambda h, y, w: (h, y[:5], w), r"labels must be a \(12,\) tensor"),
+        (lambda h, y, w: (h, y[:5], w), r"labels must have shape \(12,\)"),
         (lambda h, y, w: (h, y.double(), w), "integer class indices"),
-        (lambda h, y, w: (h, y + K, w), "outside the frame's classes 0..4"),
-        (lambda h, y, w: (h, y - K, w), "outside the frame's classes"),
+        (lambda h, y, w: (h, y + K, w), "outside the classes 0..4"),
+        (lambda h, y, w: (h, y - K, w), "labels contains -5, outside the classes"),
         (lambda h, y, w: (h, (y, y), w), r"\(y_a, y_b, lam\)"),
         (lambda h, y, w: (h, (y, y, 1.5), w), r"lam must be a number in \[0, 1\]"),
         (lambda h, y, w: (h, (y, y, torch.ones(3)), w), r"scalar or a \(12,\) tensor"),
@@ -288,3 +296,81 @@ def test_bad_loss_inputs(loss, args, match):
     h, y, frame = setup()
     with pytest.raises(ValueError, match=match):
         loss(*args(h, y, frame))
+
+
+# --------------------------------------------------------------------------- empty batches
+
+
+def _all_frame_losses():
+    tree = Hierarchy.balanced([1, K])
+    return [
+        DotRegressionLoss(),
+        DotRegressionLoss(form="reference", batch_reweight=True, norm_penalty=0.1),
+        FrameCrossEntropy(scale=4.0),
+        CosineFrameLoss(hierarchy_similarity(tree, gamma=1.0), alpha=0.5),
+    ]
+
+
+@pytest.mark.parametrize("loss", _all_frame_losses())
+@pytest.mark.parametrize("mixed", [False, True])
+def test_empty_batch_is_an_error_not_nan(loss, mixed):
+    _, _, frame = setup()
+    h = torch.zeros(0, D, dtype=torch.float64)
+    y = torch.zeros(0, dtype=torch.int64)
+    targets = (y, y, 0.5) if mixed else y
+    with pytest.raises(ValueError, match=r"empty batch \(B = 0\)"):
+        loss(h, targets, frame)
+
+
+def test_soft_label_loss_rejects_an_empty_batch():
+    loss = SoftLabelCrossEntropy(Hierarchy.balanced([2, 2]).lca_heights(), beta=1.0)
+    with pytest.raises(ValueError, match="empty batch"):
+        loss(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- mixup_loss
+
+
+def test_mixup_loss_with_a_reduced_torch_loss():
+    logits = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y_a, y_b = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([3, 2, 1, 0, 3, 2])
+    ce = torch.nn.CrossEntropyLoss()
+    mixed = mixup_loss(ce, logits, (y_a, y_b, 0.25))
+    assert mixed.item() == pytest.approx(
+        0.25 * ce(logits, y_a).item() + 0.75 * ce(logits, y_b).item()
+    )
+    assert mixup_loss(ce, logits, y_a).item() == pytest.approx(ce(logits, y_a).item())
+    lam = torch.tensor(0.25, dtype=torch.float64)
+    assert mixup_loss(ce, logits, (y_a, y_b, lam)).item() == pytest.approx(mixed.item())
+
+
+def test_mixup_loss_per_sample_lam_needs_a_per_sample_loss():
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    lam = torch.linspace(0, 1, 6)
+    per_sample = torch.nn.CrossEntropyLoss(reduction="none")
+    expected = lam * per_sample(logits, y) + (1 - lam) * per_sample(logits, y.flip(0))
+    torch.testing.assert_close(mixup_loss(per_sample, logits, (y, y.flip(0), lam)), expected)
+    with pytest.raises(ValueError, match="per-sample lam .* needs a per-sample loss"):
+        mixup_loss(torch.nn.CrossEntropyLoss(), logits, (y, y.flip(0), lam))
+
+
+@pytest.mark.parametrize(
+    ("targets", "match"),
+    [
+        (lambda y: (y, y), r"\(y_a, y_b, lam\)"),
+        (lambda y: (y, y, -0.1), r"lam must be a number in \[0, 1\]"),
+        (lambda y: (y, y + 4, 0.5), "y_b contains 7, outside the classes 0..3"),
+        (lambda y: (y[:2], y, 0.5), r"y_a must have shape \(6,\)"),
+        (lambda y: y.float(), "integer class indices"),
+    ],
+)
+def test_mixup_loss_checks_targets(targets, match):
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    with pytest.raises(ValueError, match=match):
+        mixup_loss(torch.nn.CrossEntropyLoss(), torch.randn(6, 4), targets(y), num_classes=4)
+
+
+def test_mixup_loss_rejects_an_empty_batch():
+    with pytest.raises(ValueError, match="empty batch"):
+        mixup_loss(torch.nn.CrossEntropyLoss(), torch.zeros(0, 4), torch.zeros(0).long())

@@ -1,4 +1,5 @@
-"""CollapseStats.all_reduce and NCCMismatchCounter.all_reduce across two gloo processes."""
+"""all_reduce across two gloo processes: CollapseStats and NCCMismatchCounter by hand, and
+every accumulator through the evaluation driver (evaluate_stream(distributed=True))."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from neuralcollapse.metrics import CollapseStats
+from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.metrics import CollapseStats, evaluate_stream
 
 WORLD = 2
 K, D, N = 6, 9, 240
@@ -78,3 +80,75 @@ def test_two_gloo_ranks_all_reduce_to_one_process(tmp_path):
                 assert got[name] == pytest.approx(value, rel=1e-10, abs=1e-13), name
             else:
                 assert got[name] == value, name
+
+
+# Uneven shards: rank 0 takes the first 200 samples, rank 1 the last 40; in the second
+# evaluation rank 1 has none at all and still takes part in every collective.
+SHARDS = {"uneven": (slice(0, 200), slice(200, N)), "empty": (slice(0, N), slice(N, N))}
+GROUPS = {"head": torch.tensor([0, 1, 2]), "tail": torch.tensor([4, 5])}
+TRAIN_COUNTS = torch.tensor([50, 40, 5, 30, 2, 20])
+
+
+def _evaluate(h, y, w, rows, distributed):
+    lca = Hierarchy.balanced([2, 3]).lca_heights()
+
+    def stream():
+        for i in range(rows.start, rows.stop, 16):
+            j = min(i + 16, rows.stop)
+            yield h[i:j], y[i:j], h[i:j] @ w.T
+
+    result = evaluate_stream(
+        stream,
+        num_classes=K,
+        classifier=w,
+        groups=GROUPS,
+        lca=lca,
+        train_counts=TRAIN_COUNTS,
+        distributed=distributed,
+    )
+    return {"metrics": result.metrics, "class_means": result.class_means.tolist()}
+
+
+def _driver_worker(rank: int, init_file: str, out_file: str) -> None:
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        h, y, w = _data()
+        out = {name: _evaluate(h, y, w, shards[rank], True) for name, shards in SHARDS.items()}
+        with open(f"{out_file}.{rank}", "w") as handle:
+            json.dump(out, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def _assert_close(expected, got, name=""):
+    if isinstance(expected, dict):
+        assert expected.keys() == got.keys(), name
+        for key in expected:
+            _assert_close(expected[key], got[key], f"{name}.{key}")
+    elif isinstance(expected, list):
+        assert len(expected) == len(got), name
+        for i, (a, b) in enumerate(zip(expected, got, strict=True)):
+            _assert_close(a, b, f"{name}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-10, abs=1e-12), name
+    else:
+        assert got == expected, name
+
+
+@pytest.mark.timeout(120)
+def test_two_gloo_ranks_evaluate_like_one_process(tmp_path):
+    out = tmp_path / "evaluation"
+    mp.spawn(_driver_worker, args=(str(tmp_path / "init"), str(out)), nprocs=WORLD, join=True)
+    h, y, w = _data()
+    expected = _evaluate(h, y, w, slice(0, N), False)
+    assert expected["metrics"]["hierarchical"]["num_samples"] == N
+    for rank in range(WORLD):
+        got = json.loads((tmp_path / f"evaluation.{rank}").read_text())
+        for name in SHARDS:
+            _assert_close(expected, got[name], f"rank{rank}.{name}")

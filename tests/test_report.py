@@ -15,7 +15,6 @@ from pathlib import Path
 import matplotlib.colors as mcolors
 import numpy as np
 import pytest
-import torch
 
 from neuralcollapse.cli import main
 from neuralcollapse.frames import simplex_etf
@@ -32,7 +31,7 @@ from neuralcollapse.report import (
 )
 from neuralcollapse.report.plots import PALETTE
 from neuralcollapse.report.runs import series
-from neuralcollapse.train import Trainer, load_checkpoint, load_config, save_checkpoint
+from neuralcollapse.train import Trainer, load_checkpoint, load_config
 from neuralcollapse.train.recipes import resolve_config_path
 
 NO_FILES = ["log.report=false", "log.tensorboard=false"]
@@ -269,22 +268,43 @@ def test_report_of_default_run_is_self_contained(digits_run, tmp_path):
     assert path.stat().st_mode & 0o044  # readable beyond its owner, like the run's files
 
 
-def test_class_means_are_recomputed_from_the_last_checkpoint(digits_run):
-    from neuralcollapse.report.runs import load_matrices
-
+def test_class_geometry_comes_from_the_run_files(digits_run):
     run = read_run(digits_run)
-    load_matrices(run)
     state = load_checkpoint(digits_run / "checkpoints" / "last.pt")
     frame = state["model"]["head.frame"].double().numpy()
     np.testing.assert_allclose(run.frame, frame)
     assert run.class_means.shape == frame.shape and np.isfinite(run.class_means).all()
-    assert run.frame_kind == "fixed frame" and run.checkpoint_epoch == 2 and not run.notes
+    assert run.frame_kind == "fixed frame (etf)" and run.checkpoint_epoch == 2 and not run.notes
     # Centred by the sample-weighted global mean, as NC2 centres them.
-    weights = np.asarray(read_run(digits_run).records[-1]["test"]["collapse"]["class_counts"])
+    weights = np.asarray(run.records[-1]["test"]["collapse"]["class_counts"])
     np.testing.assert_allclose(weights @ run.class_means, 0.0, atol=1e-9)
     # Trained features lean towards their own frame row more than towards any other.
     cos = cosine_matrix(np.concatenate([run.class_means, frame]))[: len(frame), len(frame) :]
     assert (cos.argmax(axis=1) == np.arange(len(frame))).mean() >= 0.8
+
+
+def test_report_needs_no_data_and_no_model(tmp_path):
+    """Train on files, delete them and the checkpoints: the report still has every section."""
+    from test_train import write_cifar_standin
+
+    root = tmp_path / "data"
+    write_cifar_standin(root, "cifar10", per_class=6)
+    run = train(
+        tmp_path / "run",
+        "data.name=cifar10",
+        f"data.root={root}",
+        "data.imbalance_ratio=1",
+        "model.name=small_cnn",
+        "train.epochs=2",
+        "train.batch_size=16",
+    )
+    shutil.rmtree(root)
+    shutil.rmtree(run / "checkpoints")
+    text = write_report([run]).read_text()
+    for heading in ("Summary", "Training curves", "Accuracy per class", "Class geometry"):
+        assert f"<h2>{heading}</h2>" in text
+    assert (run / "report_figures" / "similarity.png").is_file()
+    assert not any("could not" in n or "geometry.npz" in n for n in notes(text))
 
 
 def test_report_with_hierarchy(hier_run, tmp_path):
@@ -316,7 +336,6 @@ def test_several_runs_overlay_and_compare(digits_run, hier_run, tmp_path):
     same = write_report(
         [digits_run, copy_run(digits_run, tmp_path, "digits")],
         tmp_path / "same.html",
-        recompute=False,
     )
     labels = re.findall(r"<tr><td>([^<]+)</td><td>digits</td>", same.read_text())
     assert len(labels) == len(set(labels)) == 2 and all(
@@ -329,13 +348,13 @@ def test_interrupted_run_leaves_sections_out_with_notes(digits_run, tmp_path):
     (run / "summary.json").unlink()
     first = (run / "metrics.jsonl").read_text().splitlines()[0]
     (run / "metrics.jsonl").write_text(first + "\n" + first[:40])  # cut short mid-line
-    shutil.rmtree(run / "checkpoints")
-    text = write_report([run], recompute=True).read_text()
+    (run / "geometry.npz").unlink()
+    text = write_report([run]).read_text()
     found = notes(text)
     assert any("no readable summary.json" in n for n in found)
     assert any("1 unreadable line" in n for n in found)
     assert any("only 1 evaluated epoch" in n for n in found)
-    assert any("no checkpoints/last.pt" in n for n in found)
+    assert any("no readable geometry.npz" in n for n in found)
     assert "last evaluated (epoch 1)" in text
     # Curves need two epochs; per-class accuracy needs only one.
     assert {p.stem for p in (run / "report_figures").iterdir()} == {"per_class_accuracy"}
@@ -344,7 +363,7 @@ def test_interrupted_run_leaves_sections_out_with_notes(digits_run, tmp_path):
 def test_nan_and_infinity_in_metrics_are_gaps(digits_run, tmp_path):
     run = copy_run(digits_run, tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    # metrics.jsonl is written with allow_nan: NaN and Infinity are legal tokens there.
+    # Runs of older versions wrote NaN and Infinity tokens; they still read as gaps.
     lines[0] = re.sub(r'"nc1": [0-9.e-]+', '"nc1": NaN', lines[0])
     lines[1] = re.sub(r'"train_loss": [0-9.e-]+', '"train_loss": Infinity', lines[1])
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -353,7 +372,7 @@ def test_nan_and_infinity_in_metrics_are_gaps(digits_run, tmp_path):
     assert np.isfinite(loss[0]) and np.isnan(loss[1]) and list(epochs) == [1.0, 2.0]
     assert np.isnan(series(records, "test.collapse.nc1")[1][0])
     assert np.isnan(series([{"epoch": 1, "x": True}], "x")[1]).all()
-    write_report([run], recompute=False)
+    write_report([run])
     assert {p.stem for p in (run / "report_figures").iterdir()} == DIGITS_FIGURES
 
 
@@ -365,39 +384,26 @@ def test_run_without_metrics_still_reports(tmp_path, digits_run):
     assert any("no metrics.jsonl" in n for n in notes(text)) and embedded_images(text) == []
 
 
-def test_missing_data_files_drop_the_class_means_only(digits_run, tmp_path):
-    run = copy_run(digits_run, tmp_path)
-    last = run / "checkpoints" / "last.pt"
-    state = load_checkpoint(last)
-    state["config"]["data"].update(name="cifar10", root=str(tmp_path / "no_such_data"))
-    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, last)
-    text = write_report([run]).read_text()
-    assert any("test data could not be re-evaluated" in n for n in notes(text))
-    assert (run / "report_figures" / "similarity.png").is_file()  # the frame alone
-    no_recompute = write_report([run], tmp_path / "nr.html", recompute=False).read_text()
-    assert any("not recomputed" in n for n in notes(no_recompute))
-
-
 def test_bad_input_raises_clear_errors(tmp_path, digits_run):
     with pytest.raises(ValueError, match="no run directories"):
         write_report([])
     with pytest.raises(ValueError, match="image format"):
         write_report([digits_run], tmp_path / "x.html", image_format="jpg")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         write_report([tmp_path / "missing"])
-    with pytest.raises(FileNotFoundError, match="not a run directory"):
+    with pytest.raises(ValueError, match="not a run directory"):
         write_report([tmp_path])
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         write_report([tmp_path / "file"])
     with pytest.raises(ValueError, match="is a directory"):
-        write_report([digits_run], tmp_path, recompute=False)
+        write_report([digits_run], tmp_path)
 
 
 def test_report_command(digits_run, tmp_path, capsys):
     # Passes once "report" is registered in neuralcollapse.cli.COMMANDS.
     out = tmp_path / "cli.html"
-    code = main(["report", str(digits_run), "--out", str(out), "--format", "svg", "--no-recompute"])
+    code = main(["report", str(digits_run), "--out", str(out), "--format", "svg"])
     assert code == 0 and capsys.readouterr().out.strip() == f"wrote {out}"
     assert (tmp_path / "cli_figures" / "loss.svg").is_file()
     assert main(["report", str(tmp_path / "missing")]) == 2
@@ -413,7 +419,7 @@ def test_report_command_module_directly(digits_run, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     report.add_parser(parser.add_subparsers())
     args = parser.parse_args(["report", str(digits_run), "--out", str(tmp_path / "r.html")])
-    assert args.recompute and args.image_format == "png"
+    assert args.image_format == "png"
     assert report.run(args) == 0 and (tmp_path / "r.html").is_file()
     assert "wrote" in capsys.readouterr().out
 
@@ -522,15 +528,31 @@ def test_report_loads_in_headless_chromium(chromium, digits_run, tmp_path):
     assert pixels.shape == (1600, 1200) and pixels.std() > 10  # drawn, not a blank page
 
 
-def test_frame_read_from_fixed_and_learned_heads():
-    from neuralcollapse.report.runs import _frame_from_state
+def test_learned_classifier_geometry_is_saved_for_learnable_heads(tmp_path):
+    run_dir = train(
+        tmp_path / "learnable",
+        "train.epochs=1",
+        "head.kind=learnable",
+        "head.neck=none",
+        "loss.name=ce",
+    )
+    run = read_run(run_dir)
+    weight = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]["head.classifier.weight"]
+    assert run.frame_kind == "learned classifier (learnable)"
+    np.testing.assert_allclose(run.frame, weight.double().numpy())
 
-    frame = torch.eye(3, 4)
-    fixed, kind = _frame_from_state({"head.frame": frame, "backbone.w": torch.ones(2)})
-    assert kind == "fixed frame" and np.array_equal(fixed, frame.numpy())
-    learned, kind = _frame_from_state({"head.classifier.weight": 2 * frame})
-    assert kind == "learned classifier" and np.array_equal(learned, 2 * frame.numpy())
-    assert _frame_from_state({"backbone.w": torch.ones(2)}) == (None, "classifier")
+
+def test_crafted_run_files_cannot_inject_html(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["versions"] = {"torch": '<script>alert("x")</script>', "<img src=x>": "1"}
+    summary["best_epoch"] = "<b>2</b>"
+    (run / "summary.json").write_text(json.dumps(summary))
+    config = (run / "config.yaml").read_text().replace("name: digits_lt", "name: <i>x</i>")
+    (run / "config.yaml").write_text(config)
+    text = write_report([run]).read_text()
+    assert "<script" not in text and "<img src=x>" not in text and "<b>2</b>" not in text
+    assert "&lt;script&gt;" in text and "form-action 'none'" in text
 
 
 def test_shot_bounds_drawn_only_when_all_runs_share_them(tmp_path):

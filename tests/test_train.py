@@ -179,7 +179,7 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
     run_dir = tmp_path / "run"
     code, out, err = cli(capsys, "train", "train.epochs=2", "--run-dir", run_dir)
     assert code == 0, err
-    assert "training digits_lt: 10 classes" in out
+    assert f"training digits_lt into {run_dir}: 10 classes" in out
     assert "many" in out and "nc1" in out and f"run directory: {run_dir}" in out
     assert f"report: {run_dir / 'report.html'}" in out  # written at the end of training
     files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
@@ -189,6 +189,7 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
         "summary.json",
         "checkpoints/last.pt",
         "checkpoints/best.pt",
+        "geometry.npz",
         "report.html",
     } <= files
     assert any(name.startswith("tensorboard/events.out.tfevents") for name in files)
@@ -306,9 +307,10 @@ def test_eval_and_resume_report_damaged_checkpoints(capsys, tmp_path):
     last = run_dir / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
     code, _, err = cli(capsys, "train", "--resume", run_dir, "train.epochs=2")
-    assert code == 2 and "truncated or corrupt" in err and "Traceback" not in err
+    assert code == 2 and "truncated, corrupt" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and "weights_only=False" not in err
     code, _, err = cli(capsys, "eval", run_dir, "--checkpoint", "last")
-    assert code == 2 and "truncated or corrupt" in err
+    assert code == 2 and "truncated, corrupt" in err
     code, _, err = cli(capsys, "eval", tmp_path / "missing.pt")
     assert code == 2 and "does not exist" in err
 
@@ -328,17 +330,17 @@ def test_training_is_deterministic(tmp_path):
     assert first["final"] == second["final"]
 
 
-def test_compare_command(capsys, tmp_path):
+def test_compare_variants_with_paired_seeds(capsys, tmp_path):
     out_json = tmp_path / "table.json"
-    code, out, _ = cli(
+    learnable = "digits_lt head.kind=learnable loss.name=ce"
+    code, out, err = cli(
         capsys,
         "compare",
         "digits_lt",
-        "digits_lt",
-        *FAST,
+        learnable,
+        *[arg for item in FAST for arg in ("--set", item)],
+        "--set",
         "train.epochs=1",
-        "head.kind=learnable",
-        "loss.name=ce",
         "--seeds",
         "2",
         "--runs-dir",
@@ -346,13 +348,40 @@ def test_compare_command(capsys, tmp_path):
         "--json",
         out_json,
     )
-    assert code == 0
+    assert code == 0, err
     table = json.loads(out_json.read_text())
-    assert table["seeds"] == 2 and len(table["table"]) == 2
-    cell = next(iter(table["table"].values()))["top1"]
-    assert cell["n"] == 2 and 0 <= cell["mean"] <= 1 and cell["std"] >= 0
-    assert "+-" in out
+    first, second = table["variants"]
+    assert (
+        first["label"] == "digits_lt"
+        and second["label"] == "digits_lt head.kind=learnable loss.name=ce"
+    )
+    # The variants are what they say: the baseline is the plain linear classifier.
+    assert first["config"]["head"] == {**first["config"]["head"], "kind": "etf", "neck": "bn_l2"}
+    assert second["config"]["head"]["kind"] == "learnable"
+    assert second["config"]["head"]["neck"] == "none" and second["config"]["loss"]["name"] == "ce"
+    assert first["config"]["train"]["epochs"] == second["config"]["train"]["epochs"] == 1
+    assert [r["seed"] for r in first["runs"]] == [r["seed"] for r in second["runs"]] == [0, 1]
+    # Paired statistics by hand: per-seed differences, their mean, sample std and wins.
+    paired = table["paired"][0]["metrics"]["top1"]
+    diffs = [
+        b["final"]["top1"] - a["final"]["top1"]
+        for a, b in zip(first["runs"], second["runs"], strict=True)
+    ]
+    assert paired["differences"] == pytest.approx(diffs)
+    assert paired["mean"] == pytest.approx(sum(diffs) / 2)
+    assert paired["std"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))
+    assert paired["wins"] == sum(d > 0 for d in diffs) and paired["seeds"] == 2
+    assert "paired difference to 'digits_lt'" in out and "+-" in out
     assert len(list((tmp_path / "runs").iterdir())) == 4
+
+
+def test_compare_refuses_what_would_not_compare(capsys, tmp_path):
+    code, _, err = cli(capsys, "compare", "digits_lt", "digits_lt", "--seeds", "1")
+    assert code == 2 and "resolve to the same config" in err
+    code, _, err = cli(capsys, "compare", "digits_lt", "head.kind=learnable")
+    assert code == 2 and "--set" in err
+    code, _, err = cli(capsys, "compare", "digits_lt", "digits_lt optim.lr=0.05", "--label", "a")
+    assert code == 2 and "--label" in err
 
 
 # --------------------------------------------------------------------------- recipes
@@ -486,3 +515,34 @@ def test_train_metrics_on_a_fixed_subsample(tmp_path):
     assert train["collapse"]["num_samples"] == 100
     assert first["final"]["collapse"]["num_samples"] == 500  # the test set is never cut
     assert train["collapse"]["class_counts"] == second["final"]["train"]["collapse"]["class_counts"]
+
+
+def test_d_equal_k_recipe_reaches_every_class_for_any_seed():
+    from neuralcollapse.frames import unreachable_classes
+    from neuralcollapse.train.build import run_frame
+
+    recipe = resolve_config_path("cifar10_resnet18_etf_dk")
+    for seed in range(100):
+        config = load_config(recipe, [f"train.seed={seed}"])
+        frame = run_frame(config, num_classes=10, feature_dim=10, hierarchy=None)
+        assert unreachable_classes(frame) == [], seed
+
+
+def test_a_frame_with_unreachable_classes_is_refused_naming_the_keys(tmp_path):
+    config = load_config(
+        DEFAULT,
+        [
+            *FAST,
+            "model.name=mlp",
+            "model.options={hidden: [32], feature_dim: 10}",
+            "head.neck=none",
+            "head.rotation=random",
+            "train.seed=2",
+        ],
+    )
+    from neuralcollapse.frames import simplex_etf, unreachable_classes
+
+    assert unreachable_classes(simplex_etf(10, 10, seed=2))  # seed 2 leaves classes out
+    with pytest.raises(ConfigError, match=r"head.neck=none.*unreachable.*head.rotation=none"):
+        Trainer(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -12,8 +12,8 @@ import torch
 
 from neuralcollapse.cli import main
 from neuralcollapse.commands import ufm as ufm_command
+from neuralcollapse.errors import ConfigError, UsageError
 from neuralcollapse.hierarchy import Hierarchy
-from neuralcollapse.train.config import ConfigError
 from neuralcollapse.ufm import (
     UFMConfig,
     build_problem,
@@ -67,7 +67,7 @@ def test_closed_form_gradients_match_autograd(loss: str, num_classes: int, bias:
 
 
 def test_frame_loss_gradient_is_on_features_only() -> None:
-    config = UFMConfig(**SMALL, classifier="etf", loss="dr", dtype="float64")
+    config = UFMConfig(**SMALL, head_kind="etf", loss="dr", dtype="float64")
     problem = build_problem(config)
     objective = simulate_module._Objective(config, problem.labels, None, torch.float64)
     grads = objective.grads(problem.H0, problem.W0, None)
@@ -103,7 +103,7 @@ def test_every_optimizer_lowers_the_objective(optimizer: str, lr: float) -> None
 @pytest.mark.parametrize("loss", ["ce", "mse", "dr"])
 def test_fixed_etf_features_collapse_whatever_the_loss(loss: str) -> None:
     config = UFMConfig(
-        **{**SMALL, "steps": 1500}, classifier="etf", loss=loss, optimizer="sgd", lr=0.5
+        **{**SMALL, "steps": 1500}, head_kind="etf", loss=loss, optimizer="sgd", lr=0.5
     )
     result = simulate(config)
     assert result.final.nc1 < 1e-3
@@ -114,7 +114,7 @@ def test_fixed_etf_features_collapse_whatever_the_loss(loss: str) -> None:
 
 def test_spread_and_cosine_frame_run() -> None:
     config = UFMConfig(
-        num_classes=6, dim=3, n_per_class=4, classifier="spread", loss="cosine_frame",
+        num_classes=6, dim=3, n_per_class=4, head_kind="spread", loss="cosine_frame",
         steps=300, spread_steps=200, optimizer="sgd", lr=0.5,
     )  # fmt: skip
     result = simulate(config)
@@ -169,19 +169,28 @@ def test_divergence_is_reported_not_hidden() -> None:
     "values, match",
     [
         ({"loss": "hinge"}, "loss: expected one of"),
-        ({"classifier": "random"}, "classifier: expected one of"),
+        ({"head_kind": "random"}, "head_kind: expected one of"),
         ({"optimizer": "rmsprop"}, "optimizer: expected one of"),
-        ({"classifer": "etf"}, "did you mean 'classifier'"),
-        ({"classifier": "learnable", "loss": "dr"}, "loss='dr' needs a fixed classifier"),
-        ({"classifier": "learnable", "loss": "cosine_frame"}, "needs a fixed classifier"),
-        ({"classifier": "etf", "loss": "dr", "bias": True}, "set bias=false"),
+        ({"head_knd": "etf"}, "did you mean 'head_kind'"),
+        ({"head_kind": "learnable", "loss": "dr"}, "loss='dr' needs a fixed head"),
+        ({"head_kind": "learnable", "loss": "cosine_frame"}, "needs a fixed head"),
+        ({"head_kind": "etf", "loss": "dr", "bias": True}, "set bias=false"),
         ({"num_classes": 3, "counts": [4, 4]}, "counts has 2 entries but num_classes=3"),
-        ({"num_classes": 2, "counts": [4, 0]}, "counts must all be >= 1"),
-        ({"classifier": "etf", "num_classes": 10, "dim": 5}, "dim >= num_classes - 1"),
+        ({"num_classes": 2, "counts": [4, 0]}, r"counts\[1\] must be >= 1, got 0"),
+        ({"head_kind": "etf", "num_classes": 10, "dim": 5}, "dim >= num_classes - 1"),
+        ({"head_kind": "spread", "dim": 1}, "head_kind='spread' needs dim >= 2"),
         ({"dim": "wide"}, "dim: expected int"),
         ({"lr": 0}, "lr must be > 0"),
         ({"lambda_H": -1}, "lambda_H must be >= 0"),
         ({"steps": 0}, "steps must be >= 1"),
+        ({"seed": -1}, "seed must be >= 0, got -1"),
+        ({"momentum": 1}, r"momentum must be in \[0, 1\), got 1.0"),
+        ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+        ({"head_gamma": float("nan")}, "head_gamma must be a finite number > 0, got nan"),
+        ({"num_threads": 0}, "num_threads must be >= 1 or null, got 0"),
+        ({"classifier": "etf"}, "`classifier` was renamed to `head_kind`"),
+        ({"frame_scale": 2.0}, "`frame_scale` was renamed to `head_scale`"),
+        ({"gamma": 3.0}, "`gamma` was renamed to `head_gamma`"),
     ],
 )
 def test_config_errors_name_the_key(values: dict, match: str) -> None:
@@ -201,18 +210,18 @@ def test_a_ratio_that_empties_a_class_is_a_config_error() -> None:
 
 def test_haframe_without_a_hierarchy_is_an_error() -> None:
     with pytest.raises(ConfigError, match="needs a class hierarchy"):
-        simulate(UFMConfig(num_classes=8, classifier="haframe", dim=8))
+        simulate(UFMConfig(num_classes=8, head_kind="haframe", dim=8))
     with pytest.raises(ConfigError, match="4 leaf classes but num_classes=8"):
-        simulate(UFMConfig(num_classes=8, classifier="haframe", dim=8), hierarchy=binary_tree(2))
+        simulate(UFMConfig(num_classes=8, head_kind="haframe", dim=8), hierarchy=binary_tree(2))
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        simulate(UFMConfig(num_classes=8, classifier="haframe", hierarchy="/no/such.csv"))
+        simulate(UFMConfig(num_classes=8, head_kind="haframe", hierarchy="/no/such.csv"))
 
 
 def test_yaml_and_overrides(tmp_path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("num_classes: 6\nclassifier: etf\nloss: dr\nlr: 0.2\n")
+    path.write_text("num_classes: 6\nhead_kind: etf\nloss: dr\nlr: 0.2\n")
     config = load_ufm_config(path, ["lr=0.05", "counts=[3, 3, 2, 2, 1, 1]"])
-    assert (config.num_classes, config.classifier, config.loss) == (6, "etf", "dr")
+    assert (config.num_classes, config.head_kind, config.loss) == (6, "etf", "dr")
     assert config.lr == 0.05 and config.counts == [3, 3, 2, 2, 1, 1]
     assert not config.use_bias
     with pytest.raises(FileNotFoundError):
@@ -226,7 +235,7 @@ def test_example_config_loads_and_runs() -> None:
 
     path = files("neuralcollapse") / "configs" / "ufm" / "imbalanced_etf_dr.yaml"
     config = load_ufm_config(str(path), ["steps=100", "log_every=50"])
-    assert (config.classifier, config.loss, config.imbalance_ratio) == ("etf", "dr", 10.0)
+    assert (config.head_kind, config.loss, config.imbalance_ratio) == ("etf", "dr", 10.0)
     result = simulate(config)
     assert result.labels.shape == (220,)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
@@ -303,8 +312,8 @@ def _check_outputs(folder, name: str) -> dict:
 
 def test_command_module_runs_a_reproduction(tmp_path, capsys) -> None:
     args = _command_parser().parse_args(
-        ["ufm", "dr-vs-ce", "--out", str(tmp_path), "num_classes=4", "dim=4", "n_max=10",
-         "imbalance_ratio=5", "steps=300"]
+        ["ufm", "dr-vs-ce", "num_classes=4", "dim=4", "n_max=10", "imbalance_ratio=5",
+         "steps=300", "--out", str(tmp_path)]
     )  # fmt: skip
     assert ufm_command.run(args) == 0
     payload = _check_outputs(tmp_path, "dr-vs-ce")
@@ -352,9 +361,106 @@ def test_cli_simulate_from_yaml(tmp_path, capsys) -> None:
         (["ufm", "simulate", "--config", "/no/such.yaml"], "does not exist"),
         (["ufm", "dr-vs-ce", "--config", "x.yaml"], "--config applies to 'simulate' only"),
         (["ufm", "haframe", "--hierarchy", "/no/tree.csv"], "does not exist"),
+        (["ufm", "simulate", "classifier=etf"], "`classifier` was renamed to `head_kind`"),
+        (["ufm", "etf-optimum", "seeds=two"], "seeds: expected int, got 'two'"),
+        (["ufm", "etf-optimum", "seeds=0"], "seeds must be an integer >= 1"),
+        (["ufm", "minority-collapse", "ratios=[]"], "ratios must be a non-empty list"),
+        (["ufm", "simulate", "lr=.inf"], "lr must be a finite number > 0, got inf"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, argv, message) -> None:
     assert main([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_old_names_in_files_and_overrides_name_the_new_one(tmp_path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("num_classes: 4\nclassifier: etf\n")
+    with pytest.raises(ConfigError, match="`classifier` was renamed to `head_kind`"):
+        load_ufm_config(path)
+    with pytest.raises(ConfigError, match="`frame_scale` was renamed to `head_scale`"):
+        load_ufm_config(None, ["frame_scale=2"])
+    with pytest.raises(TypeError):
+        UFMConfig(classifier="etf")  # type: ignore[call-arg]
+
+
+def test_yaml_1_2_numbers_and_words_in_ufm_configs(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("lambda_H: 5e-4\nlr: .5\nbias: off\n")
+    config = load_ufm_config(path, ["lambda_W=1e-3", "init_std=1E-1"])
+    assert (config.lambda_H, config.lr, config.lambda_W, config.init_std) == (
+        5e-4,
+        0.5,
+        1e-3,
+        0.1,
+    )
+    assert config.bias is False  # a bool field reads on/off, yes/no as booleans
+
+
+@pytest.mark.parametrize("kind", ["etf", "spread", "haframe"])
+def test_fixed_heads_are_the_frames_of_the_frame_module(kind: str) -> None:
+    from neuralcollapse.frames import (
+        hierarchy_aware_frame,
+        hierarchy_similarity,
+        simplex_etf,
+        spread_frame,
+    )
+
+    tree = binary_tree(2)
+    config = UFMConfig(
+        num_classes=4, dim=4, n_per_class=2, head_kind=kind, head_scale=2.5, head_gamma=1.5,
+        spread_steps=30, seed=3,
+    )  # fmt: skip
+    problem = build_problem(config, hierarchy=tree)
+    if kind == "etf":
+        frame = simplex_etf(4, 4, seed=3, dtype=torch.float64)
+    elif kind == "spread":
+        frame = spread_frame(4, 4, seed=3, steps=30, dtype=torch.float64)
+    else:
+        frame = hierarchy_aware_frame(tree, gamma=1.5, dim=4, seed=3, dtype=torch.float64)
+    assert torch.equal(problem.W0, (2.5 * frame).float())
+    if kind == "haframe":
+        expected = hierarchy_similarity(tree, gamma=1.5).matrix
+    else:
+        unit = torch.nn.functional.normalize(frame, dim=1)
+        expected = unit @ unit.T
+    assert torch.equal(problem.similarity, expected)
+
+
+def test_haframe_reads_every_hierarchy_format(tmp_path) -> None:
+    nested = tmp_path / "tree.json"
+    nested.write_text(json.dumps(binary_tree(2).to_nested()))
+    config = UFMConfig(
+        num_classes=4, dim=4, n_per_class=2, head_kind="haframe", hierarchy=str(nested),
+        loss="cosine_frame", steps=5, log_every=5,
+    )  # fmt: skip
+    assert simulate(config).similarity.shape == (4, 4)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("child,parent\na\n")
+    with pytest.raises(ConfigError, match="hierarchy: .*broken.csv"):
+        simulate(UFMConfig(**{**config.to_dict(), "hierarchy": str(broken)}))
+    with pytest.raises(UsageError, match="broken.csv"):
+        haframe(hierarchy=str(broken), steps=5)
+
+
+def test_reproduction_parameters_are_type_checked() -> None:
+    kwargs = ufm_command._reproduction_kwargs(
+        minority_collapse, ["ratios=[1, 1e2]", "lr=1", "num_classes=4"]
+    )
+    assert kwargs == {"ratios": (1.0, 100.0), "lr": 1.0, "num_classes": 4}
+    with pytest.raises(ConfigError, match="n_major: expected int"):
+        ufm_command._reproduction_kwargs(minority_collapse, ["n_major=1e3"])
+    with pytest.raises(UsageError, match="unknown parameter 'hierarchy'"):
+        ufm_command._reproduction_kwargs(haframe, ["hierarchy=x.csv"])
+
+
+def test_plots_module_imports_no_matplotlib() -> None:
+    import subprocess
+
+    code = (
+        "import sys, neuralcollapse.ufm.plots, neuralcollapse.commands.ufm; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

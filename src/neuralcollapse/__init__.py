@@ -5,6 +5,12 @@ Import as ``import neuralcollapse as nc``; the submodules load on first use::
     W = nc.frames.simplex_etf(10, 64, seed=0)          # (K, d) frame, rows are classes
     head = nc.heads.FixedFrameHead(512, W, neck="bn_l2")
     loss = nc.losses.DotRegressionLoss()
+
+Conventions: a frame W is (K, d) with one row per class and logits are ``h @ W.T``; class
+trees are ``nc.Hierarchy`` (one leaf order everywhere). The mathematics, the conventions
+and the papers' numbers are in docs/theory.md. The core needs only torch, numpy and
+pyyaml; plots, TensorBoard, the digits data, image files and the progress bar are extras
+(``pip install 'neuralcollapse[all]'``).
 """
 
 from __future__ import annotations

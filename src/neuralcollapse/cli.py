@@ -5,48 +5,96 @@ Each subcommand lives in its own module under :mod:`neuralcollapse.commands`, ex
 * ``add_parser(subparsers) -> argparse.ArgumentParser`` to declare its arguments, and
 * ``run(args: argparse.Namespace) -> int`` to execute (returns the exit code).
 
-Bad input is reported as one line on stderr with exit code 2, never a traceback: command
-code raises :class:`ValueError` (or :class:`FileNotFoundError`) with a message that names
-the offending value and the fix, and :func:`main` turns it into that line.
+:data:`COMMANDS` lists them with a one-line help each, so ``neuralcollapse --help`` and
+``--version`` import no command module (and no torch); only the chosen command's module
+is imported, and its parser parses the arguments.
+
+``KEY=VALUE`` overrides may come before or after a command's options: argparse gathers
+only the first run of positionals, so :func:`main` hands the later ones (recognised by
+:func:`neuralcollapse.config.split_overrides`) to the command's ``overrides`` argument,
+or to ``configs`` for ``compare``.
+
+Errors: :class:`~neuralcollapse.errors.UsageError` (bad input, including
+:class:`~neuralcollapse.errors.ConfigError`) and :class:`OSError` (a missing file, a full
+disk, ...) become one line on stderr and exit status 2;
+:class:`~neuralcollapse.errors.RunFailed` one line and status 1; Ctrl-C status 130. Any
+other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from neuralcollapse import __version__
+from neuralcollapse.config import split_overrides
+from neuralcollapse.errors import RunFailed, UsageError
 
-# Order here is the order shown in --help.
-COMMANDS = ("train", "eval", "compare", "metrics", "frame", "ufm", "report")
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
+
+# (name, one-line help, module): the order here is the order shown in --help.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "train",
+        "train a config (default: the embedded digits long-tailed demo)",
+        "neuralcollapse.commands.train",
+    ),
+    ("eval", "re-evaluate a run directory or checkpoint", "neuralcollapse.commands.eval"),
+    (
+        "compare",
+        "train variants of configs over paired seeds and compare them",
+        "neuralcollapse.commands.compare",
+    ),
+    (
+        "metrics",
+        "neural-collapse metrics (NC1-NC4) of saved features",
+        "neuralcollapse.commands.metrics",
+    ),
+    ("frame", "build a fixed class frame and print its geometry", "neuralcollapse.commands.frame"),
+    (
+        "ufm",
+        "unconstrained feature model: simulate, or reproduce the theory",
+        "neuralcollapse.commands.ufm",
+    ),
+    ("report", "write an HTML report of run directories", "neuralcollapse.commands.report"),
+)
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
 
-
-def _available_commands() -> list:
-    modules = []
-    for name in COMMANDS:
-        try:
-            modules.append(importlib.import_module(f"neuralcollapse.commands.{name}"))
-        except ModuleNotFoundError as exc:
-            # A command whose module is not part of this build is simply not offered;
-            # a missing third-party dependency inside a real module must still surface.
-            if exc.name != f"neuralcollapse.commands.{name}":
-                raise
-    return modules
+# Errors that can only come from writing (a full disk, a read-only file system, a quota).
+_WRITE_ERRNOS = {
+    getattr(errno, name) for name in ("ENOSPC", "EROFS", "EDQUOT", "EFBIG") if hasattr(errno, name)
+}
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors as a single line naming the problem and where to look, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see 'PROG --help')`` and exit with status 2."""
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv``: its first word that is not an option (the top-level
+    parser has no option that takes a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(
+    command: str | None = None,
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+    """The top-level parser, and the parser of ``command`` (None when not a command).
+
+    Every command is listed (with its help from :data:`COMMANDS`); only ``command``'s
+    module is imported, to declare its real arguments.
+    """
     parser = _OneLineErrorParser(
         prog="neuralcollapse",
         description="Fixed-frame classifiers, their losses and neural-collapse metrics.",
@@ -54,31 +102,65 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in _available_commands():
-        sub = module.add_parser(subparsers)
-        sub.set_defaults(_run=module.run)
-    return parser
+    chosen = None
+    for name, help_text, module_name in COMMANDS:
+        if name == command:
+            module = importlib.import_module(module_name)
+            chosen = module.add_parser(subparsers)
+            chosen.set_defaults(_run=module.run)
+        else:
+            subparsers.add_parser(name, help=help_text, description=help_text)
+    return parser, chosen
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the operating system's reason."""
+    if exc.filename is None or exc.strerror is None:
+        return str(exc)
+    path = str(exc.filename)
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    verb = "write" if exc.errno in _WRITE_ERRNOS else "access"
+    return f"cannot {verb} {path}: [Errno {exc.errno}] {exc.strerror}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Argument errors, ``--help`` and ``--version`` exit through :class:`SystemExit`, as
+    argparse does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, command_parser = build_parser(_chosen_command(argv))
     args, extra = parser.parse_known_args(argv)
-    # KEY=VALUE overrides may also come after the options (argparse only gathers the first
-    # run of positionals); anything else left over is an error as usual.
-    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
-    target = "overrides" if hasattr(args, "overrides") else "configs"
-    if extra and (len(overrides) != len(extra) or not hasattr(args, target)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    overrides, unknown = split_overrides(extra)
+    target = next((t for t in ("overrides", "configs") if hasattr(args, t)), None)
+    reporter = command_parser or parser
+    if unknown:
+        reporter.error(f"unrecognized arguments: {' '.join(unknown)}")
     if overrides:
-        setattr(args, target, [*getattr(args, target), *overrides])
+        if target is None:
+            reporter.error(f"unrecognized arguments: {' '.join(overrides)}")
+        setattr(args, target, [*(getattr(args, target) or []), *overrides])
+    prefix = f"neuralcollapse {args.command}"
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, IsADirectoryError) as exc:
-        print(f"neuralcollapse {args.command}: error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        print(f"{prefix}: error: {_one_line(_describe_os_error(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"neuralcollapse {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from neuralcollapse._internal.checks import check_int
+
 if TYPE_CHECKING:
     from neuralcollapse.hierarchy import Hierarchy
 
@@ -45,6 +47,7 @@ __all__ = [
     "simplex_etf",
     "spread_frame",
     "target_similarity",
+    "unreachable_classes",
 ]
 
 FRAME_KINDS = ("etf", "spread", "haframe")
@@ -54,11 +57,7 @@ FRAME_KINDS = ("etf", "spread", "haframe")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def _check_float_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -122,8 +121,9 @@ def simplex_etf(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
+    rotate: bool = True,
 ) -> torch.Tensor:
-    """A randomly rotated simplex equiangular tight frame.
+    """A randomly rotated (or, with ``rotate=False``, the canonical) simplex ETF.
 
     Args:
         num_classes: K >= 2.
@@ -133,6 +133,12 @@ def simplex_etf(
         generator: a ``torch.Generator`` to draw the rotation from instead of ``seed``.
         dtype: floating dtype of the result (the frame is built in float64).
         device: device of the result (default: the generator's device, else CPU).
+        rotate: ``False`` gives the canonical ETF instead of a random rotation of it
+            (docs/theory.md §1): for d >= K, row k is ``sqrt(K/(K-1)) (e_k - 1/K)`` padded
+            with zeros, [Z21]'s fixed classifier, whose every class region meets the
+            non-negative orthant (each class wins on its own coordinate), so features after
+            a ReLU can reach every class; for d = K - 1 the rows are written in the
+            Helmert basis of the centred subspace. ``seed``/``generator`` are then unused.
 
     Returns:
         (K, d) tensor ``W`` with unit rows and ``W[i] . W[j] = -1/(K-1)`` for i != j.
@@ -150,6 +156,13 @@ def simplex_etf(
             f"nc.frames.spread_frame({k}, {d}) for the most spread frame that fits."
         )
     dtype = _check_float_dtype(dtype)
+    if not rotate:
+        if d >= k:
+            centred = torch.eye(k, dtype=torch.float64) - 1.0 / k
+            frame = math.sqrt(k / (k - 1)) * torch.nn.functional.pad(centred, (0, d - k))
+        else:
+            frame = math.sqrt(k / (k - 1)) * _centred_orthonormal_basis(k)
+        return frame.to(device=device if device is not None else "cpu", dtype=dtype)
     rng = _make_generator(seed, generator)
     rotation = _random_orthonormal_columns(d, k - 1, rng)  # (d, K-1)
     basis = _centred_orthonormal_basis(k).to(rotation.device)  # (K, K-1)
@@ -406,7 +419,7 @@ def _similarity_and_spectrum(
 def hierarchy_similarity(
     hierarchy_or_lca: Hierarchy | torch.Tensor, *, gamma: float
 ) -> HierarchySimilarity:
-    """Target cosines S of the hierarchy-aware frame of [L23] (PAPERS §6).
+    """Target cosines S of the hierarchy-aware frame of [L23] (docs/theory.md §6).
 
     Args:
         hierarchy_or_lca: a :class:`~neuralcollapse.hierarchy.Hierarchy` or a (K, K) tensor
@@ -522,6 +535,9 @@ def describe(frame: torch.Tensor, target: torch.Tensor | None = None) -> FrameGe
         ValueError: not a 2-D floating tensor with K >= 2 rows, non-finite entries, or a
             zero row (its cosines are undefined).
     """
+    # Imported on use, so that importing frames does not load the metrics package.
+    from neuralcollapse.metrics.functional import etf_distance
+
     frame = _check_frame(frame)
     w = frame.detach().to(torch.float64)
     k, d = w.shape
@@ -535,8 +551,6 @@ def describe(frame: torch.Tensor, target: torch.Tensor | None = None) -> FrameGe
     unit = w / norms.unsqueeze(1)
     gram = unit @ unit.T
     off = gram[~torch.eye(k, dtype=torch.bool, device=gram.device)]
-    etf_gram = (torch.eye(k, dtype=torch.float64, device=gram.device) - 1.0 / k) / math.sqrt(k - 1)
-    etf_distance = torch.linalg.matrix_norm(gram / torch.linalg.matrix_norm(gram) - etf_gram)
     return FrameGeometry(
         num_classes=k,
         dim=d,
@@ -546,7 +560,8 @@ def describe(frame: torch.Tensor, target: torch.Tensor | None = None) -> FrameGe
         max_cosine=float(off.max()),
         mean_cosine=float(off.mean()),
         min_cosine=float(off.min()),
-        etf_distance=float(etf_distance),
+        # The distance of the cosine matrix: only directions count for a frame.
+        etf_distance=etf_distance(gram),
         coherence_bound=coherence_bound(k, d),
         target_error=None if target is None else _target_error(gram, target),
     )
@@ -573,6 +588,7 @@ def build_frame(
     gamma: float | None = None,
     steps: int = 1000,
     dtype: torch.dtype = torch.float32,
+    rotate: bool = True,
 ) -> torch.Tensor:
     """The (K, d) fixed frame of kind ``"etf"``, ``"spread"`` or ``"haframe"``.
 
@@ -585,6 +601,8 @@ def build_frame(
         gamma: the HAFrame's spread parameter (> 0); ``"haframe"`` only.
         steps: optimisation steps of the spread frame.
         dtype: dtype of the result.
+        rotate: ``"etf"`` only: ``False`` gives the canonical (unrotated) ETF, see
+            :func:`simplex_etf`.
 
     Raises:
         ValueError: an unknown kind, an ETF with d < K - 1 (naming :func:`spread_frame`),
@@ -606,7 +624,9 @@ def build_frame(
     if num_classes is None or dim is None:
         raise ValueError(f"a {kind!r} frame needs num_classes and dim")
     if kind == "etf":
-        return simplex_etf(num_classes, dim, seed=seed, dtype=dtype)
+        return simplex_etf(num_classes, dim, seed=seed, dtype=dtype, rotate=rotate)
+    if not rotate:
+        raise ValueError(f"rotate=False is defined for the 'etf' frame only, not {kind!r}")
     return spread_frame(num_classes, dim, seed=seed, steps=steps, dtype=dtype)
 
 
@@ -626,3 +646,82 @@ def target_similarity(
     w = _check_frame(frame).detach().to(torch.float64)
     unit = w / w.norm(dim=1, keepdim=True)
     return unit @ unit.T
+
+
+# --------------------------------------------------------------------------- reachability
+
+
+def _game_value(payoff: torch.Tensor) -> float:
+    """max over x in the probability simplex of min_j (payoff @ x)_j, exactly (float64).
+
+    With B = payoff + c > 0 (c shifts every entry positive), the value of B is 1 / the
+    optimum of the LP  max 1^T y  s.t.  B^T y <= 1, y >= 0 , whose slack basis is feasible,
+    so one phase of the simplex method with Bland's rule (no cycling) solves it.
+    """
+    a = payoff.detach().to(torch.float64).cpu()
+    shift = 1.0 - float(a.min())  # every entry of B is then >= 1
+    b = a + shift  # (m, n): m constraints (rows j), n coordinates
+    m, n = b.shape
+    # Tableau rows: the n constraints B^T y + s = 1; columns: y (m), s (n), right-hand side.
+    tableau = torch.cat(
+        [b.T, torch.eye(n, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)], 1
+    )
+    objective = torch.cat(
+        [-torch.ones(m, dtype=torch.float64), torch.zeros(n + 1, dtype=torch.float64)]
+    )
+    basis = list(range(m, m + n))
+    tol = 1e-12
+    for _ in range(50 * (m + n)):
+        entering = next((j for j in range(m + n) if objective[j] < -tol), None)
+        if entering is None:
+            break
+        column = tableau[:, entering]
+        ratios = [
+            (float(tableau[i, -1] / column[i]), basis[i], i) for i in range(n) if column[i] > tol
+        ]
+        _, _, row = min(ratios)  # smallest ratio, ties by lowest basic index (Bland)
+        tableau[row] /= tableau[row, entering].clone()
+        for i in range(n):
+            if i != row and tableau[i, entering] != 0:
+                tableau[i] -= tableau[i, entering] * tableau[row]
+        objective -= objective[entering] * tableau[row]
+        basis[row] = entering
+    optimum = float(objective[-1])
+    return 1.0 / optimum - shift
+
+
+def unreachable_classes(
+    frame: torch.Tensor, *, nonnegative: bool = True, tol: float = 1e-9
+) -> list[int]:
+    """Classes whose decision region misses the features the frame can be given.
+
+    Class k is predicted for ``h`` when ``h . w_k > h . w_j`` for every j != k (logits
+    ``h @ W.T``, no bias). With ``nonnegative=True`` the features are those a ReLU
+    backbone produces without a neck (h >= 0): class k is reachable iff some h >= 0 gives
+    it a positive margin over every other class. Margins scale with h, so this is the sign
+    of the value of the matrix game ``max_{h in simplex} min_j (w_k - w_j) . h``, found
+    exactly by linear programming (docs/theory.md §1); a class whose best margin is within
+    ``tol`` (relative to the largest row norm squared) of 0 can at most tie, and counts as
+    unreachable. With ``nonnegative=False`` (any real h) a class is unreachable iff its row
+    lies in the convex hull of the others, which the same game over signed coordinates
+    decides.
+
+    Args:
+        frame: (K, d) rows.
+        nonnegative: features restricted to the non-negative orthant.
+        tol: relative margin below which a class counts as unreachable.
+
+    Returns:
+        Sorted class indices (empty when every class is reachable).
+    """
+    w = _check_frame(frame).detach().to(torch.float64).cpu()
+    k = w.shape[0]
+    if not nonnegative:  # h = h+ - h-: the game over the coordinates of [I, -I]
+        w = torch.cat([w, -w], dim=1)
+    scale = float(w.square().sum(dim=1).max())
+    missing = []
+    for c in range(k):
+        others = torch.cat([w[:c], w[c + 1 :]])
+        if _game_value(w[c] - others) <= tol * scale:
+            missing.append(c)
+    return missing

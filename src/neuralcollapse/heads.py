@@ -9,7 +9,7 @@ must be given::
     logits, h = head(x, return_features=True)
     loss = nc.losses.DotRegressionLoss()(h, y, head.frame)
 
-Necks (what sits between backbone and frame, PAPERS §2):
+Necks (what sits between backbone and frame, docs/theory.md §2):
 
 * ``"none"``  -- identity.
 * ``"l2"``    -- L2 normalisation, h / max(||h||, 1e-8).
@@ -23,12 +23,11 @@ Necks (what sits between backbone and frame, PAPERS §2):
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from neuralcollapse._internal.checks import check_float, check_int
 
 __all__ = [
     "NECKS",
@@ -95,12 +94,6 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
     """The neck called ``name`` mapping (B, in_features) -> (B, out_features).
 
@@ -127,6 +120,36 @@ def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
     return nn.Sequential(*layers) if layers else nn.Identity()
 
 
+def _check_frame(frame: object) -> torch.Tensor:
+    """A (K, d) finite floating-point frame with K >= 2, d >= 1 and no zero row."""
+    if (
+        not isinstance(frame, torch.Tensor)
+        or frame.ndim != 2
+        or frame.shape[0] < 2
+        or frame.shape[1] < 1
+    ):
+        shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+        raise ValueError(
+            f"frame must be a (K, d) tensor with K >= 2 rows and d >= 1 columns, got {shape}"
+        )
+    if not frame.is_floating_point():
+        raise ValueError(f"frame must be a floating-point tensor, got dtype {frame.dtype}")
+    bad = torch.nonzero(~torch.isfinite(frame).all(dim=1)).flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"frame must be finite: rows {bad[:10]}{' ...' if len(bad) > 10 else ''} hold NaN "
+            "or infinite values"
+        )
+    zero = torch.nonzero((frame == 0).all(dim=1)).flatten().tolist()
+    if zero:
+        raise ValueError(
+            f"frame rows {zero[:10]}{' ...' if len(zero) > 10 else ''} are all zero: a zero "
+            "class vector gives its class a constant logit of 0 that no feature can change; "
+            "every class needs a nonzero vector"
+        )
+    return frame
+
+
 def _check_input(x: torch.Tensor, in_features: int) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != in_features:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -145,8 +168,9 @@ class FixedFrameHead(nn.Module):
 
     Args:
         in_features: width of the backbone features x.
-        frame: (K, d) class vectors, e.g. :func:`~neuralcollapse.frames.simplex_etf`. A copy
-            is stored.
+        frame: (K, d) class vectors, e.g. :func:`~neuralcollapse.frames.simplex_etf`:
+            floating point, finite, no all-zero row (errors name the offending rows). A
+            copy is stored.
         neck: one of :data:`NECKS` (default ``"bn_l2"``, the [Y22] CIFAR setting).
         scale: logit scale (inverse temperature) > 0; with unit features and a unit-row
             frame the logits lie in [-scale, scale].
@@ -161,21 +185,12 @@ class FixedFrameHead(nn.Module):
         self, in_features: int, frame: torch.Tensor, *, neck: str = "bn_l2", scale: float = 1.0
     ) -> None:
         super().__init__()
-        self.in_features = _check_positive_int("in_features", in_features)
-        if not isinstance(frame, torch.Tensor) or frame.ndim != 2 or frame.shape[0] < 2:
-            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
-            raise ValueError(f"frame must be a (K, d) tensor with K >= 2 rows, got {shape}")
-        if not frame.is_floating_point() or not bool(torch.isfinite(frame).all()):
-            raise ValueError("frame must be a finite floating-point tensor")
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, numbers.Real)
-            or not 0 < scale < math.inf
-        ):
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        frame = _check_frame(frame)
+        scale = check_float("scale", scale, minimum=0.0, strict_minimum=True)
         if neck not in NECKS:
             raise ValueError(f"unknown neck {neck!r}; choose one of {', '.join(NECKS)}")
-        self.scale = float(scale)
+        self.scale = scale
         self.neck_name = neck
         dim = frame.shape[1]
         self.register_buffer("frame", frame.detach().clone(), persistent=True)
@@ -232,9 +247,8 @@ class LearnableHead(nn.Module):
         self, in_features: int, num_classes: int, *, bias: bool = True, neck: str = "none"
     ) -> None:
         super().__init__()
-        self.in_features = _check_positive_int("in_features", in_features)
-        if _check_positive_int("num_classes", num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.in_features = check_int("in_features", in_features, minimum=1)
+        check_int("num_classes", num_classes, minimum=2)
         self.neck_name = neck
         self.neck = build_neck(neck, in_features, in_features)
         self.classifier = nn.Linear(in_features, num_classes, bias=bias)

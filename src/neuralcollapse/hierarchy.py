@@ -2,7 +2,10 @@
 
 Build one from child-parent edges, nested JSON or a leaf-to-path table, then ask for the
 quantities hierarchy-aware training and evaluation need: the leaves in class-index order,
-and the (K, K) matrix of lowest-common-ancestor heights.
+and the (K, K) matrix of lowest-common-ancestor heights (docs/theory.md §6-7).
+:class:`Hierarchy` is the package's only tree type: frames, losses, metrics and the
+synthetic data all take one (or its LCA matrix), so a tree means the same classes in the
+same order everywhere.
 
 Heights: a leaf has height 0 and an inner node 1 + the largest height among its children,
 so in a balanced tree the LCA height of two leaves is the number of levels one climbs from
@@ -12,12 +15,21 @@ well-defined and monotone along every path (a parent is always higher than its c
 
 Leaf order (``Hierarchy.leaves[i]`` is class ``i``), decided in this order:
 
-1. ``classes=[...]`` given: exactly that order; every leaf must be listed and every listed
-   class must be a leaf.
-2. every leaf name ends in a distinct integer (``L5-17``, ``class_3``): by that integer.
-3. otherwise: the order in which leaves first appear in the input.
+1. ``classes=[...]`` given (or, for nested JSON, a top-level ``"classes"`` list): exactly
+   that order; every leaf must be listed and every listed class must be a leaf.
+2. every leaf name ends in a distinct integer (``L5-17``, ``class_3``): by that integer
+   alone, whatever precedes it (``x10``, ``y2`` gives ``y2``, ``x10``).
+3. otherwise: the order in which the leaves first appear in the input (``dog``, ``cat``
+   stays ``dog``, ``cat``; names are never sorted alphabetically).
 
-``Hierarchy.leaf_order`` says which rule applied.
+"First appearance" per entry point: for edges (a list or a ``child,parent`` CSV) the row
+where the leaf is the child; for nested JSON the depth-first document order (a node, then
+its children in list order); for a path table the row order. ``Hierarchy.balanced`` names
+its leaves ``class0 ..`` in depth-first order, so rules 2 and 3 agree there. ``save`` writes
+every format so that ``load`` gives back the same order (nested JSON records it under
+``"classes"`` when its tree order alone would not); the one exception is a ``classes=``
+order that contradicts distinct integer suffixes, which the CSV formats cannot carry: pass
+``classes=`` again to ``load``. ``Hierarchy.leaf_order`` says which rule applied.
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+
+from neuralcollapse._internal.files import atomic_write_text
 
 __all__ = ["Hierarchy"]
 
@@ -197,7 +211,11 @@ class Hierarchy:
     def from_nested(
         cls, source: PathLike | Mapping, *, classes: Sequence[str] | None = None
     ) -> Hierarchy:
-        """From ``{"name": ..., "children": [...]}`` (a dict, or a JSON file holding one)."""
+        """From ``{"name": ..., "children": [...]}`` (a dict, or a JSON file holding one).
+
+        Node names must be unique across the whole document. An optional top-level
+        ``"classes"`` list gives the class order (as ``classes=`` does; the argument wins).
+        """
         where = "nested hierarchy"
         if isinstance(source, (str, Path)):
             text, where = _read_text(source)
@@ -205,7 +223,12 @@ class Hierarchy:
                 source = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: not valid JSON ({exc})") from None
+        if classes is None and isinstance(source, Mapping) and "classes" in source:
+            classes = source["classes"]
+            if not isinstance(classes, list):
+                raise ValueError(f"{where}: 'classes' must be a list of leaf names")
         edges: list[tuple[str, str]] = []
+        placed: dict[str, str | None] = {}  # name -> its parent (None for the root)
         stack: list[tuple[object, str | None]] = [(source, None)]
         while stack:
             node, parent = stack.pop()
@@ -213,7 +236,16 @@ class Hierarchy:
                 raise ValueError(
                     f"{where}: every node must be an object with a 'name', got {node!r}"
                 )
-            name = str(node["name"])
+            name = str(node["name"]).strip()
+            if name in placed:
+                first, second = (
+                    "the top" if p is None else repr(p) for p in (placed[name], parent)
+                )
+                raise ValueError(
+                    f"{where}: the name {name!r} appears twice (under {first} and under "
+                    f"{second}); every node needs its own name"
+                )
+            placed[name] = parent
             if parent is not None:
                 edges.append((name, parent))
             children = node.get("children") or []
@@ -248,10 +280,17 @@ class Hierarchy:
         else:
             rows = [[str(cell).strip() for cell in row] for row in source]
         edges: list[tuple[str, str]] = []
+        leaf_rows: dict[str, int] = {}
         for line, row in enumerate(rows, start=2):
             path = [cell for cell in row[1:] if cell]
             if not row or not row[0]:
                 raise ValueError(f"{name}: row {line} has no leaf name")
+            if row[0] in leaf_rows:
+                raise ValueError(
+                    f"{name}: leaf {row[0]!r} is listed twice (rows {leaf_rows[row[0]]} and "
+                    f"{line}); give each class one row"
+                )
+            leaf_rows[row[0]] = line
             chain = [root, *path, row[0]]
             edges.extend(zip(chain[1:], chain[:-1], strict=False))  # (child, parent)
         return cls(edges, classes=classes)
@@ -272,7 +311,8 @@ class Hierarchy:
     @classmethod
     def balanced(cls, branching: Sequence[int], *, root: str = "root") -> Hierarchy:
         """A balanced tree: the root has ``branching[0]`` children, each of those
-        ``branching[1]``, and so on; leaves ``class0 .. class{K-1}`` in depth-first order.
+        ``branching[1]``, and so on; leaves ``class0 .. class{K-1}`` in depth-first order,
+        which is also their class order (leaf-order rules 2 and 3 agree).
 
         ``Hierarchy.balanced([2, 3, 4])``: 24 classes, depth 3.
         """
@@ -298,25 +338,43 @@ class Hierarchy:
         """Write as ``"edges"`` (CSV), ``"nested"`` (JSON) or ``"paths"`` (CSV).
 
         ``format=None`` picks ``nested`` for a ``.json`` file and ``edges`` otherwise.
+        Every format is written so that :meth:`load` gives back the same class order (see
+        the module docstring for the one exception).
         """
         path = Path(path)
         format = format or ("nested" if path.suffix.lower() == ".json" else "edges")
         if format == "edges":
-            rows = [
-                ["child", "parent"],
-                *([n, self._parent[n]] for n in self.nodes if n != self.root),
-            ]
+            # Inner nodes first, then one row per leaf in class order: on reading, each
+            # leaf first appears in its own row, so rule 3 restores the order.
+            inner = [n for n in self.nodes if n != self.root and n in self._children]
+            rows = [["child", "parent"], *([n, self._parent[n]] for n in (*inner, *self.leaves))]
             text = self._to_csv(rows)
         elif format == "paths":
             rows = [["leaf", *(f"level{i}" for i in range(1, self.depth))]]
             rows += [[leaf, *reversed(self.ancestors(leaf)[:-1])] for leaf in self.leaves]
             text = self._to_csv(rows)
         elif format == "nested":
-            text = json.dumps(self.to_nested(), indent=1) + "\n"
+            nested = self.to_nested()
+            if self._order_leaves(self._tree_leaves(nested), None)[0] != self.leaves:
+                nested["classes"] = list(self.leaves)
+            text = json.dumps(nested, indent=1) + "\n"
         else:
             raise ValueError(f"format must be 'edges', 'nested' or 'paths', got {format!r}")
-        path.write_text(text, encoding="utf-8")
-        return path
+        return atomic_write_text(path, text)
+
+    @staticmethod
+    def _tree_leaves(nested: Mapping) -> list[str]:
+        """Leaf names of a nested tree in depth-first document order."""
+        leaves: list[str] = []
+        stack = [nested]
+        while stack:
+            node = stack.pop()
+            kids = node.get("children")
+            if kids:
+                stack.extend(reversed(kids))
+            else:
+                leaves.append(node["name"])
+        return leaves
 
     @staticmethod
     def _to_csv(rows: list[list[str]]) -> str:
@@ -325,10 +383,19 @@ class Hierarchy:
         return buffer.getvalue()
 
     def to_nested(self) -> dict:
-        """The tree as ``{"name": ..., "children": [...]}``, leaves without ``children``."""
+        """The tree as ``{"name": ..., "children": [...]}``, leaves without ``children``.
+
+        Children are listed by the smallest class index below them, so the depth-first
+        order of the leaves is the class order whenever the classes of every subtree are
+        contiguous (always so for ``balanced`` trees and trees read from nested JSON).
+        """
+        first: dict[str, int] = {}
+        for index, leaf in enumerate(self.leaves):
+            for node in (leaf, *self.ancestors(leaf)):
+                first.setdefault(node, index)
 
         def build(name: str) -> dict:
-            kids = self._children.get(name)
+            kids = sorted(self._children.get(name, ()), key=first.__getitem__)
             return {"name": name, "children": [build(k) for k in kids]} if kids else {"name": name}
 
         return build(self.root)

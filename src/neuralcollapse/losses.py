@@ -1,31 +1,37 @@
 """Losses for classifiers with a fixed frame, all called as ``loss(features, labels, frame)``.
 
 * ``features`` -- (B, d) the features h the frame sees (a head's ``return_features=True``
-  output, after its neck).
+  output, after its neck); B >= 1.
 * ``labels`` -- (B,) integer class indices, or mixup targets ``(y_a, y_b, lam)`` with
   ``lam`` a float, a 0-d tensor or a (B,) tensor; the loss is then
-  ``lam * L(h, y_a) + (1 - lam) * L(h, y_b)`` per sample.
+  ``lam * L(h, y_a) + (1 - lam) * L(h, y_b)`` per sample (:func:`mixup_loss`, the one
+  place that combination is written).
 * ``frame`` -- (K, d) class vectors W (rows); cast to the features' dtype, so autocast and
   half precision work.
 
-Losses: :class:`DotRegressionLoss` ([Y22]), :class:`FrameCrossEntropy`, and
-:class:`CosineFrameLoss` ([L23]'s cross-entropy plus cosine regression to a target Gram).
-:class:`SoftLabelCrossEntropy` (Bertinetto et al. 2020's hierarchy baseline) works on any
-classifier's logits and is called ``loss(logits, labels)``.
+Losses: :class:`DotRegressionLoss` ([Y22], docs/theory.md §3), :class:`FrameCrossEntropy`,
+and :class:`CosineFrameLoss` ([L23]'s cross-entropy plus cosine regression to a target
+Gram, docs/theory.md §6). :class:`SoftLabelCrossEntropy` (Bertinetto et al. 2020's
+hierarchy baseline, docs/theory.md §7) works on any classifier's logits and is called
+``loss(logits, labels)``. :func:`mixup_loss` applies any loss, these or e.g.
+``nn.CrossEntropyLoss``, to mixup targets.
 
-Shapes and dtypes are checked on every call (free); label values are range-checked when
-they live on the CPU. On an accelerator that check would stall the device every step, so
-there an out-of-range label surfaces as PyTorch's own indexing error instead.
+Shapes and dtypes are checked on every call (free); an empty batch is an error (a mean
+over no samples would be NaN). Label values are range-checked when they live on the CPU.
+On an accelerator that check would stall the device every step, so there an out-of-range
+label surfaces as PyTorch's own indexing error instead.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from neuralcollapse._internal.checks import check_float, check_labels
 
 __all__ = [
     "CosineFrameLoss",
@@ -34,6 +40,7 @@ __all__ = [
     "MixupTargets",
     "SoftLabelCrossEntropy",
     "batch_balance_weights",
+    "mixup_loss",
 ]
 
 MixupTargets = tuple[torch.Tensor, torch.Tensor, "float | torch.Tensor"]
@@ -46,11 +53,8 @@ NORM_EPS = 1e-12
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, numbers.Real)
-    if bad or not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        need = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{name} must be {need} finite number, got {value!r}")
-    return float(value)
+    """A finite float, > 0 when ``positive`` else >= 0 (messages from ``check_float``)."""
+    return check_float(name, value, minimum=0.0, strict_minimum=positive)
 
 
 def _check_reduction(reduction: str) -> str:
@@ -59,12 +63,21 @@ def _check_reduction(reduction: str) -> str:
     return reduction
 
 
+def _check_batch(batch: int, what: str) -> None:
+    if batch == 0:
+        raise ValueError(
+            f"{what} hold an empty batch (B = 0): a loss needs at least one sample; skip "
+            "empty batches before calling the loss"
+        )
+
+
 def _check_features_and_frame(features: torch.Tensor, frame: torch.Tensor) -> None:
     if not isinstance(features, torch.Tensor) or features.ndim != 2:
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
         raise ValueError(f"features must be a (B, d) tensor, got {shape}")
     if not features.is_floating_point():
         raise ValueError(f"features must be floating point, got dtype {features.dtype}")
+    _check_batch(features.shape[0], "features")
     if not isinstance(frame, torch.Tensor) or frame.ndim != 2:
         shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame)
         raise ValueError(f"frame must be a (K, d) tensor, got {shape}")
@@ -75,20 +88,9 @@ def _check_features_and_frame(features: torch.Tensor, frame: torch.Tensor) -> No
         )
 
 
-def _check_labels(labels: object, batch: int, num_classes: int, name: str) -> torch.Tensor:
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.shape[0] != batch:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"{name} must be a ({batch},) tensor of class indices, got {shape}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
-    if labels.device.type == "cpu" and labels.numel():
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"{name} contains {bad}, outside the frame's classes 0..{num_classes - 1}"
-            )
-    return labels.long()
+def _labels(labels: object, batch: int, num_classes: int | None, name: str) -> torch.Tensor:
+    """(B,) int64 class indices; values range-checked on the CPU only (no device sync)."""
+    return check_labels(labels, batch=batch, num_classes=num_classes, name=name, sync=False)
 
 
 def _check_lam(lam: object, batch: int) -> float | torch.Tensor:
@@ -101,6 +103,54 @@ def _check_lam(lam: object, batch: int) -> float | torch.Tensor:
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0.0 <= lam <= 1.0:
         raise ValueError(f"mixup lam must be a number in [0, 1], got {lam!r}")
     return float(lam)
+
+
+def mixup_loss(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor | MixupTargets,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """``loss_fn(inputs, targets)``, or for mixup targets ``(y_a, y_b, lam)`` the mix
+    ``lam * loss_fn(inputs, y_a) + (1 - lam) * loss_fn(inputs, y_b)``.
+
+    The one place the mixup combination is written: any loss works, reduced (a scalar,
+    like ``nn.CrossEntropyLoss()``) or per sample (``reduction="none"``, shape (B,)).
+
+    Args:
+        loss_fn: ``loss_fn(inputs, labels)`` with labels (B,) int64; extra arguments (a
+            frame) go in through a lambda or ``functools.partial``.
+        inputs: (B, ...) what the loss scores (logits or features), B >= 1.
+        targets: (B,) class indices, or ``(y_a, y_b, lam)`` with y_a, y_b (B,) class
+            indices and lam a float in [0, 1], a 0-d tensor or a (B,) tensor (one weight per
+            sample; then ``loss_fn`` must return per-sample (B,) values).
+        num_classes: K; when given the labels are range-checked (CPU tensors only).
+
+    Returns:
+        What ``loss_fn`` returns: a scalar, or (B,) for a per-sample loss.
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 1:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs)
+        raise ValueError(f"inputs must be a (B, ...) tensor, got {shape}")
+    batch = inputs.shape[0]
+    _check_batch(batch, "inputs")
+    if not isinstance(targets, (tuple, list)):
+        return loss_fn(inputs, _labels(targets, batch, num_classes, "labels"))
+    if len(targets) != 3:
+        raise ValueError("mixup targets must be a tuple (y_a, y_b, lam)")
+    y_a = _labels(targets[0], batch, num_classes, "y_a")
+    y_b = _labels(targets[1], batch, num_classes, "y_b")
+    lam = _check_lam(targets[2], batch)
+    loss_a, loss_b = loss_fn(inputs, y_a), loss_fn(inputs, y_b)
+    if isinstance(lam, torch.Tensor):
+        if lam.ndim == 1 and tuple(loss_a.shape) != (batch,):
+            raise ValueError(
+                f"a per-sample lam ({batch},) needs a per-sample loss, but loss_fn returned "
+                f"shape {tuple(loss_a.shape)}: use reduction='none' and reduce afterwards"
+            )
+        lam = lam.to(device=loss_a.device, dtype=loss_a.dtype)
+    return lam * loss_a + (1 - lam) * loss_b
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -132,21 +182,13 @@ class _FrameLoss(nn.Module):
     ) -> torch.Tensor:
         """Loss of (B, d) features against (B,) labels or mixup targets; see module doc."""
         _check_features_and_frame(features, frame)
-        batch, num_classes = features.shape[0], frame.shape[0]
         frame = frame.to(device=features.device, dtype=features.dtype)
-        if isinstance(labels, (tuple, list)):
-            if len(labels) != 3:
-                raise ValueError("mixup targets must be a tuple (y_a, y_b, lam)")
-            y_a = _check_labels(labels[0], batch, num_classes, "y_a")
-            y_b = _check_labels(labels[1], batch, num_classes, "y_b")
-            lam = _check_lam(labels[2], batch)
-            loss = lam * self.per_sample(features, y_a, frame) + (1 - lam) * self.per_sample(
-                features, y_b, frame
-            )
-        else:
-            loss = self.per_sample(
-                features, _check_labels(labels, batch, num_classes, "labels"), frame
-            )
+        loss = mixup_loss(
+            lambda h, y: self.per_sample(h, y, frame),
+            features,
+            labels,
+            num_classes=frame.shape[0],
+        )
         extra = self.extra(features)
         if extra is not None:
             loss = loss + extra
@@ -168,7 +210,8 @@ def batch_balance_weights(labels: torch.Tensor, num_classes: int) -> torch.Tenso
 
 
 class DotRegressionLoss(_FrameLoss):
-    """The dot-regression (DR) loss of [Y22]: pull h toward its class vector, no push.
+    """The dot-regression (DR) loss of [Y22]: pull h toward its class vector, no push
+    (docs/theory.md §3).
 
     ``form="paper"`` (default), the paper's formula with t = W[y]:
         L = (t.h - sqrt(E_W E_H))^2 / (2 sqrt(E_W E_H)),  E_W = ||t||^2,  E_H = feature_budget
@@ -290,7 +333,7 @@ class CosineFrameLoss(_FrameLoss):
 
         (1 - alpha) CE(z W^T, y) + alpha sum_c (cos(w_c, z) - S[c, y])^2
 
-    averaged over the batch with ``reduction="mean"`` (PAPERS §6). The norm of z acts as a
+    averaged over the batch with ``reduction="mean"`` (docs/theory.md §6). The norm of z acts as a
     temperature for the CE term. ``S`` is usually
     ``nc.frames.hierarchy_similarity(hierarchy, gamma=...).matrix``; with the ETF Gram
     (1 on the diagonal, -1/(K-1) elsewhere) it pulls features onto a simplex ETF.
@@ -371,15 +414,10 @@ class SoftLabelCrossEntropy(nn.Module):
         return -(self.targets.to(logits.dtype)[labels] * log_probs).sum(dim=1)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor | MixupTargets) -> torch.Tensor:
+        """Loss of (B, K) logits against (B,) labels or mixup targets."""
         k = self.targets.shape[0]
-        if logits.ndim != 2 or logits.shape[1] != k:
-            raise ValueError(f"logits must be (B, {k}), got {tuple(logits.shape)}")
-        batch = logits.shape[0]
-        if isinstance(labels, (tuple, list)):
-            y_a = _check_labels(labels[0], batch, k, "y_a")
-            y_b = _check_labels(labels[1], batch, k, "y_b")
-            lam = _check_lam(labels[2], batch)
-            loss = lam * self._per_sample(logits, y_a) + (1 - lam) * self._per_sample(logits, y_b)
-        else:
-            loss = self._per_sample(logits, _check_labels(labels, batch, k, "labels"))
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != k:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+            raise ValueError(f"logits must be (B, {k}), got {shape}")
+        loss = mixup_loss(self._per_sample, logits, labels, num_classes=k)
         return _reduce(loss, self.reduction)

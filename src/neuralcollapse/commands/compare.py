@@ -1,145 +1,150 @@
-"""``neuralcollapse compare``: several configs x seeds, one side-by-side table (mean +- std)."""
+"""``neuralcollapse compare``: variants x seeds, one table, paired differences to the first."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
-from neuralcollapse.train.config import load_config
-from neuralcollapse.train.recipes import resolve_config_path
+from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.text import format_sci
+from neuralcollapse.experiments import (
+    Column,
+    VariantResult,
+    aggregate,
+    columns_for,
+    paired_statistics,
+    resolve_variants,
+    run_variants,
+)
+from neuralcollapse.train.config import config_to_dict
 from neuralcollapse.train.trainer import Trainer
-
-# (label, where in summary.json, scale for display)
-COLUMNS = (
-    ("top1", ("final", "top1"), 100),
-    ("best top1", ("best", "top1"), 100),
-    ("balanced", ("final", "balanced"), 100),
-    ("many", ("final", "many"), 100),
-    ("medium", ("final", "medium"), 100),
-    ("few", ("final", "few"), 100),
-    ("nc1 train", ("final", "train", "collapse", "nc1"), 1),
-    ("nc1 test", ("final", "collapse", "nc1"), 1),
-    ("best epoch", ("best_epoch",), 1),
-)
-# Shown only when some run has a class hierarchy.
-HIERARCHY_COLUMNS = (
-    ("severity", ("final", "hierarchical", "mistake_severity"), 1),
-    ("hier_dist@1", ("final", "hierarchical", "hier_dist@1"), 1),
-    ("hier_dist@5", ("final", "hierarchical", "hier_dist@5"), 1),
-)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compare",
-        help="train several configs over seeds and tabulate mean +- std",
-        description="Train every config with seeds 0..N-1 (train.seed), then print one table "
-        "of final accuracies (in %%), best top-1 and NC1 as mean +- std over seeds.",
+        help="train variants of configs over paired seeds and compare them",
+        description="Train every VARIANT with seeds 0..N-1 and print mean +- std per variant "
+        "and, for each variant after the first, the paired per-seed difference to the first "
+        "(mean +- std, and wins/seeds). A VARIANT is ONE argument: a config name or path, "
+        "then that variant's own KEY=VALUE overrides, quoted in the shell, e.g. "
+        '"digits_lt head.kind=learnable head.neck=none loss.name=ce". --set applies to '
+        "every variant (a variant's own overrides win).",
+    )
+    parser.add_argument("configs", nargs="+", metavar="VARIANT", help="'CONFIG [KEY=VALUE ...]'")
+    parser.add_argument(
+        "--set",
+        dest="common",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for every variant (repeatable)",
     )
     parser.add_argument(
-        "configs",
-        nargs="+",
-        metavar="CONFIG",
-        help="YAML files or packaged recipe names; KEY=VALUE items are "
-        "overrides applied to every config",
+        "--label",
+        dest="labels",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="label of each variant, in order (repeat once per variant)",
     )
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per config (default 1)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (default 1)")
     parser.add_argument(
-        "--runs-dir", type=Path, help="where run directories go (default runs/compare-<timestamp>)"
+        "--runs-dir", type=Path, help="where run directories go (default runs/compare-<time>)"
     )
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write the table as JSON")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
     return parser
 
 
-def _lookup(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value: Any = summary
-    for key in path:
-        if not isinstance(value, dict) or value.get(key) is None:
-            return None
-        value = value[key]
-    return float(value)
+def _cell(column: Column, mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    if column.percent:
+        return f"{100 * mean:.1f} +- {100 * std:.1f}"
+    if column.label == "best epoch":
+        return f"{mean:.1f} +- {std:.1f}"
+    return f"{format_sci(mean)} +- {format_sci(std, digits=1)}"
 
 
-def _columns(summaries: list[dict[str, Any]]) -> tuple:
-    hierarchical = any(_lookup(s, HIERARCHY_COLUMNS[0][1]) is not None for s in summaries)
-    return COLUMNS + HIERARCHY_COLUMNS if hierarchical else COLUMNS
-
-
-def _aggregate(summaries: list[dict[str, Any]], columns: tuple) -> dict[str, dict]:
-    table = {}
-    for label, path, _ in columns:
-        values = [v for v in (_lookup(s, path) for s in summaries) if v is not None]
-        values = [v for v in values if not math.isnan(v)]
-        table[label] = {
-            "mean": statistics.fmean(values) if values else None,
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
-            "n": len(values),
-        }
-    return table
-
-
-def format_table(rows: dict[str, dict[str, dict]], seeds: int, columns: tuple = COLUMNS) -> str:
-    width = max(len(name) for name in rows) + 2
-    header = f"{'config':<{width}}" + "".join(f"{label:>18}" for label, _, _ in columns)
+def format_table(
+    results: list[VariantResult],
+    tables: list[dict[str, dict]],
+    paired: list[dict[str, dict]],
+    columns: tuple[Column, ...],
+    seeds: int,
+) -> str:
+    width = max(len(r.variant.label) for r in results) + 2
+    header = f"{'variant':<{width}}" + "".join(f"{c.label:>18}" for c in columns)
     lines = [header]
-    for name, table in rows.items():
-        cells = []
-        for label, _, scale in columns:
-            cell = table[label]
-            if cell["mean"] is None:
-                text = "n/a"
-            elif scale == 100:
-                text = f"{100 * cell['mean']:.1f} +- {100 * cell['std']:.1f}"
-            elif label in ("severity", "hier_dist@1", "hier_dist@5"):
-                text = f"{cell['mean']:.3f} +- {cell['std']:.3f}"
-            elif label == "best epoch":
-                text = f"{cell['mean']:.1f} +- {cell['std']:.1f}"
-            else:
-                text = f"{cell['mean']:.2e} +- {cell['std']:.0e}"
-            cells.append(f"{text:>18}")
-        lines.append(f"{name:<{width}}" + "".join(cells))
+    for result, table in zip(results, tables, strict=True):
+        cells = (_cell(c, table[c.label]["mean"], table[c.label]["std"]) for c in columns)
+        lines.append(f"{result.variant.label:<{width}}" + "".join(f"{t:>18}" for t in cells))
+    if len(results) > 1:
+        base = results[0].variant.label
+        lines += ["", f"paired difference to {base!r} (mean +- std over seeds; wins/seeds)"]
+        for result, table in zip(results[1:], paired, strict=True):
+            cells = []
+            for c in columns:
+                entry = table[c.label]
+                text = _cell(c, entry["mean"], entry["std"])
+                if entry["mean"] is not None:
+                    text = (
+                        ("+" if entry["mean"] >= 0 else "")
+                        + text
+                        + f" {entry['wins']}/{entry['seeds']}"
+                    )
+                cells.append(f"{text:>18}")
+            lines.append(f"{result.variant.label:<{width}}" + "".join(cells))
     lines.append(
-        f"(accuracies in %, mean +- std over {seeds} seed(s); final = last epoch, "
-        "best = highest test top-1 over epochs)"
+        f"(accuracies in %, over {seeds} seed(s); final = last epoch, best = highest test "
+        "top-1 over epochs; a win is a seed where the variant beats the first, higher "
+        "accuracy or lower nc1/severity/best epoch)"
     )
     return "\n".join(lines)
 
 
+def _train(config, run_dir: Path) -> dict[str, Any]:
+    trainer = Trainer(config, run_dir)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    overrides = [item for item in args.configs if "=" in item]
-    names = [item for item in args.configs if "=" not in item]
-    if not names:
-        raise ValueError("give at least one config to compare")
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    configs = [load_config(resolve_config_path(n), overrides) for n in names]  # check all first
+    variants = resolve_variants(args.configs, common=args.common, labels=args.labels)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = args.runs_dir or Path("runs") / f"compare-{stamp}"
-    collected: dict[str, list[dict[str, Any]]] = {}
-    for index, (name, config) in enumerate(zip(names, configs, strict=True)):
-        summaries = []
-        for seed in range(args.seeds):
-            seeded = load_config(resolve_config_path(name), [*overrides, f"train.seed={seed}"])
-            run_dir = runs_dir / f"{index}-{config.name}-seed{seed}"
-            print(f"training {config.name} seed {seed} -> {run_dir}", flush=True)
-            summaries.append(Trainer(seeded, run_dir).fit())
-        label = config.name if config.name not in collected else f"{config.name} #{index}"
-        collected[label] = summaries
-    columns = _columns([s for runs in collected.values() for s in runs])
-    rows = {label: _aggregate(summaries, columns) for label, summaries in collected.items()}
-    runs = {label: [s["run_dir"] for s in summaries] for label, summaries in collected.items()}
-    print(format_table(rows, args.seeds, columns))
+    results = run_variants(
+        variants, args.seeds, runs_dir, train=_train, echo=lambda line: print(line, flush=True)
+    )
+    columns = columns_for(results)
+    tables = [aggregate(r.summaries, columns) for r in results]
+    paired = [paired_statistics(results[0].summaries, r.summaries, columns) for r in results[1:]]
+    print(format_table(results, tables, paired, columns, args.seeds))
     if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {"seeds": args.seeds, "overrides": overrides, "table": rows, "runs": runs}, indent=2
-            )
-            + "\n"
-        )
+        payload = {
+            "seeds": args.seeds,
+            "common_overrides": args.common,
+            "variants": [
+                {
+                    "label": r.variant.label,
+                    "source": r.variant.source,
+                    "overrides": r.variant.overrides,
+                    "config": config_to_dict(r.variant.config),
+                    "runs": r.summaries,
+                    "mean": {k: v["mean"] for k, v in table.items()},
+                    "std": {k: v["std"] for k, v in table.items()},
+                }
+                for r, table in zip(results, tables, strict=True)
+            ],
+            "paired": [
+                {"variant": r.variant.label, "baseline": results[0].variant.label, "metrics": p}
+                for r, p in zip(results[1:], paired, strict=True)
+            ],
+        }
+        write_json(args.json, payload)
         print(f"wrote {args.json}")
     return 0

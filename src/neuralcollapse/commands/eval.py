@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.text import format_percent, format_sci
+from neuralcollapse.rundir import RunDir
 from neuralcollapse.train.checkpoint import load_checkpoint
 from neuralcollapse.train.config import config_from_dict
 from neuralcollapse.train.distributed import DistContext, init_distributed, shutdown_distributed
-from neuralcollapse.train.trainer import assemble, evaluate_splits, shot_group_classes
+from neuralcollapse.train.evaluation import evaluate_splits
+from neuralcollapse.train.trainer import assemble
 
 SPLITS = {"test": ("test",), "train": ("train",), "both": ("train", "test")}
 
@@ -36,9 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _checkpoint_path(target: Path, which: str) -> Path:
-    if target.is_dir():
-        return target / "checkpoints" / f"{which}.pt"
-    return target
+    return RunDir(target).checkpoint(which) if target.is_dir() else target
 
 
 def format_evaluation(results: dict) -> str:
@@ -46,20 +47,17 @@ def format_evaluation(results: dict) -> str:
         f"{'split':8}{'top1':>7}{'balanced':>10}{'many':>7}{'medium':>8}{'few':>7}"
         f"{'nc1':>10}{'nc2':>8}{'nc3':>8}{'nc4':>8}"
     ]
-
-    def pct(value):
-        return "n/a" if value is None else f"{100 * value:.1f}"
-
-    def sci(value):
-        return "n/a" if value is None else f"{value:.3g}"
-
     for split, r in results.items():
         c = r["collapse"]
+        accuracy = (format_percent(r[key]) for key in ("top1", "balanced", "many", "medium", "few"))
+        metrics = (
+            format_sci(c[key])
+            for key in ("nc1", "nc2_etf_distance_means", "nc3_self_duality", "nc4_ncc_mismatch")
+        )
+        widths = (7, 10, 7, 8, 7, 10, 8, 8, 8)
+        cells = (*accuracy, *metrics)
         lines.append(
-            f"{split:8}{pct(r['top1']):>7}{pct(r['balanced']):>10}{pct(r['many']):>7}"
-            f"{pct(r['medium']):>8}{pct(r['few']):>7}{sci(c['nc1']):>10}"
-            f"{sci(c['nc2_etf_distance_means']):>8}{sci(c.get('nc3_self_duality')):>8}"
-            f"{sci(c.get('nc4_ncc_mismatch')):>8}"
+            f"{split:8}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
         )
     return "\n".join(lines)
 
@@ -78,24 +76,22 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> int:
     data, loaders, model = assemble(config, context)
     model.load_state_dict(state["model"])
-    groups = shot_group_classes(config, data)
-    lca = None if data.hierarchy is None else data.hierarchy.lca_heights()
-    results = evaluate_splits(
+    evaluations = evaluate_splits(
         model,
         loaders,
-        groups,
+        data,
+        config,
         context.device,
         splits=SPLITS[args.split],
         distributed=context.enabled,
-        lca=lca,
     )
     if not context.is_main:
         return 0
+    results = {split: evaluation.metrics for split, evaluation in evaluations.items()}
     processes = f" x {context.world_size} processes" if context.enabled else ""
     print(f"{path} (epoch {state['epoch']} of {config.name}, {context.device}{processes})")
     print(format_evaluation(results))
     if args.json is not None:
-        payload = {"checkpoint": str(path), "epoch": state["epoch"], **results}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(args.json, {"checkpoint": str(path), "epoch": state["epoch"], **results})
         print(f"wrote {args.json}")
     return 0

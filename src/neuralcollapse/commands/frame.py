@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from neuralcollapse._internal.files import atomic_write
+from neuralcollapse._internal.jsonio import dumps
+from neuralcollapse.errors import UsageError, usage_errors
 from neuralcollapse.frames import (
+    FRAME_KINDS,
     FrameGeometry,
+    build_frame,
     describe,
-    hierarchy_aware_frame,
     hierarchy_similarity,
-    simplex_etf,
-    spread_frame,
 )
 from neuralcollapse.hierarchy import Hierarchy
 
-KINDS = ("etf", "spread", "haframe")
 SUFFIXES = (".pt", ".npy")
 
 
@@ -37,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "kind",
-        choices=KINDS,
+        choices=FRAME_KINDS,
         help="etf: simplex ETF; spread: spread frame; haframe: hierarchy-aware frame",
     )
     parser.add_argument("--classes", type=int, metavar="K", help="classes K >= 2 (etf, spread)")
@@ -67,24 +65,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _check_out(path: Path) -> None:
     if path.suffix not in SUFFIXES:
-        raise ValueError(f"--out must end in .pt or .npy, got {str(path)!r}")
+        raise UsageError(f"--out must end in .pt or .npy, got {str(path)!r}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"--out folder {str(path.parent)!r} does not exist")
 
 
 def _save(frame: torch.Tensor, path: Path) -> None:
     """Write atomically: a crash never leaves a half-written frame under the final name."""
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            if path.suffix == ".pt":
-                torch.save(frame.cpu(), tmp)
-            else:
-                np.save(tmp, frame.cpu().numpy())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    if path.suffix == ".pt":
+        atomic_write(path, lambda stream: torch.save(frame.cpu(), stream))
+    else:
+        atomic_write(path, lambda stream: np.save(stream, frame.cpu().numpy()))
 
 
 def format_geometry(kind: str, geometry: FrameGeometry) -> str:
@@ -109,14 +100,21 @@ def _build(args: argparse.Namespace, dtype: torch.dtype):
     """(frame, target similarity or None, extra JSON fields)."""
     if args.kind == "haframe":
         if args.hierarchy is None:
-            raise ValueError("haframe needs --hierarchy FILE (the class tree)")
+            raise UsageError("haframe needs --hierarchy FILE (the class tree)")
         if args.classes is not None:
-            raise ValueError("haframe takes its classes from --hierarchy; drop --classes")
+            raise UsageError("haframe takes its classes from --hierarchy; drop --classes")
         tree = Hierarchy.load(args.hierarchy)
-        target = hierarchy_similarity(tree, gamma=args.gamma)
-        frame = hierarchy_aware_frame(
-            tree, gamma=args.gamma, dim=args.dim, seed=args.seed, dtype=dtype
-        )
+        with usage_errors():
+            target = hierarchy_similarity(tree, gamma=args.gamma)
+            frame = build_frame(
+                "haframe",
+                None,
+                args.dim,
+                hierarchy=tree,
+                gamma=args.gamma,
+                seed=args.seed,
+                dtype=dtype,
+            )
         by_height = target.by_lca_height(tree.lca_heights())
         extra = {
             "gamma": args.gamma,
@@ -127,10 +125,11 @@ def _build(args: argparse.Namespace, dtype: torch.dtype):
         return frame, target, extra
     for name in ("classes", "dim"):
         if getattr(args, name) is None:
-            raise ValueError(f"{args.kind} needs --{name}")
-    if args.kind == "etf":
-        return simplex_etf(args.classes, args.dim, seed=args.seed, dtype=dtype), None, {}
-    frame = spread_frame(args.classes, args.dim, seed=args.seed, steps=args.steps, dtype=dtype)
+            raise UsageError(f"{args.kind} needs --{name}")
+    with usage_errors():
+        frame = build_frame(
+            args.kind, args.classes, args.dim, seed=args.seed, steps=args.steps, dtype=dtype
+        )
     return frame, None, {}
 
 
@@ -156,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         payload = {"kind": args.kind, "seed": args.seed, **extra, **geometry.to_dict()}
         if args.out is not None:
             payload["saved_to"] = str(args.out)
-        print(json.dumps(payload, indent=2))
+        print(dumps(payload, indent=2))
     else:
         if extra:
             print(_format_haframe(extra))

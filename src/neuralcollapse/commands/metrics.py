@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.text import format_sci
+from neuralcollapse.errors import UsageError, usage_errors
 from neuralcollapse.metrics import CollapseReport, collapse_report
 
 FEATURE_SUFFIXES = (".pt", ".npz")
@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _require_file(path: Path, what: str, suffixes: tuple[str, ...]) -> None:
     if path.suffix not in suffixes:
-        raise ValueError(f"{what} must end in one of {suffixes}, got {str(path)!r}")
+        raise UsageError(f"{what} must end in one of {suffixes}, got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
 
@@ -71,25 +71,28 @@ def _load_mapping(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise ValueError(f"cannot read {str(path)!r} as a torch.save file: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"cannot read {str(path)!r} as a torch.save file of tensors: {reason[:160]}"
+        ) from None
     if isinstance(data, torch.Tensor):
         return {"": data}
     if not isinstance(data, dict):
-        raise ValueError(f"{str(path)!r} holds a {type(data).__name__}; save a dict of tensors")
+        raise UsageError(f"{str(path)!r} holds a {type(data).__name__}; save a dict of tensors")
     return data
 
 
 def _tensor(mapping: dict[str, Any], key: str, path: Path) -> torch.Tensor:
     if key not in mapping:
         keys = sorted(k for k in mapping if k)
-        raise ValueError(
+        raise UsageError(
             f"{str(path)!r} has no {key!r} entry (it has {keys}); save it under {key!r}"
         )
     value = mapping[key]
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{key!r} in {str(path)!r} is a {type(value).__name__}, not an array")
+        raise UsageError(f"{key!r} in {str(path)!r} is a {type(value).__name__}, not an array")
     return value
 
 
@@ -151,27 +154,12 @@ def format_report(report: CollapseReport) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
+    return format_sci(value, digits=6, missing="-")
 
 
 def _list(values: tuple[int, ...], limit: int = 12) -> str:
     shown = ", ".join(str(v) for v in values[:limit])
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
-def _write_json(payload: dict[str, Any], path: Path) -> None:
-    """Write atomically, so a crash never leaves half a report under the final name."""
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"--json folder {str(path.parent)!r} does not exist")
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as tmp:
-            json.dump(payload, tmp, indent=2, allow_nan=False)
-            tmp.write("\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,18 +169,19 @@ def run(args: argparse.Namespace) -> int:
         classifier, bias = _load_single(args.classifier, "--classifier", "weight")
     if args.bias is not None:
         if classifier is None:
-            raise ValueError("--bias needs --classifier; pass the classifier rows too")
+            raise UsageError("--bias needs --classifier; pass the classifier rows too")
         bias, _ = _load_single(args.bias, "--bias", "bias")
-    report = collapse_report(
-        features,
-        labels,
-        classifier=classifier,
-        bias=bias,
-        global_mean=args.global_mean,
-        num_classes=args.num_classes,
-    )
+    with usage_errors(str(args.file)):
+        report = collapse_report(
+            features,
+            labels,
+            classifier=classifier,
+            bias=bias,
+            global_mean=args.global_mean,
+            num_classes=args.num_classes,
+        )
     print(format_report(report))
     if args.json is not None:
-        _write_json({"file": str(args.file), **report.to_dict()}, args.json)
+        write_json(args.json, {"file": str(args.file), **report.to_dict()})
         print(f"wrote {args.json}")
     return 0

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="write an HTML report of run directories",
         description="Write one self-contained HTML page (figures embedded, opens offline) "
         "of the runs' config, summary, loss / accuracy / NC1-NC4 curves, per-class accuracy "
-        "and class-mean geometry; several runs are overlaid and compared in a table. The "
+        "and class-mean geometry, read from the run directories' files alone; several runs "
+        "are overlaid and compared in a table. The "
         "figures are also saved beside the page, in <out stem>_figures/.",
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -31,19 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="png",
         help="image format of the figures (default png)",
     )
-    parser.add_argument(
-        "--no-recompute",
-        dest="recompute",
-        action="store_false",
-        help="do not re-evaluate the test set for the class means (the geometry section then "
-        "shows the frame alone)",
-    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    path = write_report(
-        args.run_dirs, args.out, image_format=args.image_format, recompute=args.recompute
-    )
+    path = write_report(args.run_dirs, args.out, image_format=args.image_format)
     print(f"wrote {path}")
     return 0

@@ -4,9 +4,10 @@
 
     neuralcollapse ufm etf-optimum --out runs/ufm            # a reproduction
     neuralcollapse ufm minority-collapse steps_learnable=5000 # its parameters as KEY=VALUE
-    neuralcollapse ufm simulate --config my.yaml loss=dr classifier=etf
+    neuralcollapse ufm simulate --config my.yaml loss=dr head_kind=etf
 
-Each writes ``DIR/<name>.json`` and ``DIR/<name>.png`` and prints a table.
+Each writes ``DIR/<name>.json`` and ``DIR/<name>.png`` and prints a table. KEY=VALUE
+overrides may come before or after the options (the command line gathers them).
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
-import os
-import tempfile
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.text import format_sci
+from neuralcollapse.config import coerce, parse_override
+from neuralcollapse.errors import UsageError
 
 NAMES = ("etf-optimum", "minority-collapse", "dr-vs-ce", "haframe", "simulate")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Declare ``ufm`` and its arguments."""
     parser = subparsers.add_parser(
         "ufm",
         help="unconstrained feature model: simulate, or reproduce the theory",
@@ -43,80 +47,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--config", type=Path, help="simulate: YAML file of UFMConfig keys")
     parser.add_argument(
-        "--hierarchy", type=Path, help="haframe (and simulate): class tree, child,parent CSV"
+        "--hierarchy",
+        type=Path,
+        help="haframe (and simulate): class tree file (child,parent CSV, nested JSON or "
+        "leaf,level1,... CSV)",
     )
-    _accept_trailing_overrides(parser)
     return parser
 
 
-def _accept_trailing_overrides(parser: argparse.ArgumentParser) -> None:
-    """Let KEY=VALUE overrides follow options (``ufm simulate --out D lr=0.1``).
-
-    argparse fills the ``overrides`` positional from the words before the first option
-    only and rejects later ones as unrecognised; this collects those later KEY=VALUE
-    words into ``overrides`` instead, leaving anything else unrecognised.
-    """
-    parse_known_args = parser.parse_known_args
-
-    def parse_with_trailing(args: Any = None, namespace: Any = None) -> Any:
-        namespace, extras = parse_known_args(args, namespace)
-        trailing = [a for a in extras if "=" in a and not a.startswith("-")]
-        namespace.overrides = [*(namespace.overrides or []), *trailing]
-        return namespace, [a for a in extras if a not in trailing]
-
-    parser.parse_known_args = parse_with_trailing  # type: ignore[method-assign]
-
-
-def _parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    values = {}
+def _reproduction_kwargs(function: Callable[..., Any], overrides: list[str]) -> dict[str, Any]:
+    """The reproduction's keyword arguments from ``key=value`` overrides, each value checked
+    against the parameter's annotation."""
+    hints = typing.get_type_hints(function)
+    known = [k for k in inspect.signature(function).parameters if k != "hierarchy"]
+    values: dict[str, Any] = {}
     for text in overrides:
-        if "=" not in text:
-            raise ValueError(f"override {text!r} must look like key=value")
-        key, raw = text.split("=", 1)
-        try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"override {text!r}: cannot parse the value ({exc})") from None
+        parts, value = parse_override(text)
+        key = ".".join(parts)
+        if key not in known:
+            raise UsageError(f"unknown parameter {key!r}; known: {', '.join(known)}")
+        values[key] = coerce(value, hints[key], key) if key in hints else value
     return values
-
-
-def _reproduction_kwargs(function: Any, overrides: list[str]) -> dict[str, Any]:
-    known = list(inspect.signature(function).parameters)
-    values = _parse_overrides(overrides)
-    for key in values:
-        if key not in known or key == "hierarchy":
-            allowed = ", ".join(k for k in known if k != "hierarchy")
-            raise ValueError(f"unknown parameter {key!r}; known: {allowed}")
-    return values
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _write_json(payload: dict[str, Any], path: Path) -> None:
-    """Atomic write: never a half-written file under the final name."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(_json_safe(payload), out, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _format(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format_sci(value, digits=4)
     return str(value)
 
 
@@ -140,15 +98,12 @@ def _run_reproduction(args: argparse.Namespace, out: Path) -> int:
     kwargs = _reproduction_kwargs(function, args.overrides)
     if args.hierarchy is not None:
         if args.name != "haframe":
-            raise ValueError("--hierarchy applies to 'haframe' and 'simulate' only")
+            raise UsageError("--hierarchy applies to 'haframe' and 'simulate' only")
         if not args.hierarchy.is_file():
             raise FileNotFoundError(f"hierarchy file {str(args.hierarchy)!r} does not exist")
         kwargs["hierarchy"] = str(args.hierarchy)
-    try:
-        rep = function(**kwargs)
-    except TypeError as exc:  # a value of the wrong type for a parameter
-        raise ValueError(f"{args.name}: {exc}") from None
-    _write_json(rep.to_dict(), out / f"{args.name}.json")
+    rep = function(**kwargs)
+    write_json(out / f"{args.name}.json", rep.to_dict())
     plot_reproduction(rep, out / f"{args.name}.png")
     print(format_table(rep.table))
     print(f"expected: {rep.expected}")
@@ -174,7 +129,7 @@ def _run_simulate(args: argparse.Namespace, out: Path) -> int:
         "log_time_s": result.log_time_s,
         "diverged": result.diverged,
     }
-    _write_json(payload, out / "simulate.json")
+    write_json(out / "simulate.json", payload)
     plot_simulation(result, out / "simulate.png")
     keys = ("step", "loss", "accuracy", "nc1", "nc2_etf_distance_means", "nc3_self_duality")
     every = max(len(result.history) // 10, 1)
@@ -190,11 +145,12 @@ def _run_simulate(args: argparse.Namespace, out: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the reproduction or simulation ``args.name``; returns the exit code."""
     out: Path = args.out
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
     if args.config is not None and args.name != "simulate":
-        raise ValueError("--config applies to 'simulate' only")
+        raise UsageError("--config applies to 'simulate' only")
     out.mkdir(parents=True, exist_ok=True)
     if args.name == "simulate":
         return _run_simulate(args, out)

@@ -4,6 +4,10 @@ device-resident loader.
 Modules: :mod:`.longtail` (class counts, subsets, shot groups, samplers), :mod:`.sources`
 (CIFAR archives, digits, image folders, list files), :mod:`.synthetic` (Gaussian mixtures,
 flat and hierarchical), :mod:`.loaders` (device-resident batches, crop/flip, mixup, cutmix).
+
+Importing this package needs only the core dependencies: scikit-learn (digits) and Pillow
+(image files) are imported by the functions that use them, and name their extra when
+missing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .longtail import (
     epoch_generator,
     epoch_indices,
     long_tailed_indices,
+    long_tailed_subset,
     shot_groups,
     shot_groups_by_index,
 )
@@ -44,7 +49,7 @@ from .sources import (
     load_cifar,
     load_digits,
 )
-from .synthetic import Mixture, gaussian_mixture, hierarchical_mixture, lca_heights_from_edges
+from .synthetic import Mixture, gaussian_mixture, hierarchical_mixture
 
 __all__ = [
     "CIFAR_ARCHIVES",
@@ -71,10 +76,10 @@ __all__ = [
     "epoch_indices",
     "gaussian_mixture",
     "hierarchical_mixture",
-    "lca_heights_from_edges",
     "load_cifar",
     "load_digits",
     "long_tailed_indices",
+    "long_tailed_subset",
     "make_dataloader",
     "mixup",
     "normalize",

@@ -1,8 +1,12 @@
 """Long-tailed class-count profiles, long-tailed subsets, shot groups and class-aware sampling.
 
 Conventions: classes are indexed 0..K-1 and the profiles give the head classes the smallest
-indices (class 0 is the largest), as in the CIFAR-LT benchmarks. Every random draw takes an
-explicit seed or ``torch.Generator``; the global RNG is never touched.
+indices (class 0 is the largest), as in the CIFAR-LT benchmarks (docs/theory.md §8). Every
+random draw takes an explicit seed or ``torch.Generator``; the global RNG is never touched.
+
+:func:`long_tailed_subset` is the one way to cut a long-tailed training subset out of a
+labelled set (profile, head count, seeded draw); :func:`class_counts` and
+:func:`long_tailed_indices` are its two halves, for callers that need explicit counts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from neuralcollapse._internal.checks import check_float, check_int, check_labels
+from neuralcollapse._internal.seeding import derive_generator
+
 __all__ = [
     "PROFILES",
     "SAMPLINGS",
@@ -26,6 +33,7 @@ __all__ = [
     "epoch_generator",
     "epoch_indices",
     "long_tailed_indices",
+    "long_tailed_subset",
     "shot_groups",
     "shot_groups_by_index",
 ]
@@ -58,15 +66,10 @@ def class_counts(
     Returns:
         (K,) int64 tensor, non-increasing, first entry ``n_max``.
     """
-    _check_positive_int("n_max", n_max)
-    _check_positive_int("num_classes", num_classes)
-    if isinstance(imbalance_ratio, bool) or not float(imbalance_ratio) >= 1.0:
-        raise ValueError(
-            f"imbalance_ratio must be a number >= 1 (n_max / n_min), got {imbalance_ratio!r}"
-        )
-    rho = 1.0 / float(imbalance_ratio)
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    n_max = check_int("n_max", n_max, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    rho = 1.0 / _check_ratio(imbalance_ratio)
+    _check_profile(profile)
     if num_classes == 1:  # a single class is its own head under either profile
         counts = [n_max]
     elif profile == "exp":
@@ -106,7 +109,7 @@ def long_tailed_indices(
         (M,) int64 tensor of indices into ``labels``, sorted ascending.
     """
     labels_t = _as_labels(labels)
-    counts_t = _as_labels(counts, name="counts")
+    counts_t = _as_counts(counts, name="counts")
     num_classes = counts_t.numel()
     if labels_t.numel() and int(labels_t.max()) >= num_classes:
         raise ValueError(
@@ -127,6 +130,65 @@ def long_tailed_indices(
         pick = torch.randperm(have, generator=generator)[: min(want, have)]
         chosen.append(members[pick])
     return torch.sort(torch.cat(chosen)).values
+
+
+def long_tailed_subset(
+    labels: LabelsLike,
+    *,
+    imbalance_ratio: float,
+    profile: str = "exp",
+    n_max: int | None = None,
+    seed: int,
+    num_classes: int | None = None,
+) -> Tensor:
+    """Indices of the long-tailed training subset of a labelled set, in one call.
+
+    The subset keeps ``class_counts(n_max, K, imbalance_ratio, profile)[k]`` samples of
+    class k, drawn without replacement by :func:`long_tailed_indices` with ``seed``: class 0
+    becomes the head, class K-1 the tail (docs/theory.md §8). ``imbalance_ratio == 1``
+    keeps the set as loaded: every index, in order, whatever ``n_max`` says (so a run
+    configured with ratio 1 trains on exactly the data it loaded).
+
+    Args:
+        labels: (N,) integer class labels (tensor, array or list) in ``[0, K)``.
+        imbalance_ratio: n_max / n_min >= 1.
+        profile: ``"exp"`` or ``"step"`` (see :func:`class_counts`).
+        n_max: samples of the head class; default the smallest class count of ``labels``,
+            so that every class can supply its share. Must not exceed the count of class 0
+            (or of any class asked for more than it has).
+        seed: seed of the draw.
+        num_classes: K; default ``max(labels) + 1``. Give it when the last classes may be
+            absent from ``labels`` (then the default ``n_max`` is 0 and an error says so).
+
+    Returns:
+        (M,) int64 tensor of indices into ``labels``, sorted ascending.
+    """
+    labels_t = _as_labels(labels)
+    ratio = _check_ratio(imbalance_ratio)
+    _check_profile(profile)
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, minimum=1)
+        if labels_t.numel() and int(labels_t.max()) >= num_classes:
+            raise ValueError(
+                f"labels contain class {int(labels_t.max())} but num_classes={num_classes}"
+            )
+    if ratio == 1.0:
+        return torch.arange(labels_t.numel())
+    if not labels_t.numel():
+        raise ValueError("labels is empty: a long-tailed subset needs samples of every class")
+    if num_classes is None:
+        num_classes = int(labels_t.max()) + 1
+    available = torch.bincount(labels_t, minlength=num_classes)
+    if n_max is None:
+        n_max = int(available.min())
+        if n_max < 1:
+            empty = torch.nonzero(available == 0).flatten().tolist()
+            raise ValueError(
+                f"classes {empty[:5]} have no samples, so the default n_max (the smallest "
+                "class count) is 0; pass n_max explicitly or drop those classes"
+            )
+    counts = class_counts(n_max, num_classes, ratio, profile)
+    return long_tailed_indices(labels_t, counts, seed)
 
 
 @dataclass(frozen=True)
@@ -151,7 +213,7 @@ def shot_groups(train_counts: LabelsLike, many: int = 100, few: int = 20) -> Sho
         train_counts: (K,) training samples per class.
         many, few: thresholds, ``0 <= few <= many``.
     """
-    counts = _as_labels(train_counts, name="train_counts")
+    counts = _as_counts(train_counts, name="train_counts")
     if not 0 <= few <= many:
         raise ValueError(f"need 0 <= few <= many, got few={few}, many={many}")
     is_many = counts > many
@@ -170,7 +232,7 @@ def shot_groups_by_index(
     default ``(36, 71)`` is [Y22]'s CIFAR-100 split (0-36, 36-71, 71-100); it differs from the
     count rule of :func:`shot_groups`, which on CIFAR-100-LT (ratio 100) gives 35/35/30 classes.
     """
-    _check_positive_int("num_classes", num_classes)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     b1, b2 = boundaries
     if not 0 <= b1 <= b2 <= num_classes:
         raise ValueError(
@@ -190,7 +252,7 @@ def class_sampling_probs(counts: LabelsLike, sampling: str | float) -> Tensor:
         (K,) float64 probabilities summing to 1 (classes with n_k = 0 get 0).
     """
     q = _sampling_power(sampling)
-    n = _as_labels(counts, name="counts").to(torch.float64)
+    n = _as_counts(counts, name="counts").to(torch.float64)
     weights = torch.where(n > 0, n.clamp(min=1.0) ** q, torch.zeros_like(n))
     total = weights.sum()
     if total <= 0:
@@ -199,10 +261,12 @@ def class_sampling_probs(counts: LabelsLike, sampling: str | float) -> Tensor:
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """CPU generator for one epoch, seeded from ``(seed, epoch)`` without collisions between
-    nearby pairs (seed 0 epoch 1 and seed 1 epoch 0 differ)."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    """CPU generator for one epoch: ``_internal.seeding.derive_generator(seed, epoch)``.
+
+    Seeded from ``(seed, epoch)`` without collisions between nearby pairs (seed 0 epoch 1
+    and seed 1 epoch 0 differ); kept as the data module's name for the per-epoch stream.
+    """
+    return derive_generator(seed, epoch)
 
 
 def epoch_indices(
@@ -238,8 +302,7 @@ def epoch_indices(
     counts = torch.bincount(labels_t)
     class_p = class_sampling_probs(counts, sampling)
     per_sample = (class_p / counts.clamp(min=1).to(torch.float64))[labels_t]
-    draws = n if num_samples is None else num_samples
-    _check_positive_int("num_samples", draws)
+    draws = check_int("num_samples", n if num_samples is None else num_samples, minimum=1)
     return torch.multinomial(per_sample, draws, replacement=True, generator=generator)
 
 
@@ -311,18 +374,32 @@ def _sampling_power(sampling: str | float) -> float:
     return float(sampling)
 
 
+def _check_ratio(imbalance_ratio: object) -> float:
+    """The imbalance ratio n_max / n_min as a float >= 1."""
+    return check_float("imbalance_ratio (n_max / n_min)", imbalance_ratio, minimum=1.0)
+
+
+def _check_profile(profile: object) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+
+
 def _as_labels(values: LabelsLike, name: str = "labels") -> Tensor:
+    """(N,) int64 CPU class labels from a tensor, array or list; rejects negative labels."""
+    t = check_labels(torch.as_tensor(values), name=name).cpu()
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"{name} must be >= 0 (class indices), got {int(t.min())}")
+    return t
+
+
+def _as_counts(values: LabelsLike, name: str) -> Tensor:
+    """(K,) int64 CPU per-class counts from a tensor, array or list; rejects negatives."""
     t = torch.as_tensor(values)
     if t.dim() != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+        raise ValueError(f"{name} must be 1-D, one count per class, got shape {tuple(t.shape)}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must be integers, got dtype {t.dtype}")
     t = t.to(device="cpu", dtype=torch.int64)
     if t.numel() and int(t.min()) < 0:
         raise ValueError(f"{name} must be >= 0, got {int(t.min())}")
     return t
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

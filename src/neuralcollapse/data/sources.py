@@ -3,11 +3,15 @@
 
 In-memory sources return :class:`LabeledImages`; file-backed sources are
 ``torch.utils.data.Dataset`` objects decoded with PIL, usable with DataLoader workers.
+
+scikit-learn (the digits) and Pillow (image files) are optional extras, imported only when
+a function needs them: ``pip install 'neuralcollapse[digits]'`` / ``'neuralcollapse[images]'``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -21,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -39,6 +42,18 @@ __all__ = [
     "load_cifar",
     "load_digits",
 ]
+
+
+def _optional(module: str, package: str, extra: str, purpose: str) -> Any:
+    """Import ``module`` from an optional extra, or raise an ImportError naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"{purpose} needs {package}, which is not installed: "
+            f"pip install 'neuralcollapse[{extra}]'"
+        ) from err
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -398,9 +413,8 @@ def load_digits(
         :class:`DataSplit` of float32 images (N, 1, 8, 8) in [0, 1] (pixel / 16) and int64
         labels; ``train_full`` is the balanced train set.
     """
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    bunch = _sk_load_digits()
+    datasets = _optional("sklearn.datasets", "scikit-learn", "digits", "load_digits")
+    bunch = datasets.load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     full = LabeledImages(images, labels, tuple(str(d) for d in range(10)))
@@ -441,6 +455,7 @@ class _FileImageDataset(Dataset):
     ) -> None:
         if mode not in ("RGB", "L"):
             raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+        _optional("PIL.Image", "Pillow", "images", "reading image files")  # fail early
         self.paths = paths
         self.labels = torch.tensor(labels, dtype=torch.int64)
         self.class_names = class_names
@@ -475,15 +490,16 @@ def decode_image(
         mode: ``"RGB"`` (C = 3) or ``"L"`` (C = 1).
         size: optional (H, W) to resize to (bilinear), so that batches can be stacked.
     """
+    pil_image = _optional("PIL.Image", "Pillow", "images", "decoding image files")
     try:
-        with Image.open(path) as img:
+        with pil_image.open(path) as img:
             img = img.convert(mode)
             if size is not None:
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                img = img.resize((size[1], size[0]), pil_image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"image file {path} is missing") from err
-    except (UnidentifiedImageError, OSError) as err:
+    except (pil_image.UnidentifiedImageError, OSError) as err:
         raise DataFormatError(f"{path} is not a readable image ({err})") from err
     if array.ndim == 2:
         array = array[:, :, None]

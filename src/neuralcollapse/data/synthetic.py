@@ -1,26 +1,30 @@
 """Seeded synthetic feature sets: flat and hierarchical Gaussian mixtures.
 
-A hierarchy is given as a (K, K) matrix of lowest-common-ancestor heights (0 on the
-diagonal, 1 for siblings, ...), as a sequence of ``(child, parent)`` pairs, or as any object
-with an ``lca_heights()`` method returning such a matrix (so a future ``nc.Hierarchy`` plugs
-in unchanged).
+A hierarchical mixture takes its tree as a :class:`~neuralcollapse.hierarchy.Hierarchy`
+(the package's one tree type), as ``(child, parent)`` pairs (read through
+``Hierarchy.from_edges``) or as a (K, K) matrix of lowest-common-ancestor heights (0 on the
+diagonal, 1 for siblings, ...). Class ``i`` of the mixture is ``hierarchy.leaves[i]``, so
+the class order is Hierarchy's rule (see :mod:`neuralcollapse.hierarchy`), the same as
+for every other use of that tree.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from neuralcollapse.hierarchy import Hierarchy
+
 from .longtail import class_counts
 
-__all__ = ["Mixture", "gaussian_mixture", "hierarchical_mixture", "lca_heights_from_edges"]
+__all__ = ["Mixture", "gaussian_mixture", "hierarchical_mixture"]
+
+HierarchyLike = Hierarchy | Tensor | np.ndarray | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,14 @@ class Mixture:
         means: (K, d) float32 class means.
         lca_heights: (K, K) LCA heights of the hierarchy (int64 when integral; hierarchical
             mixtures only).
+        classes: K class names when the tree had names (``hierarchy.leaves``), else None.
     """
 
     features: Tensor
     labels: Tensor
     means: Tensor
     lca_heights: Tensor | None = None
+    classes: tuple[str, ...] | None = None
 
 
 def gaussian_mixture(
@@ -84,7 +90,7 @@ def gaussian_mixture(
 
 
 def hierarchical_mixture(
-    hierarchy: Any,
+    hierarchy: HierarchyLike,
     dim: int,
     n_per_class: int = 100,
     *,
@@ -93,7 +99,6 @@ def hierarchical_mixture(
     noise: float = 1.0,
     imbalance_ratio: float = 1.0,
     profile: str = "exp",
-    leaves: Sequence[Hashable] | None = None,
     seed: int = 0,
 ) -> Mixture:
     """Gaussian classes whose means follow a tree: ``||mu_i - mu_j|| = separation *
@@ -102,17 +107,21 @@ def hierarchical_mixture(
 
     The means are an exact embedding of the tree metric (the tree covariance
     ``C = max(D) - D``, factored and randomly rotated into R^d), which needs ``dim`` at least
-    the rank of C (at most K).
+    the rank of C (at most K). Unbalanced trees work too: Hierarchy's heights (a node's
+    longest way down to a leaf) are still an ultrametric.
 
     Args:
-        hierarchy: (K, K) LCA-height tensor/array, ``(child, parent)`` pairs, or an object with
-            ``lca_heights()``. With pairs, every leaf must sit at the same depth.
+        hierarchy: a :class:`~neuralcollapse.hierarchy.Hierarchy`, ``(child, parent)``
+            pairs (converted with ``Hierarchy.from_edges``; build the Hierarchy yourself to
+            choose the class order with ``classes=``), or a (K, K) LCA-height tensor/array.
+            Class i is ``hierarchy.leaves[i]``.
         dim: d.
-        leaves: class order for ``(child, parent)`` pairs (default: leaves in natural sort
-            order, so ``"L5-2"`` comes before ``"L5-10"``).
         Other arguments as in :func:`gaussian_mixture`.
+
+    Returns:
+        :class:`Mixture` with ``lca_heights`` (K, K) and, for a named tree, ``classes``.
     """
-    heights = _lca_matrix(hierarchy, leaves)
+    heights, names = _lca_matrix(hierarchy)
     num_classes = heights.shape[0]
     _check_dims(num_classes, dim, separation, noise)
     factor = _tree_factor(heights)
@@ -125,61 +134,23 @@ def hierarchical_mixture(
     sizes = _sizes(num_classes, n_per_class, counts, imbalance_ratio, profile)
     means = _embed(factor, dim, generator) * (separation / math.sqrt(2.0))
     mixture = _sample(means, sizes, noise, generator)
-    return Mixture(mixture.features, mixture.labels, mixture.means, heights)
+    return Mixture(mixture.features, mixture.labels, mixture.means, heights, names)
 
 
-def lca_heights_from_edges(
-    edges: Sequence[tuple[Hashable, Hashable]], leaves: Sequence[Hashable] | None = None
-) -> tuple[Tensor, tuple[Hashable, ...]]:
-    """LCA heights between the leaves of a tree given as ``(child, parent)`` pairs.
-
-    Returns:
-        ``(heights, leaves)``: (K, K) int64 tensor (0 on the diagonal, 1 for siblings) and the
-        leaf order used for its rows.
-    """
-    parent: dict[Hashable, Hashable] = {}
-    for pair in edges:
-        if len(pair) != 2:
-            raise ValueError(f"each edge must be a (child, parent) pair, got {pair!r}")
-        child, par = pair
-        if child in parent and parent[child] != par:
-            raise ValueError(f"node {child!r} has two parents: {parent[child]!r} and {par!r}")
-        parent[child] = par
-    if not parent:
-        raise ValueError("the hierarchy has no edges")
-    roots = {p for p in parent.values() if p not in parent}
-    if len(roots) != 1:
-        found = sorted(map(str, roots))
-        raise ValueError(f"the hierarchy must have exactly one root, found {found}")
-    leaf_set = set(parent) - set(parent.values())
-    order = _leaf_order(leaf_set, leaves)
-    paths = [_path_to_root(leaf, parent) for leaf in order]
-    depths = {len(p) for p in paths}
-    if len(depths) != 1:
-        raise ValueError(
-            f"leaves sit at different depths {sorted(d - 1 for d in depths)}; LCA heights need "
-            f"every leaf at the same depth"
-        )
-    ids = {node: i for i, node in enumerate({n for p in paths for n in p})}
-    ancestors = np.array([[ids[n] for n in p] for p in paths])  # (K, depth + 1), leaf first
-    heights = np.full((len(order), len(order)), ancestors.shape[1] - 1, dtype=np.int64)
-    for level in range(ancestors.shape[1] - 1, -1, -1):
-        same = ancestors[:, level, None] == ancestors[None, :, level]
-        heights[same] = level
-    return torch.from_numpy(heights), tuple(order)
-
-
-def _lca_matrix(hierarchy: Any, leaves: Sequence[Hashable] | None) -> Tensor:
-    if hasattr(hierarchy, "lca_heights"):
-        matrix = torch.as_tensor(np.asarray(hierarchy.lca_heights()))
+def _lca_matrix(hierarchy: object) -> tuple[Tensor, tuple[str, ...] | None]:
+    """(K, K) LCA heights (int64 when integral, else float64) and the leaf names, if any."""
+    names: tuple[str, ...] | None = None
+    if isinstance(hierarchy, Hierarchy):
+        matrix, names = hierarchy.lca_heights(), hierarchy.leaves
     elif isinstance(hierarchy, Tensor | np.ndarray):
         matrix = torch.as_tensor(hierarchy)
     elif isinstance(hierarchy, Sequence) and not isinstance(hierarchy, str):
-        matrix, _ = lca_heights_from_edges(hierarchy, leaves)
+        tree = Hierarchy.from_edges(hierarchy)
+        matrix, names = tree.lca_heights(), tree.leaves
     else:
         raise ValueError(
-            f"hierarchy must be a (K, K) LCA-height tensor/array, (child, parent) pairs or an "
-            f"object with lca_heights(); got {type(hierarchy).__name__}"
+            "hierarchy must be a neuralcollapse.Hierarchy, (child, parent) pairs or a (K, K) "
+            f"LCA-height tensor/array; got {type(hierarchy).__name__}"
         )
     matrix = matrix.to(torch.float64)
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
@@ -189,7 +160,8 @@ def _lca_matrix(hierarchy: Any, leaves: Sequence[Hashable] | None) -> Tensor:
     if bool((matrix < 0).any()):
         raise ValueError("LCA heights must be >= 0")
     _check_ultrametric(matrix)
-    return matrix.round().to(torch.int64) if torch.equal(matrix, matrix.round()) else matrix
+    exact = torch.equal(matrix, matrix.round())
+    return (matrix.round().to(torch.int64) if exact else matrix), names
 
 
 def _check_ultrametric(d: Tensor) -> None:
@@ -266,29 +238,3 @@ def _check_dims(num_classes: int, dim: int, separation: float, noise: float) -> 
         raise ValueError(f"need num_classes >= 1 and dim >= 1, got {num_classes} and {dim}")
     if not separation > 0 or not noise >= 0:
         raise ValueError(f"need separation > 0 and noise >= 0, got {separation} and {noise}")
-
-
-def _leaf_order(leaf_set: set[Hashable], leaves: Sequence[Hashable] | None) -> list[Hashable]:
-    if leaves is None:
-        return sorted(leaf_set, key=_natural_key)
-    if len(leaves) != len(leaf_set) or set(leaves) != leaf_set:
-        raise ValueError(
-            f"leaves must list each of the {len(leaf_set)} leaves exactly once; "
-            f"missing {sorted(map(str, leaf_set - set(leaves)))[:5]}, "
-            f"not leaves {sorted(map(str, set(leaves) - leaf_set))[:5]}"
-        )
-    return list(leaves)
-
-
-def _natural_key(node: Hashable) -> list[Any]:
-    parts = re.split(r"(\d+)", str(node))
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
-
-
-def _path_to_root(leaf: Hashable, parent: dict[Hashable, Hashable]) -> list[Hashable]:
-    path = [leaf]
-    while path[-1] in parent:
-        path.append(parent[path[-1]])
-        if len(path) > len(parent) + 1:
-            raise ValueError(f"the hierarchy has a cycle through {leaf!r}")
-    return path

@@ -11,16 +11,29 @@
     report = stats.compute(classifier=W, ncc=counter)
 
 or in one call: ``collapse_report(features, labels, classifier=W)`` for tensors in memory,
-``collect(model, loader, layer="fc")`` for a model and a data loader.
+``collect(model, loader, layer="fc")`` for a model and a data loader, and
+:func:`evaluate_stream` / :func:`evaluate_model` for accuracy, shot groups, hierarchical
+metrics and collapse of one split in one two-pass run (what training and ``eval`` use).
 
-Also: :class:`AccuracyCounter` (overall, balanced, per-class and per-shot-group accuracy) and
+Also: :class:`AccuracyCounter` (overall, balanced, per-class and per-shot-group accuracy),
 the hierarchy-aware metrics of :mod:`neuralcollapse.metrics.hierarchical` (mistake
-severity, hierarchical distance@k, mistakes@k, CRM decoding).
+severity, hierarchical distance@k, mistakes@k, CRM decoding) and the geometry measures as
+plain functions in :mod:`neuralcollapse.metrics.functional` (``etf_distance``,
+``equinorm``, ``equiangularity``, ``cdnv``, ``self_duality``, ``nc3_zhu``, ...).
+
+Every accumulator (:class:`CollapseStats`, :class:`NCCMismatchCounter`,
+:class:`AccuracyCounter`, :class:`HierarchicalCounter`) follows one contract,
+:class:`~neuralcollapse.metrics.base.Accumulator`: ``update``, ``compute``, ``reset``,
+``merge``, ``all_reduce`` (a no-op without a process group), ``state_dict``,
+``load_state_dict``.
 """
 
+from neuralcollapse.metrics import functional
+from neuralcollapse.metrics.base import Accumulator
 from neuralcollapse.metrics.classification import AccuracyCounter
 from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats
 from neuralcollapse.metrics.collect import collapse_report, collect
+from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model, evaluate_stream
 from neuralcollapse.metrics.hierarchical import (
     HierarchicalCounter,
     crm_predict,
@@ -32,15 +45,20 @@ from neuralcollapse.metrics.hierarchical import (
 from neuralcollapse.metrics.ncc import NCCMismatchCounter, NCCResult
 
 __all__ = [
+    "Accumulator",
     "AccuracyCounter",
     "CollapseReport",
     "CollapseStats",
-    "NCCMismatchCounter",
+    "Evaluation",
     "HierarchicalCounter",
+    "NCCMismatchCounter",
     "NCCResult",
     "collapse_report",
     "collect",
     "crm_predict",
+    "evaluate_model",
+    "evaluate_stream",
+    "functional",
     "hierarchical_distance_at_k",
     "mistake_severity",
     "mistakes_at_k",

@@ -1,27 +1,31 @@
-"""Input validation shared by the metric accumulators: one ValueError per problem, each
-naming the offending value and the fix."""
+"""Input validation specific to the metrics: features, classifiers, biases, global means.
+
+Integers, floats and class labels are checked by :mod:`neuralcollapse._internal.checks`,
+the one home of those validators; this module adds what only the metrics need. Every
+error is one ValueError naming the offending value and the fix.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
 
+from neuralcollapse._internal.checks import check_labels
+
+GlobalMean = Literal["weighted", "balanced"]
 GLOBAL_MEANS = ("weighted", "balanced")
 
 
-def check_positive_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_global_mean(value: object) -> None:
+def check_global_mean(value: object) -> GlobalMean:
     if value not in GLOBAL_MEANS:
         raise ValueError(f"global_mean must be one of {GLOBAL_MEANS}, got {value!r}")
+    return cast(GlobalMean, value)
 
 
-def _check_tensor(name: str, value: object) -> Tensor:
+def check_tensor(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise ValueError(
             f"{name} must be a torch.Tensor, got {type(value).__name__}; "
@@ -31,8 +35,8 @@ def _check_tensor(name: str, value: object) -> Tensor:
 
 
 def check_features(features: object, dim: int) -> Tensor:
-    """Shape ``(B, dim)``, floating dtype (finiteness is checked with the labels)."""
-    features = _check_tensor("features", features)
+    """Shape ``(B, dim)``, floating dtype (finiteness is checked separately)."""
+    features = check_tensor("features", features)
     if features.ndim != 2 or features.shape[1] != dim:
         raise ValueError(
             f"features must have shape (batch, {dim}), got {tuple(features.shape)}; "
@@ -44,34 +48,6 @@ def check_features(features: object, dim: int) -> Tensor:
             "convert with features.float()"
         )
     return features
-
-
-def check_labels(labels: object, batch: int) -> Tensor:
-    labels = _check_tensor("labels", labels)
-    if labels.ndim != 1 or labels.shape[0] != batch:
-        raise ValueError(
-            f"labels must have shape ({batch},) to match the features, got "
-            f"{tuple(labels.shape)}; pass one integer class index per sample"
-        )
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(
-            f"labels must be an integer tensor, got dtype {labels.dtype}; "
-            "convert class indices with labels.long()"
-        )
-    return labels
-
-
-def check_label_range(labels: Tensor, num_classes: int) -> None:
-    """Labels in ``[0, K)``, read back with one device sync."""
-    if labels.numel() == 0:
-        return
-    lo, hi = torch.stack([labels.min(), labels.max()]).cpu().tolist()
-    if lo < 0 or hi >= num_classes:
-        offending = lo if lo < 0 else hi
-        raise ValueError(
-            f"label {offending} is outside [0, {num_classes}); labels must be class indices "
-            f"below num_classes={num_classes}: raise num_classes or remap the labels"
-        )
 
 
 def check_finite_rows(row_values: Tensor) -> None:
@@ -90,17 +66,6 @@ def check_finite_rows(row_values: Tensor) -> None:
         )
 
 
-def check_batch(
-    features: object, labels: object, num_classes: int, dim: int, *, finite: bool = True
-) -> None:
-    """Shapes, dtypes, label range and (if ``finite``) finite features of one batch."""
-    features = check_features(features, dim)
-    labels = check_labels(labels, features.shape[0])
-    check_label_range(labels, num_classes)
-    if finite:
-        check_all_finite(features)
-
-
 def check_all_finite(features: Tensor) -> None:
     """Raise if any entry of the ``(B, d)`` features is NaN or inf."""
     if features.shape[0] > 0:
@@ -108,8 +73,20 @@ def check_all_finite(features: Tensor) -> None:
         check_finite_rows(torch.where(row_ok, 0.0, math.nan))
 
 
+def check_batch(
+    features: object, labels: object, num_classes: int, dim: int, *, finite: bool = True
+) -> tuple[Tensor, Tensor]:
+    """``(features, labels)`` of one batch with shapes, dtypes, the label range and (if
+    ``finite``) finite features checked; the labels come back as int64."""
+    features = check_features(features, dim)
+    labels = check_labels(labels, batch=features.shape[0], num_classes=num_classes)
+    if finite:
+        check_all_finite(features)
+    return features, labels
+
+
 def check_classifier(classifier: object, num_classes: int, dim: int) -> Tensor:
-    w = _check_tensor("classifier", classifier)
+    w = check_tensor("classifier", classifier)
     if w.ndim != 2 or tuple(w.shape) != (num_classes, dim):
         raise ValueError(
             f"classifier must have shape (num_classes, dim) = ({num_classes}, {dim}), got "
@@ -121,7 +98,7 @@ def check_classifier(classifier: object, num_classes: int, dim: int) -> Tensor:
 
 
 def check_bias(bias: object, num_classes: int) -> Tensor:
-    b = _check_tensor("bias", bias)
+    b = check_tensor("bias", bias)
     if b.ndim != 1 or b.shape[0] != num_classes:
         raise ValueError(
             f"bias must have shape ({num_classes},), got {tuple(b.shape)}; pass one value per class"
@@ -129,3 +106,25 @@ def check_bias(bias: object, num_classes: int) -> Tensor:
     if not b.is_floating_point() or not bool(torch.isfinite(b).all()):
         raise ValueError("bias must be a finite floating tensor; it has NaN/inf or ints")
     return b.detach()
+
+
+def check_counts(name: str, counts: object, num_classes: int) -> Tensor:
+    """``(K,)`` finite non-negative per-class counts (any real dtype) as float64 on CPU."""
+    if not isinstance(counts, Tensor):
+        try:
+            counts = torch.as_tensor(counts)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"{name} must be a (K,) tensor of per-class counts, got {type(counts).__name__}"
+            ) from None
+    if counts.ndim != 1 or counts.shape[0] != num_classes:
+        raise ValueError(
+            f"{name} must have shape ({num_classes},), one count per class, got "
+            f"{tuple(counts.shape)}"
+        )
+    if counts.dtype == torch.bool or counts.is_complex():
+        raise ValueError(f"{name} must hold numbers of samples, got dtype {counts.dtype}")
+    values = counts.detach().cpu().to(torch.float64)
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative, got {values.tolist()[:10]}")
+    return values

@@ -1,93 +1,177 @@
 """Classification accuracy for long-tailed problems: overall, balanced, per class, by shot.
 
 :class:`AccuracyCounter` accumulates per-class correct and total counts batch by batch (sums,
-so counters merge across batches and processes); :meth:`AccuracyCounter.summary` turns them
-into the numbers long-tailed papers report.
+so counters merge across batches and processes; the accumulator contract of
+:mod:`neuralcollapse.metrics.base`); :meth:`AccuracyCounter.compute` turns them into the
+numbers long-tailed papers report.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["AccuracyCounter"]
+from neuralcollapse._internal.checks import check_int, check_labels
+from neuralcollapse.metrics.base import Accumulator
+
+if TYPE_CHECKING:
+    from neuralcollapse.data.longtail import ShotGroups
+
+__all__ = ["AccuracyCounter", "as_class_groups"]
+
+_RESULT_KEYS = ("top1", "balanced", "num_samples", "per_class")
 
 
-class AccuracyCounter:
+def as_class_groups(groups: Any, num_classes: int) -> dict[str, Tensor]:
+    """``groups`` as a dict name -> ``(G,)`` int64 class indices on CPU, checked.
+
+    Args:
+        groups: None, a mapping name -> class indices (a tensor or a list of ints), or the
+            :class:`~neuralcollapse.data.ShotGroups` that ``nc.data.shot_groups`` and
+            ``shot_groups_by_index`` return (any object with ``as_dict()``).
+        num_classes: K; every index must lie in ``[0, K)``.
+
+    Raises:
+        ValueError: another type, a name that clashes with a result key (``top1``,
+            ``balanced``, ``num_samples``, ``per_class``), or indices that are not 1-D
+            integers in range.
+    """
+    if groups is None:
+        return {}
+    as_dict = getattr(groups, "as_dict", None)
+    if callable(as_dict):
+        groups = as_dict()
+    if not isinstance(groups, Mapping):
+        raise ValueError(
+            "groups must be a dict name -> tensor of class indices or the ShotGroups of "
+            f"nc.data.shot_groups(...), got {type(groups).__name__}"
+        )
+    result = {}
+    for name, classes in groups.items():
+        if not isinstance(name, str) or name in _RESULT_KEYS:
+            raise ValueError(
+                f"group names must be strings other than {_RESULT_KEYS}, got {name!r}; "
+                "rename the group"
+            )
+        if not isinstance(classes, Tensor):
+            try:
+                classes = torch.as_tensor(classes, dtype=torch.int64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(
+                    f"groups[{name!r}] must be a tensor of class indices, got "
+                    f"{type(classes).__name__}"
+                ) from None
+        result[name] = check_labels(
+            classes.detach().cpu(), num_classes=num_classes, name=f"groups[{name!r}]"
+        )
+    return result
+
+
+class AccuracyCounter(Accumulator):
     """Per-class correct / total counts of top-1 predictions.
 
     Args:
-        num_classes: K.
-        device: where the (K,) int64 counts live.
+        num_classes: K, at least 2.
+        device: where the (K,) int64 counts live (default CPU).
+
+    State: ``correct`` and ``total``, (K,) int64 each.
     """
 
+    _compatibility_hint = "build both counters with the same num_classes"
+
     def __init__(self, num_classes: int, device: torch.device | str | None = None) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
-        self.correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
-        self.total = torch.zeros(num_classes, dtype=torch.int64, device=device)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        super().__init__(device)
+        self.add_state("correct", torch.zeros(num_classes, dtype=torch.int64))
+        self.add_state("total", torch.zeros(num_classes, dtype=torch.int64))
+        self._correct: Tensor
+        self._total: Tensor
+
+    def __repr__(self) -> str:
+        return (
+            f"AccuracyCounter(num_classes={self.num_classes}, num_samples={int(self._total.sum())})"
+        )
+
+    def _config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes}
+
+    @property
+    def correct(self) -> Tensor:
+        """``(K,)`` int64 correct top-1 predictions per true class (a copy)."""
+        return self._correct.clone()
+
+    @property
+    def total(self) -> Tensor:
+        """``(K,)`` int64 samples per true class (a copy)."""
+        return self._total.clone()
 
     def update(self, predictions: Tensor, labels: Tensor) -> None:
-        """Count one batch: ``predictions`` (B,) class indices or (B, K) logits; ``labels`` (B,)."""
+        """Count one batch.
+
+        Args:
+            predictions: ``(B, K)`` logits or scores (the top-1 class is their argmax) or
+                ``(B,)`` predicted class indices.
+            labels: ``(B,)`` true classes in ``[0, K)``.
+        """
+        if not isinstance(predictions, Tensor) or predictions.ndim not in (1, 2):
+            shape = (
+                tuple(predictions.shape)
+                if isinstance(predictions, Tensor)
+                else type(predictions).__name__
+            )
+            raise ValueError(
+                f"predictions must be (B, {self.num_classes}) logits or (B,) class indices, "
+                f"got {shape}"
+            )
         if predictions.ndim == 2:
             if predictions.shape[1] != self.num_classes:
                 raise ValueError(
                     f"logits have {predictions.shape[1]} classes, expected {self.num_classes}"
                 )
             predictions = predictions.argmax(dim=1)
-        if predictions.shape != labels.shape or labels.ndim != 1:
-            raise ValueError(
-                f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must "
-                "both be (B,)"
-            )
-        labels = labels.to(self.total.device, torch.int64)
-        hits = (predictions.to(labels.device) == labels).to(torch.int64)
-        self.total += torch.bincount(labels, minlength=self.num_classes)[: self.num_classes]
-        self.correct += torch.bincount(labels, weights=hits, minlength=self.num_classes)[
-            : self.num_classes
-        ].to(torch.int64)
-
-    def merge(self, other: AccuracyCounter) -> AccuracyCounter:
-        """Add another counter's counts into this one (returns self)."""
-        if other.num_classes != self.num_classes:
-            raise ValueError("cannot merge counters of different class counts")
-        self.correct += other.correct.to(self.correct.device)
-        self.total += other.total.to(self.total.device)
-        return self
-
-    def all_reduce(self, group: Any = None) -> AccuracyCounter:
-        """Sum the counts over all processes of ``group`` (torch.distributed)."""
-        import torch.distributed as dist
-
-        dist.all_reduce(self.correct, group=group)
-        dist.all_reduce(self.total, group=group)
-        return self
+        labels = check_labels(labels, batch=predictions.shape[0], num_classes=self.num_classes)
+        labels = labels.to(self.device)
+        hits = (predictions.to(self.device) == labels).to(torch.int64)
+        self._total += torch.bincount(labels, minlength=self.num_classes)
+        self._correct += torch.bincount(labels, weights=hits, minlength=self.num_classes).to(
+            torch.int64
+        )
 
     def per_class(self) -> Tensor:
         """(K,) float64 accuracy per class; NaN for classes with no samples."""
-        total = self.total.to(torch.float64)
-        return torch.where(total > 0, self.correct / total.clamp_min(1), torch.nan)
+        total = self._total.to(torch.float64)
+        return torch.where(total > 0, self._correct / total.clamp_min(1), torch.nan)
 
-    def summary(self, groups: dict[str, Tensor] | None = None) -> dict[str, Any]:
-        """``top1`` (fraction of all samples), ``balanced`` (mean per-class accuracy over the
-        classes with samples), ``per_class`` (list, None where absent), and for each named
-        group of class indices the mean per-class accuracy of its classes (None if the group
-        has no evaluated class). All accuracies are fractions in [0, 1]."""
+    def compute(self, groups: Mapping[str, Tensor] | ShotGroups | None = None) -> dict[str, Any]:
+        """The accuracies of every sample counted so far (fractions in [0, 1]).
+
+        Args:
+            groups: optional named groups of classes: a dict name -> class indices, or the
+                :class:`~neuralcollapse.data.ShotGroups` of ``nc.data.shot_groups(...)`` /
+                ``shot_groups_by_index(...)`` as it is (no ``.as_dict()`` needed).
+
+        Returns:
+            ``top1`` (fraction of all samples, NaN without samples), ``balanced`` (mean
+            per-class accuracy over the classes with samples), ``num_samples``,
+            ``per_class`` (list of K, None where a class has no sample), and per group
+            the mean per-class accuracy of its classes with samples (None if it has none).
+        """
+        named = as_class_groups(groups, self.num_classes)
         per_class = self.per_class().cpu()
         present = ~torch.isnan(per_class)
-        total = int(self.total.sum())
+        total = int(self._total.sum())
         result: dict[str, Any] = {
-            "top1": float(self.correct.sum()) / total if total else math.nan,
+            "top1": int(self._correct.sum()) / total if total else math.nan,
             "balanced": float(per_class[present].mean()) if bool(present.any()) else math.nan,
             "num_samples": total,
             "per_class": [None if math.isnan(a) else a for a in per_class.tolist()],
         }
-        for name, classes in (groups or {}).items():
-            values = per_class[classes.cpu()]
+        for name, classes in named.items():
+            values = per_class[classes]
             values = values[~torch.isnan(values)]
             result[name] = float(values.mean()) if values.numel() else None
         return result

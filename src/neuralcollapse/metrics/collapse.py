@@ -10,40 +10,45 @@ whatever the common offset of the features; a plain sum of ``h h^T`` would cance
 scatter is then ``S - sum_k s_k s_k^T / n_k``.
 
 Two accumulators with different shifts are first re-expressed about a common shift (an
-exact algebraic identity, see :meth:`CollapseStats._recentre`) and then summed, so
+exact algebraic identity, see :func:`_recentre`) and then summed, so
 :meth:`CollapseStats.merge` and :meth:`CollapseStats.all_reduce` are exact.
+:class:`CollapseStats` follows the accumulator contract of :mod:`neuralcollapse.metrics.base`
+(``update``, ``compute``, ``reset``, ``merge``, ``all_reduce``, ``state_dict``,
+``load_state_dict``).
 
 Definitions follow Papyan, Han & Donoho (PNAS 2020) and Zhu et al. (NeurIPS 2021); every
 metric is computed over the classes that have samples (``K'`` of them), see
-:class:`CollapseReport`.
+:class:`CollapseReport`. The geometry measures themselves live in
+:mod:`neuralcollapse.metrics.functional`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from neuralcollapse._internal.checks import check_int
+from neuralcollapse.metrics import functional
 from neuralcollapse.metrics._checks import (
+    GlobalMean,
     check_all_finite,
     check_batch,
     check_bias,
     check_classifier,
+    check_counts,
     check_finite_rows,
     check_global_mean,
-    check_positive_int,
 )
+from neuralcollapse.metrics.base import Accumulator
 from neuralcollapse.metrics.ncc import NCCMismatchCounter
 
-GlobalMean = Literal["weighted", "balanced"]
-
-_STATE_VERSION = 1
 # Rows centred at a time: bounds the float64 workspace (rows x d) and keeps it in cache.
 _CHUNK_ROWS = 2048
-_STATE_TENSORS = ("counts", "shift", "shifted_sums", "shifted_sq_norms", "scatter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +83,9 @@ class CollapseReport:
         nc3_self_duality: || W/||W||_F - M~/||M~||_F ||_F^2 (Papyan).
         nc3_zhu: || W M~^T / ||W M~^T||_F - (I - 11^T/K') / sqrt(K'-1) ||_F (Zhu et al.).
         minority_classes: the smallest-count third of the present classes (at least two),
-            ties broken by class index.
+            ties broken by class index. The counts are the evaluated samples' unless
+            ``compute(reference_counts=...)`` gave others (e.g. the training counts, so
+            that a balanced test split still picks the classes that were rare in training).
         minority_cosine: mean pairwise cosine among the classifier rows of the minority
             classes, or among their centred means without a classifier.
         global_mean_logit_norm: ||W mu_G + b|| over all K rows, the quantity [Z21]'s code
@@ -129,7 +136,7 @@ class CollapseReport:
         return out
 
 
-class CollapseStats:
+class CollapseStats(Accumulator):
     """Streaming float64 sufficient statistics of features grouped by class.
 
     Args:
@@ -141,7 +148,13 @@ class CollapseStats:
             class means); they differ under class imbalance.
 
     Memory: a ``d x d`` and three ``K x d``-sized float64 tensors.
+
+    State (see :meth:`state_dict`): ``counts`` (K,) int64, ``shift`` (K, d),
+    ``shifted_sums`` (K, d), ``shifted_sq_norms`` (K,) and ``scatter`` (d, d), all float64
+    but the counts.
     """
+
+    _compatibility_hint = "both must be declared with the same K and d (num_classes, dim)"
 
     def __init__(
         self,
@@ -151,20 +164,26 @@ class CollapseStats:
         device: torch.device | str | None = None,
         global_mean: GlobalMean = "weighted",
     ) -> None:
-        check_positive_int("num_classes", num_classes, minimum=2)
-        check_positive_int("dim", dim, minimum=1)
-        check_global_mean(global_mean)
-        self.num_classes = num_classes
-        self.dim = dim
-        self.global_mean: GlobalMean = global_mean
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        f64 = {"dtype": torch.float64, "device": self.device}
-        self._counts = torch.zeros(num_classes, dtype=torch.int64, device=self.device)
-        self._shift = torch.zeros(num_classes, dim, **f64)
-        self._sums = torch.zeros(num_classes, dim, **f64)
-        self._sq_norms = torch.zeros(num_classes, **f64)
-        self._scatter = torch.zeros(dim, dim, **f64)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.dim = check_int("dim", dim, minimum=1)
+        self.global_mean: GlobalMean = check_global_mean(global_mean)
+        super().__init__(device)
+        f64 = {"dtype": torch.float64}
+        self.add_state("counts", torch.zeros(num_classes, dtype=torch.int64), reduce="sum")
+        # The rest is re-centred before it is summed: _merge and _all_reduce do that.
+        self.add_state("shift", torch.zeros(num_classes, dim, **f64), reduce=None)
+        self.add_state("shifted_sums", torch.zeros(num_classes, dim, **f64), reduce=None)
+        self.add_state("shifted_sq_norms", torch.zeros(num_classes, **f64), reduce=None)
+        self.add_state("scatter", torch.zeros(dim, dim, **f64), reduce=None)
+        self._counts: Tensor
+        self._shift: Tensor
+        self._shifted_sums: Tensor
+        self._shifted_sq_norms: Tensor
+        self._scatter: Tensor
         self._workspace: Tensor | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "dim": self.dim}
 
     def __repr__(self) -> str:
         return (
@@ -194,12 +213,12 @@ class CollapseStats:
         Raises:
             ValueError: wrong shape or dtype, NaN/inf features, labels out of range.
         """
-        check_batch(features, labels, self.num_classes, self.dim, finite=False)
+        features, labels = check_batch(features, labels, self.num_classes, self.dim, finite=False)
         rows = features.shape[0]
         if rows == 0:
             return
         features = features.detach()
-        y = labels.to(self.device, torch.int64)
+        y = labels.to(self.device)
         batch_counts = torch.bincount(y, minlength=self.num_classes)
         first = (self._counts == 0) & (batch_counts > 0)
         shift = self._shift
@@ -217,8 +236,8 @@ class CollapseStats:
             self._scatter.addmm_(xc.T, xc)
             # index_put_ with accumulate is a parallel scatter-add on CPU; index_add_ is
             # several times slower there.
-            self._sums.index_put_((y[start:stop],), xc, accumulate=True)
-            self._sq_norms.index_put_((y[start:stop],), row_sq, accumulate=True)
+            self._shifted_sums.index_put_((y[start:stop],), xc, accumulate=True)
+            self._shifted_sq_norms.index_put_((y[start:stop],), row_sq, accumulate=True)
         self._shift = shift
         self._counts += batch_counts
 
@@ -240,154 +259,84 @@ class CollapseStats:
     ) -> Tensor:
         """Shifts with each class seen for the first time moved to its mean in this batch."""
         x = features.to(self.device, torch.float64)
-        sums = torch.zeros_like(self._sums).index_put_((y,), x, accumulate=True)
+        sums = torch.zeros_like(self._shifted_sums).index_put_((y,), x, accumulate=True)
         means = sums / batch_counts.clamp(min=1).unsqueeze(1)
         return torch.where(first.unsqueeze(1), means, self._shift)
 
     # -------------------------------------------------------------------- merge / reduce
-    def _recentre(self, new_shift: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Sums, squared norms and scatter re-expressed about ``new_shift`` (exact).
-
-        With delta_k = c_k - c'_k and x = h - c_k: sum (x + delta)(x + delta)^T =
-        S + s delta^T + delta s^T + n delta delta^T, summed over classes; the last three
-        terms are A + A^T with A = (s + n delta / 2)^T delta.
-        """
-        n = self._counts.to(torch.float64).unsqueeze(1)
-        delta = torch.where(n > 0, self._shift - new_shift, torch.zeros_like(new_shift))
-        half = self._sums + 0.5 * n * delta
-        cross = half.T @ delta
-        scatter = self._scatter + cross + cross.T
-        sums = self._sums + n * delta
-        sq_norms = (
-            self._sq_norms
-            + 2.0 * (self._sums * delta).sum(dim=1)
-            + n.squeeze(1) * delta.square().sum(dim=1)
-        )
-        return sums, sq_norms, scatter
+    def _parts(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._shifted_sums, self._shifted_sq_norms, self._scatter
 
     def _adopt(self, shift: Tensor, counts: Tensor, parts: tuple[Tensor, Tensor, Tensor]):
         self._shift = shift
         self._counts = counts
-        self._sums, self._sq_norms, self._scatter = parts
+        self._shifted_sums, self._shifted_sq_norms, self._scatter = parts
 
-    def merge(self, other: CollapseStats) -> CollapseStats:
-        """Add the samples of ``other`` (same K and d) to this accumulator; returns self.
-
-        ``other`` is left unchanged. The result equals one pass over both sets of
-        samples up to float64 round-off.
-        """
-        if not isinstance(other, CollapseStats):
-            raise ValueError(
-                f"merge() takes a CollapseStats, got {type(other).__name__}; build one "
-                "with CollapseStats(num_classes, dim) and update() it"
-            )
-        if (other.num_classes, other.dim) != (self.num_classes, self.dim):
-            raise ValueError(
-                f"cannot merge statistics with num_classes={other.num_classes}, "
-                f"dim={other.dim} into num_classes={self.num_classes}, dim={self.dim}: "
-                "both must be declared with the same K and d"
-            )
-        theirs = CollapseStats(self.num_classes, self.dim, device=self.device)
-        theirs.load_state_dict(other.state_dict())
+    def _merge(self, other: Accumulator) -> None:
+        """Both accumulators re-expressed about their count-weighted common shift, then
+        summed: equals one pass over both sets of samples up to float64 round-off."""
+        assert isinstance(other, CollapseStats)
+        f64 = {"device": self.device, "dtype": torch.float64}
+        their_counts = other._counts.to(self.device)
+        their_shift = other._shift.to(**f64)
+        sums, sq_norms, scatter = (t.to(**f64) for t in other._parts())
         n_a = self._counts.to(torch.float64).unsqueeze(1)
-        n_b = theirs._counts.to(torch.float64).unsqueeze(1)
-        common = _weighted_shift(n_a * self._shift + n_b * theirs._shift, n_a + n_b)
-        mine, their = self._recentre(common), theirs._recentre(common)
-        parts = tuple(a + b for a, b in zip(mine, their, strict=True))
-        self._adopt(common, self._counts + theirs._counts, parts)
-        return self
+        n_b = their_counts.to(torch.float64).unsqueeze(1)
+        common = _weighted_shift(n_a * self._shift + n_b * their_shift, n_a + n_b)
+        mine = _recentre(self._counts, self._shift, self._parts(), common)
+        their = _recentre(their_counts, their_shift, (sums, sq_norms, scatter), common)
+        parts = (mine[0] + their[0], mine[1] + their[1], mine[2] + their[2])
+        self._adopt(common, self._counts + their_counts, parts)
 
-    def all_reduce(self, group: Any = None) -> CollapseStats:
-        """Sum the statistics of every rank of ``group`` in place (torch.distributed).
-
-        Every rank must call it, with the same K and d; afterwards every rank holds the
-        statistics of all samples. Only sums are exchanged: first the counts and the
-        count-weighted shifts (to agree on a common shift), then the re-centred sums.
-        Returns self.
-        """
+    def _all_reduce(self, group: Any) -> None:
+        """Only sums are exchanged: first the counts and the count-weighted shifts (to
+        agree on a common shift), then the re-centred sums. Every rank must call it with
+        the same K and d; afterwards every rank holds the statistics of all samples."""
         import torch.distributed as dist
 
-        if not (dist.is_available() and dist.is_initialized()):
-            raise ValueError(
-                "all_reduce() needs an initialised torch.distributed process group; "
-                "call torch.distributed.init_process_group(...) first, or use merge() "
-                "within one process"
-            )
         counts = self._counts.to(torch.float64).unsqueeze(1)
         packed = torch.cat([counts, counts * self._shift], dim=1)
         dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
         common = _weighted_shift(packed[:, 1:], packed[:, :1])
-        sums, sq_norms, scatter = self._recentre(common)
+        sums, sq_norms, scatter = _recentre(self._counts, self._shift, self._parts(), common)
         packed = torch.cat([sums, sq_norms.unsqueeze(1)], dim=1)
         total_counts = self._counts.clone()
         for tensor in (packed, scatter, total_counts):
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
         sums, sq_norms = packed[:, :-1].contiguous(), packed[:, -1].contiguous()
-        self._adopt(common, total_counts, (sums, sq_norms, scatter))
-        return self
+        self._adopt(common.contiguous(), total_counts, (sums, sq_norms, scatter))
 
     # ---------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: K, d, global_mean and the float64 sums (copies)."""
-        return {
-            "version": _STATE_VERSION,
-            "num_classes": self.num_classes,
-            "dim": self.dim,
-            "global_mean": self.global_mean,
-            "counts": self._counts.clone(),
-            "shift": self._shift.clone(),
-            "shifted_sums": self._sums.clone(),
-            "shifted_sq_norms": self._sq_norms.clone(),
-            "scatter": self._scatter.clone(),
-        }
+        """``kind``, ``version``, K, d, ``global_mean`` and copies of the float64 sums."""
+        return {**super().state_dict(), "global_mean": self.global_mean}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; K and d must match this object's."""
-        missing = [k for k in ("version", "num_classes", "dim", *_STATE_TENSORS) if k not in state]
-        if missing:
-            raise ValueError(
-                f"state dict lacks {missing}; pass the dict returned by CollapseStats.state_dict()"
-            )
-        if state["version"] != _STATE_VERSION:
-            raise ValueError(
-                f"state dict version {state['version']} is not supported (expected "
-                f"{_STATE_VERSION}); recompute the statistics with this version"
-            )
-        if (state["num_classes"], state["dim"]) != (self.num_classes, self.dim):
-            raise ValueError(
-                f"state dict has num_classes={state['num_classes']}, dim={state['dim']} but "
-                f"this object has num_classes={self.num_classes}, dim={self.dim}; build "
-                "CollapseStats with the saved K and d"
-            )
-        expected = {
-            "counts": (self.num_classes,),
-            "shift": (self.num_classes, self.dim),
-            "shifted_sums": (self.num_classes, self.dim),
-            "shifted_sq_norms": (self.num_classes,),
-            "scatter": (self.dim, self.dim),
-        }
-        for name, shape in expected.items():
-            if tuple(state[name].shape) != shape:
-                raise ValueError(
-                    f"state dict entry {name!r} has shape {tuple(state[name].shape)}, "
-                    f"expected {shape}; the state dict is corrupt"
-                )
-        if "global_mean" in state:
-            check_global_mean(state["global_mean"])
-            self.global_mean = state["global_mean"]
-        f64 = {"dtype": torch.float64, "device": self.device}
-        self._counts = state["counts"].to(self.device, torch.int64).clone()
-        self._shift = state["shift"].to(**f64).clone()
-        self._sums = state["shifted_sums"].to(**f64).clone()
-        self._sq_norms = state["shifted_sq_norms"].to(**f64).clone()
-        self._scatter = state["scatter"].to(**f64).clone()
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (its ``global_mean`` too); K and d must match."""
+        global_mean = self.global_mean
+        if isinstance(state, Mapping) and "global_mean" in state:
+            global_mean = check_global_mean(state["global_mean"])
+        super().load_state_dict(state)
+        self.global_mean = global_mean
 
     # ------------------------------------------------------------------------- results
     def class_means(self) -> Tensor:
         """``(K, d)`` float64 class means; rows of absent classes are NaN."""
         n = self._counts.to(torch.float64).unsqueeze(1)
-        means = self._shift + self._sums / n.clamp(min=1)
+        means = self._shift + self._shifted_sums / n.clamp(min=1)
         return torch.where(n > 0, means, torch.full_like(means, math.nan))
+
+    def centred_class_means(self) -> Tensor:
+        """``(K, d)`` float64 class means minus the global mean (``global_mean``: the
+        sample-weighted mean or the mean of the present class means), the ``M~`` that the
+        report's NC2 and NC3 use; rows of absent classes (all rows without samples) are NaN.
+        """
+        means = self.class_means()
+        present = self._counts > 0
+        if not bool(present.any()):
+            return means
+        mu_g = _global_mean_of(means[present], self._counts[present], self.global_mean)
+        return means - mu_g
 
     def ncc_mismatch_counter(self) -> NCCMismatchCounter:
         """A second-pass counter for NC4 holding the current class means, frozen.
@@ -404,8 +353,9 @@ class CollapseStats:
         bias: Tensor | None = None,
         *,
         ncc: NCCMismatchCounter | None = None,
+        reference_counts: Tensor | None = None,
     ) -> CollapseReport:
-        """All metrics of the accumulated features.
+        """All metrics of the accumulated features; the statistics are left unchanged.
 
         Args:
             classifier: optional ``(K, d)`` classifier rows W (logits = h @ W.T + b).
@@ -413,12 +363,24 @@ class CollapseStats:
                 geometric metrics do not depend on it). Needs ``classifier``.
             ncc: an :class:`NCCMismatchCounter` from :meth:`ncc_mismatch_counter` that has
                 consumed a second pass; fills ``nc4_ncc_mismatch`` and the accuracies.
+            reference_counts: optional ``(K,)`` non-negative per-class counts that define
+                which classes are the minority (``minority_classes`` and
+                ``minority_cosine``), typically the TRAINING counts when these statistics
+                are of a test split: a balanced test split has equal counts and would
+                otherwise pick the first classes by tie order. Candidates are still the
+                classes present in these statistics. Every other field is a statistic of
+                the accumulated samples and does not depend on it. Default: the
+                accumulated counts.
 
         Raises:
             ValueError: fewer than two classes present, overflowed statistics, a classifier
-                or bias of the wrong shape, or a counter built from other statistics.
+                or bias of the wrong shape, reference counts of the wrong shape or sign, or
+                a counter built from other statistics.
         """
         present = self._require_two_classes()
+        ranking = self._counts
+        if reference_counts is not None:
+            ranking = check_counts("reference_counts", reference_counts, self.num_classes)
         if not bool(torch.isfinite(self._scatter).all()):
             raise ValueError(
                 "the accumulated scatter is not finite (features too large for float64); "
@@ -444,12 +406,13 @@ class CollapseStats:
             ),
             "global_mean": self.global_mean,
             **geometry.within_between(),
-            **_prefixed(_gram_geometry(geometry.gram), "means"),
+            **_nc2(geometry.centred, geometry.gram, "means"),
         }
         vectors = geometry.centred if w is None else w[present]
-        minority = _minority_classes(self._counts, present)
+        minority = _minority_classes(ranking.to(present.device), present)
         values["minority_classes"] = tuple(int(k) for k in minority.tolist())
-        values["minority_cosine"] = _mean_pairwise_cosine(vectors[_positions(present, minority)])
+        minority_vectors = vectors[_positions(present, minority)]
+        values["minority_cosine"] = float(functional.pairwise_cosines(minority_vectors).mean())
         if w is not None:
             values.update(_classifier_metrics(w, bias, present, geometry))
         if ncc is not None:
@@ -479,7 +442,7 @@ class CollapseStats:
                 "statistics (were more batches added after ncc_mismatch_counter()?); "
                 "create the counter after the last update()"
             )
-        result = ncc.result()
+        result = ncc.compute()
         return {
             "nc4_ncc_mismatch": result.nc4_ncc_mismatch,
             "ncc_accuracy": result.ncc_accuracy,
@@ -490,6 +453,27 @@ class CollapseStats:
 def _weighted_shift(weighted: Tensor, counts: Tensor) -> Tensor:
     """Count-weighted mean of shifts, zero for classes without samples."""
     return torch.where(counts > 0, weighted / counts.clamp(min=1), torch.zeros_like(weighted))
+
+
+def _recentre(
+    counts: Tensor, shift: Tensor, parts: tuple[Tensor, Tensor, Tensor], new_shift: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Shifted sums, squared norms and scatter re-expressed about ``new_shift`` (exact).
+
+    With delta_k = c_k - c'_k and x = h - c_k: sum (x + delta)(x + delta)^T =
+    S + s delta^T + delta s^T + n delta delta^T, summed over classes; the last three
+    terms are A + A^T with A = (s + n delta / 2)^T delta.
+    """
+    sums, sq_norms, scatter = parts
+    n = counts.to(torch.float64).unsqueeze(1)
+    delta = torch.where(n > 0, shift - new_shift, torch.zeros_like(new_shift))
+    half = sums + 0.5 * n * delta
+    cross = half.T @ delta
+    return (
+        sums + n * delta,
+        sq_norms + 2.0 * (sums * delta).sum(dim=1) + n.squeeze(1) * delta.square().sum(dim=1),
+        scatter + cross + cross.T,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,19 +490,16 @@ class _Geometry:
     @classmethod
     def from_stats(cls, stats: CollapseStats, present: Tensor) -> _Geometry:
         counts = stats._counts[present].to(torch.float64)
-        offsets = stats._sums[present] / counts.unsqueeze(1)
+        offsets = stats._shifted_sums[present] / counts.unsqueeze(1)
         means = stats._shift[present] + offsets
-        if stats.global_mean == "weighted":
-            mu_g = (counts @ means) / counts.sum()
-        else:
-            mu_g = means.mean(dim=0)
+        mu_g = _global_mean_of(means, counts, stats.global_mean)
         centred = means - mu_g
         return cls(stats, counts, offsets, centred, mu_g, centred @ centred.T)
 
     def within_between(self) -> dict[str, Any]:
         """NC1, its CDNV and trace-ratio variants, and the rank used for Sigma_B^+."""
         n, k = self.counts, self.counts.numel()
-        sq_norms = self.stats._sq_norms[self.stats._counts > 0]
+        sq_norms = self.stats._shifted_sq_norms[self.stats._counts > 0]
         # sum_i ||h_i - mu_k||^2 per class: q_k - n_k ||mu_k - c_k||^2 (>= 0 up to round-off).
         class_ss = (sq_norms - n * self.offsets.square().sum(dim=1)).clamp(min=0.0)
         tr_within = float(class_ss.sum() / n.sum())
@@ -526,7 +507,7 @@ class _Geometry:
         nc1, rank = self._nc1()
         return {
             "nc1": nc1,
-            "nc1_cdnv": _cdnv(class_ss / n, self.gram),
+            "nc1_cdnv": functional.cdnv(self.centred, class_ss / n),
             "nc1_trace_ratio": tr_within / tr_between if tr_between > 0 else math.nan,
             "sigma_b_rank": rank,
         }
@@ -589,39 +570,23 @@ def _top_eigenpairs(sym: Tensor, count: int, other_dim: int) -> tuple[Tensor, Te
     return lam[keep], vec[:, keep]
 
 
-def _cdnv(variances: Tensor, gram: Tensor) -> float:
-    sq = torch.diagonal(gram)
-    dist2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * gram).clamp(min=0.0)
-    i, j = torch.triu_indices(gram.shape[0], gram.shape[0], offset=1, device=gram.device)
-    ratio = (variances[i] + variances[j]) / (2.0 * dist2[i, j])
-    return float(ratio.mean())
+def _global_mean_of(means: Tensor, counts: Tensor, kind: str) -> Tensor:
+    """``(d,)`` global mean of the ``(K', d)`` present class means: sample-weighted by the
+    ``(K',)`` counts (``"weighted"``) or the plain mean of the means (``"balanced"``)."""
+    if kind == "weighted":
+        counts = counts.to(torch.float64)
+        return (counts @ means) / counts.sum()
+    return means.mean(dim=0)
 
 
-def _gram_geometry(gram: Tensor) -> dict[str, float]:
-    """NC2 numbers of the vectors whose Gram matrix is ``gram`` (K' x K')."""
-    k = gram.shape[0]
-    norms = torch.diagonal(gram).clamp(min=0.0).sqrt()
-    cos = gram / (norms.unsqueeze(0) * norms.unsqueeze(1))
-    i, j = torch.triu_indices(k, k, offset=1, device=gram.device)
-    pair_cos = cos[i, j]
+def _nc2(vectors: Tensor, gram: Tensor, suffix: str) -> dict[str, float]:
+    """The NC2 fields of the ``(K', d)`` vectors whose Gram matrix is ``gram``."""
     return {
-        "equinorm": float(norms.std(correction=0) / norms.mean()),
-        "equiangular": float((pair_cos + 1.0 / (k - 1)).abs().mean()),
-        "cosine_std": float(pair_cos.std(correction=0)),
-        "etf_distance": _etf_distance(gram),
+        f"nc2_equinorm_{suffix}": functional.equinorm(vectors),
+        f"nc2_equiangular_{suffix}": functional.equiangularity(vectors),
+        f"nc2_cosine_std_{suffix}": functional.cosine_std(vectors),
+        f"nc2_etf_distance_{suffix}": functional.etf_distance(gram),
     }
-
-
-def _etf_distance(matrix: Tensor) -> float:
-    """|| A/||A||_F - (I - 11^T/K) / sqrt(K - 1) ||_F for a K x K matrix A."""
-    k = matrix.shape[0]
-    eye = torch.eye(k, dtype=matrix.dtype, device=matrix.device)
-    target = (eye - 1.0 / k) / math.sqrt(k - 1)
-    return float(torch.linalg.matrix_norm(matrix / torch.linalg.matrix_norm(matrix) - target))
-
-
-def _prefixed(values: dict[str, float], suffix: str) -> dict[str, float]:
-    return {f"nc2_{name}_{suffix}": value for name, value in values.items()}
 
 
 def _classifier_metrics(
@@ -629,19 +594,18 @@ def _classifier_metrics(
 ) -> dict[str, float]:
     wp = w[present]
     m = geometry.centred
-    w_unit = wp / torch.linalg.matrix_norm(wp)
-    m_unit = m / torch.linalg.matrix_norm(m)
     logits_at_mean = w @ geometry.global_mean + (0.0 if bias is None else bias)
     return {
-        **_prefixed(_gram_geometry(wp @ wp.T), "classifier"),
-        "nc3_self_duality": float((w_unit - m_unit).square().sum()),
-        "nc3_zhu": _etf_distance(wp @ m.T),
+        **_nc2(wp, wp @ wp.T, "classifier"),
+        "nc3_self_duality": functional.self_duality(wp, m),
+        "nc3_zhu": functional.nc3_zhu(wp, m),
         "global_mean_logit_norm": float(torch.linalg.vector_norm(logits_at_mean)),
     }
 
 
 def _minority_classes(counts: Tensor, present: Tensor) -> Tensor:
-    """The smallest-count third (at least two) of the present classes, by index on ties."""
+    """The smallest-count third (at least two) of the ``present`` classes, by index on
+    ties; ``counts`` ``(K,)`` are the evaluated or the reference (training) counts."""
     size = max(2, math.ceil(present.numel() / 3))
     order = torch.sort(counts[present], stable=True).indices
     return present[order[:size]].sort().values
@@ -650,10 +614,3 @@ def _minority_classes(counts: Tensor, present: Tensor) -> Tensor:
 def _positions(present: Tensor, classes: Tensor) -> Tensor:
     """Row positions of ``classes`` within ``present`` (both sorted)."""
     return torch.searchsorted(present, classes)
-
-
-def _mean_pairwise_cosine(vectors: Tensor) -> float:
-    unit = vectors / torch.linalg.vector_norm(vectors, dim=1, keepdim=True)
-    cos = unit @ unit.T
-    i, j = torch.triu_indices(cos.shape[0], cos.shape[0], offset=1, device=cos.device)
-    return float(cos[i, j].mean())

@@ -1,20 +1,20 @@
-"""One-call drivers: a collapse report from tensors in memory, or from a model and a loader."""
+"""One-call drivers: a collapse report from tensors in memory, or from a model and a loader.
+
+Both run the two-pass driver :func:`~neuralcollapse.metrics.evaluation.evaluate_stream`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from neuralcollapse.metrics._checks import (
-    check_bias,
-    check_classifier,
-    check_features,
-    check_labels,
-)
-from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats, GlobalMean
+from neuralcollapse._internal.checks import check_labels
+from neuralcollapse.metrics._checks import check_bias, check_classifier, check_features
+from neuralcollapse.metrics.collapse import CollapseReport, GlobalMean
+from neuralcollapse.metrics.evaluation import Batch, evaluate_stream
 
 _CHUNK = 8192
 
@@ -44,7 +44,7 @@ def collapse_report(
         shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
         raise ValueError(f"features must be a (N, d) torch.Tensor, got {shape}; one row per sample")
     features = check_features(features, features.shape[1])
-    labels = check_labels(labels, features.shape[0])
+    labels = check_labels(labels, batch=features.shape[0])
     k = _infer_num_classes(num_classes, classifier, labels)
     # Classifier problems are reported before the pass over the data, not after it.
     if bias is not None and classifier is None:
@@ -53,16 +53,23 @@ def collapse_report(
     if classifier is not None:
         w = check_classifier(classifier, k, features.shape[1]).to(features.device, torch.float64)
         b = None if bias is None else check_bias(bias, k).to(features.device, torch.float64)
-    stats = CollapseStats(k, features.shape[1], device=features.device, global_mean=global_mean)
-    for start in range(0, features.shape[0], _CHUNK):
-        stats.update(features[start : start + _CHUNK], labels[start : start + _CHUNK])
-    if w is None:
-        return stats.compute()
-    counter = stats.ncc_mismatch_counter()
-    for start in range(0, features.shape[0], _CHUNK):
-        h = features[start : start + _CHUNK]
-        counter.update(h, labels[start : start + _CHUNK], _linear_logits(h, w, b))
-    return stats.compute(w, b, ncc=counter)
+
+    def chunks() -> Iterator[Batch]:
+        for start in range(0, features.shape[0], _CHUNK):
+            h = features[start : start + _CHUNK]
+            logits = None if w is None else _linear_logits(h, w, b)
+            yield h, labels[start : start + _CHUNK], logits
+
+    # The features are in memory already: the second pass re-reads them, nothing is cached.
+    return evaluate_stream(
+        chunks,
+        num_classes=k,
+        classifier=w,
+        bias=b,
+        device=features.device,
+        global_mean=global_mean,
+        cache_limit=0,
+    ).report
 
 
 def _linear_logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
@@ -132,37 +139,83 @@ def collect(
     model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stats_device = torch.device(device) if device is not None else model_device
     forward = _Forward(model, module, model_device, forward_kwargs or {})
+
+    def one_pass() -> Iterable[Any]:
+        return progress(loader) if progress is not None else loader
+
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), forward:
-            stats = None
-            for batch in progress(loader) if progress is not None else loader:
-                h, y, logits = forward(batch)
-                if stats is None:
-                    if adopt_layer:
-                        w, b = _layer_classifier(module, logits.shape[-1], h.shape[1])
-                    k = num_classes or (w.shape[0] if w is not None else logits.shape[-1])
-                    stats = CollapseStats(
-                        k, h.shape[1], device=stats_device, global_mean=global_mean
-                    )
-                    if w is not None:
-                        w = check_classifier(w, k, h.shape[1])
-                        b = None if b is None else check_bias(b, k)
-                stats.update(h, y)
-            if stats is None:
+            batches = iter(one_pass())
+            first = next(batches, None)
+            if first is None:
                 raise ValueError("loader yielded no batches; pass a loader with samples")
-            counter = None
-            if ncc:
-                counter = stats.ncc_mismatch_counter()
-                for batch in progress(loader) if progress is not None else loader:
-                    h, y, logits = forward(batch)
-                    if w is not None:
-                        logits = _linear_logits(h, w.to(h.device), _to(b, h.device))
-                    counter.update(h, y, logits)
+            h, y, logits = forward(first)
+            # K, d and the classifier follow from the first batch.
+            if adopt_layer:
+                w, b = _layer_classifier(module, logits.shape[-1], h.shape[1])
+            k = num_classes or (w.shape[0] if w is not None else logits.shape[-1])
+            if w is not None:
+                w = check_classifier(w, k, h.shape[1])
+                b = None if b is None else check_bias(b, k)
+            passes = _Passes(forward, (h, y, logits), batches, one_pass, w, b, logits=ncc)
+            evaluation = evaluate_stream(
+                passes,
+                num_classes=k,
+                classifier=w,
+                bias=b,
+                device=stats_device,
+                global_mean=global_mean,
+                cache_limit=0,  # the loader is read twice, as documented
+                ncc=ncc,
+            )
     finally:
         model.train(was_training)
-    return stats.compute(w, b, ncc=counter)
+    return evaluation.report
+
+
+class _Passes:
+    """The stream of :func:`collect`: the first call finishes the pass whose first batch
+    :func:`collect` already ran; later calls start fresh passes over the loader.
+
+    Logits are ``h @ W.T + b`` with a classifier, else the model's output; with
+    ``logits=False`` (no NC4 wanted) they are None.
+    """
+
+    def __init__(
+        self,
+        forward: _Forward,
+        first: Batch,
+        rest: Iterator[Any],
+        fresh: Callable[[], Iterable[Any]],
+        w: Tensor | None,
+        b: Tensor | None,
+        *,
+        logits: bool,
+    ) -> None:
+        self._forward, self._fresh, self._w, self._b = forward, fresh, w, b
+        self._logits = logits
+        self._pending: tuple[Batch, Iterator[Any]] | None = (first, rest)
+
+    def __call__(self) -> Iterator[Batch]:
+        if self._pending is not None:
+            (first, rest), self._pending = self._pending, None
+            return self._run(first, rest)
+        return self._run(None, iter(self._fresh()))
+
+    def _run(self, first: Batch | None, rest: Iterator[Any]) -> Iterator[Batch]:
+        if first is not None:
+            yield self._finish(*first)
+        for batch in rest:
+            yield self._finish(*self._forward(batch))
+
+    def _finish(self, h: Tensor, y: Tensor, logits: Tensor | None) -> Batch:
+        if not self._logits:
+            return h, y, None
+        if self._w is not None:
+            logits = _linear_logits(h, self._w.to(h.device), _to(self._b, h.device))
+        return h, y, logits
 
 
 def _to(tensor: Tensor | None, device: torch.device) -> Tensor | None:

@@ -11,8 +11,9 @@ diagonal; ``Hierarchy.lca_heights()``), for N samples with true class y_i:
   all samples (the severity of the mistakes that appear in the top k).
 
 Everything is computed on every sample given (nothing dropped), vectorised, and
-accumulates as integer sums in :class:`HierarchicalCounter`, which merges across batches
-and processes. :func:`crm_predict` is the post-hoc CRM decoding of Karthik et al. (2021).
+accumulates as sums in :class:`HierarchicalCounter`, which merges across batches and
+processes (the accumulator contract of :mod:`neuralcollapse.metrics.base`).
+:func:`crm_predict` is the post-hoc CRM decoding of Karthik et al. (2021).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from neuralcollapse._internal.checks import check_labels
+from neuralcollapse.metrics.base import Accumulator
 
 __all__ = [
     "HierarchicalCounter",
@@ -42,15 +46,6 @@ def _check_lca(lca: Tensor, num_classes: int | None = None) -> Tensor:
             f"lca is {tuple(lca.shape)} but the predictions have {num_classes} classes"
         )
     return lca
-
-
-def _check_labels(labels: Tensor, batch: int, num_classes: int) -> Tensor:
-    if not isinstance(labels, Tensor) or labels.shape != (batch,):
-        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(f"labels must have shape ({batch},), got {shape}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-    return labels.long()
 
 
 def _ranked(scores: Tensor, k: int) -> Tensor:
@@ -76,21 +71,21 @@ def mistake_severity(logits_or_preds: Tensor, labels: Tensor, lca: Tensor) -> fl
     """
     counter = HierarchicalCounter(lca, ks=(1,))
     counter.update(logits_or_preds, labels)
-    return counter.summary()["mistake_severity"]
+    return counter.compute()["mistake_severity"]
 
 
 def hierarchical_distance_at_k(logits: Tensor, labels: Tensor, lca: Tensor, k: int) -> float:
     """Mean over samples of the mean LCA height between the truth and the top-k predictions."""
     counter = HierarchicalCounter(lca, ks=(k,))
     counter.update(logits, labels)
-    return counter.summary()[f"hier_dist@{k}"]
+    return counter.compute()[f"hier_dist@{k}"]
 
 
 def mistakes_at_k(logits: Tensor, labels: Tensor, lca: Tensor, k: int) -> float:
     """Mean LCA height of the wrong predictions among the top-k (NaN if there are none)."""
     counter = HierarchicalCounter(lca, ks=(k,))
     counter.update(logits, labels)
-    return counter.summary()[f"mistakes@{k}"]
+    return counter.compute()[f"mistakes@{k}"]
 
 
 def crm_predict(probs: Tensor, lca: Tensor) -> Tensor:
@@ -104,39 +99,72 @@ def crm_predict(probs: Tensor, lca: Tensor) -> Tensor:
     return risk.argmin(dim=1)
 
 
-class HierarchicalCounter:
+class HierarchicalCounter(Accumulator):
     """Streaming sums for top-1 error, mistake severity, hier. distance@k and mistakes@k.
 
     Args:
         lca: (K, K) LCA heights (integers or floats).
-        ks: the k values to track for the @k metrics.
+        ks: the k values to track for the @k metrics, each in ``1..K``.
         device: where the sums live (default: the lca's device).
+
+    State: ``sums`` (3 + 3 len(ks),) float64: samples, wrong top-1, severity sum, then per
+    k the distance sum, the wrong count and the wrong-height sum.
     """
 
-    def __init__(self, lca: Tensor, ks: tuple[int, ...] = (1, 5), device=None) -> None:
-        self.lca = _check_lca(lca).to(device or lca.device, torch.float64)
+    _compatibility_hint = "build both counters with the same lca and ks"
+
+    def __init__(
+        self,
+        lca: Tensor,
+        ks: tuple[int, ...] = (1, 5),
+        device: torch.device | str | None = None,
+    ) -> None:
+        lca = _check_lca(lca)
+        super().__init__(device if device is not None else lca.device)
+        self.lca = lca.detach().to(self.device, torch.float64)
         self.num_classes = self.lca.shape[0]
-        if not ks or any(not 1 <= k <= self.num_classes for k in ks):
+        if (
+            not ks
+            or any(isinstance(k, bool) or not isinstance(k, int) for k in ks)
+            or any(not 1 <= k <= self.num_classes for k in ks)
+        ):
             raise ValueError(f"ks must be in 1..{self.num_classes}, got {ks}")
         self.ks = tuple(sorted(set(ks)))
-        # samples, wrong top-1, severity sum, then per k: distance sum, wrong count, wrong sum
-        self.sums = torch.zeros(3 + 3 * len(self.ks), dtype=torch.float64, device=self.lca.device)
+        self.add_state("sums", torch.zeros(3 + 3 * len(self.ks), dtype=torch.float64))
+        self._sums: Tensor
+
+    def __repr__(self) -> str:
+        return (
+            f"HierarchicalCounter(num_classes={self.num_classes}, ks={self.ks}, "
+            f"num_samples={int(self._sums[0])})"
+        )
+
+    def _config(self) -> dict[str, Any]:
+        return {"lca": self.lca, "ks": self.ks}
 
     def update(self, scores: Tensor, labels: Tensor) -> None:
         """Count a batch: ``scores`` (B, K) logits/probabilities or (B,) predicted classes
         (then only k = 1 can be tracked); ``labels`` (B,)."""
-        device = self.lca.device
+        device = self.device
+        if not isinstance(scores, Tensor) or scores.ndim not in (1, 2):
+            shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+            raise ValueError(
+                f"scores must be (B, {self.num_classes}) logits or (B,) predicted classes, "
+                f"got {shape}"
+            )
         if scores.ndim == 1:
             if self.ks != (1,):
                 raise ValueError("(B,) predictions carry no ranking: use ks=(1,) or pass logits")
-            ranked = scores.long().unsqueeze(1)
+            predictions = check_labels(scores, num_classes=self.num_classes, name="predictions")
+            ranked = predictions.unsqueeze(1)
         else:
             if scores.shape[1] != self.num_classes:
                 raise ValueError(
                     f"scores have {scores.shape[1]} classes but lca has {self.num_classes}"
                 )
             ranked = _ranked(scores, max(self.ks))
-        labels = _check_labels(labels, ranked.shape[0], self.num_classes).to(device)
+        labels = check_labels(labels, batch=ranked.shape[0], num_classes=self.num_classes)
+        labels = labels.to(device)
         heights = self.lca[labels.unsqueeze(1), ranked.to(device)]  # (B, kmax)
         wrong = ranked.to(device) != labels.unsqueeze(1)
         parts = [
@@ -150,23 +178,13 @@ class HierarchicalCounter:
                 wrong[:, :k].double().sum(),
                 (heights[:, :k] * wrong[:, :k]).sum(),
             ]
-        self.sums += torch.stack(parts)
+        self._sums += torch.stack(parts)
 
-    def merge(self, other: HierarchicalCounter) -> HierarchicalCounter:
-        if other.ks != self.ks or not torch.equal(other.lca.cpu(), self.lca.cpu()):
-            raise ValueError("can only merge counters with the same lca and ks")
-        self.sums += other.sums.to(self.sums.device)
-        return self
-
-    def all_reduce(self, group: Any = None) -> HierarchicalCounter:
-        import torch.distributed as dist
-
-        dist.all_reduce(self.sums, group=group)
-        return self
-
-    def summary(self) -> dict[str, float]:
-        """``top1_error``, ``mistake_severity`` and per k ``hier_dist@k``, ``mistakes@k``."""
-        values = self.sums.tolist()
+    def compute(self) -> dict[str, float]:
+        """``num_samples``, ``top1_error``, ``mistake_severity`` and per k ``hier_dist@k``,
+        ``mistakes@k`` of every sample counted so far; NaN where undefined (no samples,
+        no mistakes)."""
+        values = self._sums.tolist()
         n, wrong, severity = values[:3]
 
         def ratio(a: float, b: float) -> float:

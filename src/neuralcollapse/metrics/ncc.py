@@ -3,7 +3,8 @@
 The class means are only final after the first pass, so NC4 cannot be accumulated with
 the other statistics. :class:`NCCMismatchCounter` freezes the means and counts, over any
 number of batches, processes or ranks, the samples where ``argmax_k logits`` differs from
-``argmin_k ||h - mu_k||`` (Papyan et al. 2020, NC4).
+``argmin_k ||h - mu_k||`` (Papyan et al. 2020, NC4). It follows the accumulator contract
+of :mod:`neuralcollapse.metrics.base`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuralcollapse.metrics._checks import _check_tensor, check_batch
+from neuralcollapse.metrics._checks import check_batch, check_tensor
+from neuralcollapse.metrics.base import Accumulator
 
 # Order of the entries of the counter's int64 state vector.
 _MISMATCH, _NCC_CORRECT, _CLASSIFIER_CORRECT, _TOTAL = range(4)
@@ -30,25 +32,33 @@ class NCCResult:
     num_samples: int
 
 
-class NCCMismatchCounter:
+class NCCMismatchCounter(Accumulator):
     """Counts disagreements between a classifier and the nearest-class-mean rule.
 
     Usually made by :meth:`CollapseStats.ncc_mismatch_counter`; the result is attached to
-    a report with ``stats.compute(classifier, ncc=counter)`` or read with :meth:`result`.
+    a report with ``stats.compute(classifier, ncc=counter)`` or read with :meth:`compute`.
+    Counters merge (and all-reduce) only with counters built from the same class means.
 
     Args:
         class_means: ``(K, d)`` class means; rows of classes without samples are NaN and
             can never be the nearest mean.
         device: where counting happens (default: the device of ``class_means``).
+
+    State: ``counts`` (4,) int64: mismatches, NCC hits, classifier hits, samples.
     """
 
+    _compatibility_hint = (
+        "build every counter from the same class means: the same (merged or all-reduced) "
+        "CollapseStats, after its last update()"
+    )
+
     def __init__(self, class_means: Tensor, *, device: torch.device | str | None = None) -> None:
-        means = _check_tensor("class_means", class_means)
+        means = check_tensor("class_means", class_means)
         if means.ndim != 2 or means.shape[0] < 2:
             raise ValueError(
                 f"class_means must have shape (num_classes >= 2, dim), got {tuple(means.shape)}"
             )
-        self.device = torch.device(device) if device is not None else means.device
+        super().__init__(device if device is not None else means.device)
         self._means = means.detach().to(self.device, torch.float64).clone()
         present = ~torch.isnan(self._means).any(dim=1)
         if int(present.sum()) < 2:
@@ -60,7 +70,11 @@ class NCCMismatchCounter:
         self._origin = self._means[self._present].mean(dim=0)
         self._centred = self._means[self._present] - self._origin
         self._half_sq_norms = 0.5 * self._centred.square().sum(dim=1)
-        self._counts = torch.zeros(4, dtype=torch.int64, device=self.device)
+        self.add_state("counts", torch.zeros(4, dtype=torch.int64), reduce="sum")
+        self._counts: Tensor
+
+    def _config(self) -> dict[str, Any]:
+        return {"class_means": self._means}
 
     def __repr__(self) -> str:
         return (
@@ -91,8 +105,8 @@ class NCCMismatchCounter:
             labels: ``(B,)`` true classes (for the two accuracies).
             logits: ``(B, K)`` classifier outputs, ``h @ W.T + b`` for a linear head.
         """
-        check_batch(features, labels, self.num_classes, self.dim)
-        logits = _check_tensor("logits", logits)
+        features, labels = check_batch(features, labels, self.num_classes, self.dim)
+        logits = check_tensor("logits", logits)
         if logits.ndim != 2 or tuple(logits.shape) != (features.shape[0], self.num_classes):
             raise ValueError(
                 f"logits must have shape ({features.shape[0]}, {self.num_classes}) = "
@@ -102,7 +116,7 @@ class NCCMismatchCounter:
             return
         if not bool(torch.isfinite(logits).all()):
             raise ValueError("logits contain NaN or inf; NC4 needs finite classifier outputs")
-        y = labels.to(self.device, torch.int64)
+        y = labels.to(self.device)
         ncc = self.nearest_class_mean(features)
         clf = logits.detach().to(self.device).argmax(dim=1)
         batch = torch.stack(
@@ -110,43 +124,12 @@ class NCCMismatchCounter:
         )
         self._counts += batch
 
-    def merge(self, other: NCCMismatchCounter) -> NCCMismatchCounter:
-        """Add the counts of ``other`` (built from the same means); returns self."""
-        if not isinstance(other, NCCMismatchCounter) or not other.matches(self._means):
-            raise ValueError(
-                "can only merge an NCCMismatchCounter built from the same class means; "
-                "create every counter from the same (merged or all-reduced) CollapseStats"
-            )
-        self._counts += other._counts.to(self.device)
-        return self
+    def compute(self) -> NCCResult:
+        """NC4 and the two accuracies of the samples counted so far.
 
-    def all_reduce(self, group: Any = None) -> NCCMismatchCounter:
-        """Sum the counts over the ranks of ``group`` (torch.distributed); returns self."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            raise ValueError(
-                "all_reduce() needs an initialised torch.distributed process group; "
-                "call torch.distributed.init_process_group(...) first"
-            )
-        dist.all_reduce(self._counts, op=dist.ReduceOp.SUM, group=group)
-        return self
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {"class_means": self._means.clone(), "counts": self._counts.clone()}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        if "class_means" not in state or "counts" not in state:
-            raise ValueError("state dict must come from NCCMismatchCounter.state_dict()")
-        if not self.matches(state["class_means"]):
-            raise ValueError(
-                "the saved counter was built from other class means; "
-                "build this counter from the same CollapseStats"
-            )
-        self._counts = state["counts"].to(self.device, torch.int64).clone()
-
-    def result(self) -> NCCResult:
-        """NC4 and the two accuracies of the samples counted so far."""
+        Raises:
+            ValueError: no sample was counted.
+        """
         mismatch, ncc_ok, clf_ok, total = (int(v) for v in self._counts.tolist())
         if total == 0:
             raise ValueError(

@@ -12,7 +12,10 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; "
+    "base-uri 'none'"
+)
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 
 STYLE = """
@@ -55,6 +58,12 @@ class Section:
         return (
             f'<section id="{self.anchor}">\n<h2>{html.escape(self.title)}</h2>\n{body}\n</section>'
         )
+
+
+def paragraph(text: str, *, css_class: str | None = None) -> str:
+    """A ``<p>`` of plain text (escaped), optionally with a CSS class."""
+    attribute = f' class="{html.escape(css_class, quote=True)}"' if css_class else ""
+    return f"<p{attribute}>{html.escape(text)}</p>"
 
 
 def figure(data: bytes, image_format: str, alt: str, caption: str) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,9 @@ import yaml
 from matplotlib.figure import Figure
 
 import neuralcollapse
+from neuralcollapse._internal.files import atomic_write_text
+from neuralcollapse._internal.text import format_percent, format_sci
+from neuralcollapse.errors import UsageError
 from neuralcollapse.report import html as page_html
 from neuralcollapse.report.html import Section
 from neuralcollapse.report.plots import (
@@ -29,7 +30,6 @@ from neuralcollapse.report.runs import (
     RunData,
     as_float,
     has_values,
-    load_matrices,
     lookup,
     read_run,
     unique_labels,
@@ -80,13 +80,11 @@ def _slug(text: str) -> str:
 
 
 def _pct(value: Any) -> str:
-    value = as_float(value)
-    return "–" if math.isnan(value) else f"{100 * value:.1f}"
+    return format_percent(value, missing="–")
 
 
 def _sci(value: Any) -> str:
-    value = as_float(value)
-    return "–" if math.isnan(value) else f"{value:.3g}"
+    return format_sci(value, missing="–")
 
 
 def _text(value: Any) -> str:
@@ -160,8 +158,10 @@ def _summary_section(runs: Sequence[RunData]) -> Section:
     rows = [row for run in runs for row in _result_rows(run)]
     if rows:
         section.add(
-            "<p>Test set; accuracy in %, collapse metrics unitless (lower = more "
-            "collapsed; NC4 is the fraction of samples).</p>"
+            page_html.paragraph(
+                "Test set; accuracy in %, collapse metrics unitless (lower = more "
+                "collapsed; NC4 is the fraction of samples)."
+            )
         )
         section.add(
             page_html.table(("run", "evaluation", *(name for _, name, _ in METRIC_COLUMNS)), rows)
@@ -185,11 +185,8 @@ def _config_section(runs: Sequence[RunData]) -> Section:
         section.add(page_html.preformatted(text, summary, open_=len(runs) == 1))
     versions = [run.summary.get("versions") for run in runs if run.summary]
     if versions and isinstance(versions[0], dict):
-        section.add(
-            '<p class="meta">versions: '
-            + ", ".join(f"{k} {v}" for k, v in versions[0].items())
-            + "</p>"
-        )
+        listed = ", ".join(f"{k} {v}" for k, v in versions[0].items())
+        section.add(page_html.paragraph(f"versions: {listed}", css_class="meta"))
     return section
 
 
@@ -260,7 +257,9 @@ def _hierarchy_section(runs: Sequence[RunData], figures: _Figures) -> Section:
         last = run.records[-1]
         values = [_sci(lookup(last, f"test.hierarchical.{key}")) for key in HIERARCHY_COLUMNS]
         rows.append([run.label, str(last.get("epoch")), *values])
-    section.add("<p>Test set at the last evaluated epoch; LCA heights in tree levels.</p>")
+    section.add(
+        page_html.paragraph("Test set at the last evaluated epoch; LCA heights in tree levels.")
+    )
     section.add(page_html.table(("run", "epoch", *HIERARCHY_COLUMNS), rows))
     return section
 
@@ -343,29 +342,11 @@ def default_output(run_dirs: Sequence[Path]) -> Path:
     return run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one step, so a reader never sees a half-written page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        # mkstemp makes the file private (0600); a report is as readable as any other file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     run_dirs: Sequence[str | Path],
     out: str | Path | None = None,
     *,
     image_format: str = "png",
-    recompute: bool = True,
 ) -> Path:
     """Write the HTML report of one or several run directories; returns its path.
 
@@ -379,9 +360,6 @@ def write_report(
         out: the HTML file (default ``RUN_DIR/report.html`` for one run, ``report.html``
             in the current directory for several).
         image_format: ``"png"`` or ``"svg"``.
-        recompute: rebuild each run's model and test data from ``checkpoints/last.pt`` to
-            get the class means (one pass over the test set); off, the class-geometry
-            section shows the frame alone.
 
     Raises:
         ValueError: no run directories, an unknown image format, a path that is a file.
@@ -390,16 +368,14 @@ def write_report(
     if isinstance(run_dirs, str | Path):
         run_dirs = [run_dirs]
     if not run_dirs:
-        raise ValueError("no run directories given; pass at least one RUN_DIR")
+        raise UsageError("no run directories given; pass at least one RUN_DIR")
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"unknown image format {image_format!r}; choose png or svg")
+        raise UsageError(f"unknown image format {image_format!r}; choose png or svg")
     paths = [Path(p) for p in run_dirs]
     out_path = Path(out) if out is not None else default_output(paths)
     if out_path.is_dir():
-        raise ValueError(f"output {out_path} is a directory; give the HTML file to write")
+        raise UsageError(f"output {out_path} is a directory; give the HTML file to write")
     runs = [read_run(path, label) for path, label in zip(paths, unique_labels(paths), strict=True)]
-    for run in runs:
-        load_matrices(run, recompute=recompute)
     figures = _Figures(out_path.with_name(f"{out_path.stem}_figures"), image_format)
     sections = [
         _summary_section(runs),
@@ -413,5 +389,6 @@ def write_report(
     title = f"neuralcollapse report: {labels}"
     meta = f"{len(runs)} run(s): " + ", ".join(str(run.path) for run in runs)
     meta += f" — neuralcollapse {neuralcollapse.__version__}"
-    _write_atomic(out_path, page_html.page(title, meta, sections))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_path, page_html.page(title, meta, sections))
     return out_path

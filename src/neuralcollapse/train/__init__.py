@@ -7,8 +7,9 @@
     summary = Trainer(config, "runs/demo", echo=print).fit()
 """
 
+from neuralcollapse.errors import ConfigError
 from neuralcollapse.train.checkpoint import load_checkpoint, save_checkpoint
-from neuralcollapse.train.config import Config, ConfigError, load_config, to_yaml
+from neuralcollapse.train.config import Config, load_config, to_yaml
 from neuralcollapse.train.recipes import available_recipes, resolve_config_path
 from neuralcollapse.train.trainer import Trainer
 

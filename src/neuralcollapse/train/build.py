@@ -8,18 +8,28 @@ import torch
 from torch import Tensor, nn
 
 from neuralcollapse import models
-from neuralcollapse.frames import (
-    hierarchy_aware_frame,
-    hierarchy_similarity,
-    simplex_etf,
-    spread_frame,
-)
+from neuralcollapse._internal.seeding import derive_seed
+from neuralcollapse.errors import usage_errors
+from neuralcollapse.frames import build_frame, target_similarity, unreachable_classes
 from neuralcollapse.heads import FixedFrameHead, LearnableHead
 from neuralcollapse.hierarchy import Hierarchy
-from neuralcollapse.losses import CosineFrameLoss, DotRegressionLoss, SoftLabelCrossEntropy
+from neuralcollapse.losses import (
+    CosineFrameLoss,
+    DotRegressionLoss,
+    SoftLabelCrossEntropy,
+    mixup_loss,
+)
 from neuralcollapse.train.config import Config, ConfigError
 
-__all__ = ["Classifier", "build_loss", "build_model", "build_optimizer", "build_scheduler"]
+__all__ = [
+    "Classifier",
+    "RunLoss",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "run_frame",
+]
 
 
 class Classifier(nn.Module):
@@ -34,23 +44,56 @@ class Classifier(nn.Module):
         return self.head(self.backbone(x), return_features=return_features)
 
 
-def build_frame(
+def run_frame(
     config: Config, num_classes: int, feature_dim: int, hierarchy: Hierarchy | None
 ) -> Tensor:
-    """The fixed frame of a run, drawn from head.frame_seed (default train.seed)."""
+    """The fixed frame of a run (:func:`neuralcollapse.frames.build_frame`), drawn from
+    head.frame_seed (default train.seed); the frame dimension is head.dim, else the
+    backbone's feature dimension (for a HAFrame: head.dim, else the rank of its S).
+
+    When the backbone's features meet the frame unchanged (``head.neck=none`` and no
+    projection) they are non-negative (every backbone of the zoo ends in a ReLU), so a
+    class whose decision region misses the non-negative orthant could never be predicted:
+    such a frame is refused (:func:`neuralcollapse.frames.unreachable_classes`).
+    """
     head = config.head
     seed = config.train.seed if head.frame_seed is None else head.frame_seed
-    if head.kind == "haframe":
-        return hierarchy_aware_frame(hierarchy, gamma=head.gamma, dim=head.dim, seed=seed)
-    dim = head.dim or feature_dim
-    if head.kind == "etf":
-        if dim < num_classes - 1:
+    dim = head.dim if head.kind == "haframe" else head.dim or feature_dim
+    if head.kind == "etf" and dim < num_classes - 1:
+        raise ConfigError(
+            f"head.kind='etf' with d={dim} < K-1={num_classes - 1}: no simplex ETF exists; "
+            f"set head.dim >= {num_classes - 1} or head.kind='spread'"
+        )
+    nonnegative = head.neck == "none" and (dim is None or dim == feature_dim)
+    rotation = head.rotation
+    if rotation == "auto":
+        rotation = "none" if head.kind == "etf" and nonnegative and dim >= num_classes else "random"
+    if rotation == "none" and head.kind != "etf":
+        raise ConfigError(
+            f"head.rotation='none' is the canonical simplex ETF; head.kind={head.kind!r} has "
+            "no canonical form: set head.rotation=random (or auto)"
+        )
+    with usage_errors("head"):
+        frame = build_frame(
+            head.kind,
+            num_classes,
+            dim,
+            seed=seed,
+            hierarchy=hierarchy if head.kind == "haframe" else None,
+            gamma=head.gamma,
+            rotate=rotation != "none",
+        )
+    if nonnegative:
+        missing = unreachable_classes(frame, nonnegative=True)
+        if missing:
             raise ConfigError(
-                f"head.kind='etf' with d={dim} < K-1={num_classes - 1}: no simplex ETF exists; "
-                f"set head.dim >= {num_classes - 1} or head.kind='spread'"
+                f"with head.neck=none the non-negative (ReLU) features meet the frame "
+                f"directly, and this head.kind={head.kind!r} frame (seed {seed}) leaves "
+                f"class(es) {missing} unreachable: no such feature can predict them. Use "
+                "head.rotation=none (the canonical ETF, needs d >= K), or a neck "
+                "(head.neck=bn or bn_l2)"
             )
-        return simplex_etf(num_classes, dim, seed=seed)
-    return spread_frame(num_classes, dim, seed=seed)
+    return frame
 
 
 def _input_options(name: str, input_shape: tuple[int, ...]) -> dict[str, int]:
@@ -77,41 +120,61 @@ def build_model(
     backbone = models.build(config.model.name, seed=config.train.seed, **options)
     feature_dim = backbone.feature_dim
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed + 1)  # head init (projection, neck), reproducible
+        torch.manual_seed(derive_seed(config.train.seed, "head"))  # projection and neck init
         if config.head.kind == "learnable":
             head: nn.Module = LearnableHead(
                 feature_dim, num_classes, bias=config.head.bias, neck=config.head.neck
             )
         else:
-            frame = build_frame(config, num_classes, feature_dim, hierarchy)
+            frame = run_frame(config, num_classes, feature_dim, hierarchy)
             head = FixedFrameHead(
                 feature_dim, frame, neck=config.head.neck, scale=config.head.scale
             )
     return Classifier(backbone, head)
 
 
-def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -> nn.Module:
-    """The training loss. Logit losses (``ce``, ``soft_ce``) take ``(logits, targets)``;
-    frame losses (``dr``, ``cosine_frame``) take ``(h, targets, frame)``."""
+class RunLoss(nn.Module):
+    """The run's loss behind one call, ``loss(logits, h, targets, frame)``.
+
+    What the configured loss reads is decided once, here: logit losses (``ce``,
+    ``soft_ce``) read the logits, frame losses (``dr``, ``cosine_frame``) the head's
+    features ``h`` and its frame. ``targets`` are labels or mixup ``(y_a, y_b, lam)``.
+    """
+
+    def __init__(self, inner: nn.Module, *, reads_features: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.reads_features = reads_features
+
+    def forward(self, logits: Tensor, h: Tensor, targets, frame: Tensor | None) -> Tensor:
+        if self.reads_features:
+            return self.inner(h, targets, frame)
+        if isinstance(self.inner, nn.CrossEntropyLoss):
+            return mixup_loss(self.inner, logits, targets)
+        return self.inner(logits, targets)
+
+
+def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -> RunLoss:
+    """The training loss of ``config`` (see :class:`RunLoss`)."""
     cfg = config.loss
     if cfg.name == "ce":
-        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        inner: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        return RunLoss(inner, reads_features=False)
     if cfg.name == "soft_ce":
-        return SoftLabelCrossEntropy(hierarchy.lca_heights(), beta=cfg.beta)
+        return RunLoss(
+            SoftLabelCrossEntropy(hierarchy.lca_heights(), beta=cfg.beta), reads_features=False
+        )
     if cfg.name == "dr":
-        return DotRegressionLoss(
+        inner = DotRegressionLoss(
             form=cfg.form,
             feature_budget=cfg.feature_budget,
             batch_reweight=cfg.batch_reweight,
             norm_penalty=cfg.norm_penalty,
         )
-    frame = model.head.frame.to(torch.float64)
-    if config.head.kind == "haframe":
-        similarity = hierarchy_similarity(hierarchy, gamma=config.head.gamma).matrix
-    else:
-        unit = frame / frame.norm(dim=1, keepdim=True)
-        similarity = unit @ unit.T  # the frame's own Gram: pull features onto it
-    return CosineFrameLoss(similarity.float(), alpha=cfg.alpha)
+        return RunLoss(inner, reads_features=True)
+    tree = hierarchy if config.head.kind == "haframe" else None
+    similarity = target_similarity(model.head.frame, hierarchy=tree, gamma=config.head.gamma)
+    return RunLoss(CosineFrameLoss(similarity.float(), alpha=cfg.alpha), reads_features=True)
 
 
 def _parameter_groups(config: Config, model: Classifier) -> list[dict]:

@@ -1,29 +1,42 @@
-"""Run configuration: typed dataclasses <-> YAML, with dotted command-line overrides.
+"""Training run configuration: one dataclass per section, read from YAML and overrides.
 
 A config is one :class:`Config` holding a dataclass per section. YAML files name only what
 differs from the defaults; every value is checked against its field's type and allowed
-values when loaded, so typos and impossible settings fail before any training::
+range when loaded (by :mod:`neuralcollapse.config`), and impossible combinations are
+refused by :func:`check_config`, so typos and impossible settings fail before any
+training::
 
     cfg = load_config("configs/digits_lt.yaml", overrides=["optim.lr=0.05"])
     print(to_yaml(cfg))
 
-Overrides are ``section.key=value`` with the value parsed as YAML (``0.05``, ``[80, 90]``,
-``null``, ``true``).
+Overrides are ``section.key=value`` with the value parsed as YAML 1.2 (``0.05``, ``1e-3``,
+``[80, 90]``, ``null``, ``true``, ``off``: see :mod:`neuralcollapse.config`).
+
+What a resumed run may change is decided here too: :data:`RESUMABLE_CHANGES` and
+:func:`check_resume_changes`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
+from neuralcollapse.config import (
+    apply_overrides,
+    bounded,
+    from_dict,
+    read_yaml_mapping,
+    to_dict,
+)
+from neuralcollapse.config import to_yaml as _to_yaml
+from neuralcollapse.errors import ConfigError
 
 __all__ = [
+    "RESUMABLE_CHANGES",
+    "RETIRED_KEYS",
+    "RUN_NAME_RULE",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -36,6 +49,8 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_config",
+    "check_resume_changes",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -43,9 +58,19 @@ __all__ = [
     "to_yaml",
 ]
 
+# Keys that older versions wrote and that nothing reads any more: dropped when loading, so
+# the config.yaml and checkpoints of earlier runs keep loading.
+RETIRED_KEYS = ("data.device_resident",)
 
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the key and what is allowed."""
+# What a resumed run may change: how long it trains, how often it evaluates, how it logs.
+# A key ending in ".*" covers its whole section.
+RESUMABLE_CHANGES = ("train.epochs", "eval.every", "log.*")
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RUN_NAME_RULE = (
+    "1-100 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit (it names "
+    "the run directory)"
+)
 
 
 @dataclass
@@ -58,22 +83,22 @@ class DataConfig:
     root: str | None = None  # folder of the CIFAR archive, image folder or list-file base
     train_list: str | None = None  # list_file: "relative/path label" lines, training set
     test_list: str | None = None  # list_file: same, evaluation set
-    image_size: int | None = None  # image_folder / list_file: resize to this square size
-    imbalance_ratio: float = 1.0  # n_max / n_min of the training subset; 1 = as loaded
+    image_size: int | None = bounded(None, ge=1)  # image_folder / list_file: square size
+    imbalance_ratio: float = bounded(1.0, ge=1)  # n_max / n_min of the training subset
     profile: Literal["exp", "step"] = "exp"
-    n_max: int | None = None  # head-class count; default: the smallest class count loaded
+    n_max: int | None = bounded(None, ge=1)  # head-class count; default: smallest loaded
     sampling: Literal["shuffle", "balanced", "sqrt"] = "shuffle"
     augment: Literal["none", "crop_flip", "flip"] = "none"
-    crop_padding: int = 4
-    device_resident: bool = True  # whole set on the training device (tensor data sets)
-    num_workers: int = 2  # DataLoader workers for file-backed data
-    num_classes: int = 10  # gaussian only
-    dim: int = 32  # gaussian only: input dimension
-    samples_per_class: int = 200  # gaussian only: before the long-tailed subset
-    separation: float = 3.0  # gaussian / hierarchical
+    crop_padding: int = bounded(4, ge=0)
+    num_workers: int = bounded(2, ge=0)  # DataLoader workers for file-backed data
+    num_classes: int = bounded(10, ge=2)  # gaussian only
+    dim: int = bounded(32, ge=1)  # gaussian only: input dimension
+    samples_per_class: int = bounded(200, ge=1)  # gaussian only: before the long-tailed subset
+    separation: float = bounded(3.0, gt=0)  # gaussian / hierarchical
     hierarchy: str | None = None  # class tree file (edges CSV, nested JSON or path CSV)
-    tree_branching: list[int] = field(default_factory=lambda: [2, 3, 4])  # hierarchical
-    # without a data.hierarchy file: a balanced synthetic tree with these fan-outs
+    tree_branching: list[int] = bounded(default_factory=lambda: [2, 3, 4], ge=1)
+    # hierarchical, without a data.hierarchy file: a balanced synthetic tree with these
+    # fan-outs
 
 
 @dataclass
@@ -89,12 +114,18 @@ class HeadConfig:
     """The classifier: a fixed frame (``etf``, ``spread``, ``haframe``) or ``learnable``."""
 
     kind: Literal["etf", "spread", "haframe", "learnable"] = "etf"
-    dim: int | None = None  # frame dimension d; default: the backbone's feature_dim
-    neck: Literal["none", "l2", "bn", "bn_l2", "mlp", "haframe"] = "bn_l2"
-    scale: float = 1.0  # logit scale of a fixed-frame head
+    dim: int | None = bounded(None, ge=1)  # frame dimension d; default: the feature_dim
+    # auto: bn_l2 in front of a fixed frame ([Y22]'s CIFAR models), none for a learnable
+    # head (the papers' baseline is the plain linear classifier); resolved when loaded.
+    neck: Literal["auto", "none", "l2", "bn", "bn_l2", "mlp", "haframe"] = "auto"
+    scale: float = bounded(1.0, gt=0)  # logit scale of a fixed-frame head
     bias: bool = True  # learnable head only
-    gamma: float = 2.0  # haframe only
-    frame_seed: int | None = None  # default: train.seed
+    gamma: float = bounded(2.0, gt=0)  # haframe only
+    frame_seed: int | None = bounded(None, ge=0)  # default: train.seed
+    # etf: "random" rotation from the seed, or "none" (the canonical ETF, [Z21]); "auto" is
+    # "none" when ReLU features meet the frame directly (neck none, no projection, d >= K),
+    # where a rotated frame can leave classes unreachable, else "random".
+    rotation: Literal["auto", "random", "none"] = "auto"
 
 
 @dataclass
@@ -105,25 +136,27 @@ class LossConfig:
 
     name: Literal["ce", "dr", "cosine_frame", "soft_ce"] = "dr"
     form: Literal["paper", "reference"] = "paper"  # dr
-    feature_budget: float = 1.0  # dr, paper form
+    feature_budget: float = bounded(1.0, gt=0)  # dr, paper form
     batch_reweight: bool = False  # dr
-    norm_penalty: float = 0.0  # dr
-    label_smoothing: float = 0.0  # ce
-    alpha: float = 0.4  # cosine_frame
-    beta: float = 10.0  # soft_ce
+    norm_penalty: float = bounded(0.0, ge=0)  # dr
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)  # ce
+    alpha: float = bounded(0.4, ge=0, le=1)  # cosine_frame
+    beta: float = bounded(10.0, gt=0)  # soft_ce
 
 
 @dataclass
 class OptimConfig:
+    """The optimiser: SGD (with momentum) or AdamW, and what it decays."""
+
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9  # sgd
+    lr: float = bounded(0.1, gt=0)
+    momentum: float = bounded(0.9, ge=0, lt=1)  # sgd
     nesterov: bool = False  # sgd
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
-    weight_decay: float = 5e-4
+    betas: list[float] = bounded(default_factory=lambda: [0.9, 0.999], ge=0, lt=1)  # adamw
+    weight_decay: float = bounded(5e-4, ge=0)
     no_decay_norm_and_bias: bool = False  # exclude norm layers and biases from decay
-    backbone_lr_scale: float = 1.0  # backbone lr = lr * this ([L23]: 0.1)
-    grad_clip: float | None = None  # max global grad norm
+    backbone_lr_scale: float = bounded(1.0, gt=0)  # backbone lr = lr * this ([L23]: 0.1)
+    grad_clip: float | None = bounded(None, gt=0)  # max global grad norm
 
 
 @dataclass
@@ -131,39 +164,45 @@ class ScheduleConfig:
     """Linear warm-up over ``warmup_epochs``, then ``multistep``, ``cosine`` or ``constant``."""
 
     name: Literal["multistep", "cosine", "constant"] = "cosine"
-    warmup_epochs: int = 0
-    milestones: list[int] = field(default_factory=list)  # multistep: epochs to decay at
-    gamma: float = 0.1  # multistep: factor per milestone
-    min_lr: float = 0.0  # cosine: final learning rate
+    warmup_epochs: int = bounded(0, ge=0)
+    milestones: list[int] = bounded(default_factory=list, ge=1)  # multistep: decay epochs
+    gamma: float = bounded(0.1, gt=0)  # multistep: factor per milestone
+    min_lr: float = bounded(0.0, ge=0)  # cosine: final learning rate (<= optim.lr)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64  # global batch (summed over processes under DDP)
-    seed: int = 0
-    mixup_alpha: float = 0.0  # 0 = off
+    """The training loop: length, batch, seed and numerics."""
+
+    epochs: int = bounded(30, ge=1)
+    batch_size: int = bounded(64, ge=1)  # global batch (summed over processes under DDP)
+    seed: int = bounded(0, ge=0)
+    mixup_alpha: float = bounded(0.0, ge=0)  # 0 = off
     amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto = cuda if available, else cpu (one GPU per torchrun process)
     deterministic: bool = True
-    accumulate: int = 1  # micro-batches per optimiser step (batch_size is per step)
+    accumulate: int = bounded(1, ge=1)  # micro-batches per optimiser step
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA, under torchrun)
-    ddp_timeout_s: float = 600.0  # a rank that fails or hangs stops the others after this
+    ddp_timeout_s: float = bounded(600.0, gt=0)  # a failed or hung rank stops the others
 
 
 @dataclass
 class EvalConfig:
-    every: int = 1  # evaluate every N epochs (and always after the last)
-    batch_size: int = 512
-    train_subsample: int | None = None  # collapse metrics on a fixed-seed train subset
-    many: int = 100  # shot groups: many > this many training images
-    few: int = 20  # few < this many
+    """When and how the run is evaluated, and the shot groups of the accuracy table."""
+
+    every: int = bounded(1, ge=1)  # evaluate every N epochs (and always after the last)
+    batch_size: int = bounded(512, ge=1)
+    train_subsample: int | None = bounded(None, ge=1)  # collapse metrics on a train subset
+    many: int = bounded(100, ge=0)  # shot groups: many > this many training images
+    few: int = bounded(20, ge=0)  # few < this many
     shot_split: Literal["count", "index"] = "count"  # index = [Y22]'s fixed ranges
 
 
 @dataclass
 class LogConfig:
+    """Where the run is written and what is shown while it trains."""
+
     run_dir: str | None = None  # default runs/<config name>-<timestamp>
     tensorboard: bool = True
     progress: Literal["auto", "on", "off"] = "auto"  # auto: only on a terminal
@@ -172,6 +211,8 @@ class LogConfig:
 
 @dataclass
 class Config:
+    """A whole training run: its name and one dataclass per section."""
+
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -184,164 +225,50 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-# --------------------------------------------------------------------------- typing
-
-
-def _describe_type(annotation: Any) -> str:
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in get_args(annotation))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe_type(a) for a in get_args(annotation))
-    if origin is list:
-        return f"a list of {_describe_type(get_args(annotation)[0])}"
-    if origin is dict:
-        return "a mapping"
-    if annotation is type(None):
-        return "null"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """``value`` checked against ``annotation``; ints are accepted for floats."""
-    origin = get_origin(annotation)
-    if origin is Literal:
-        if value in get_args(annotation) and not isinstance(value, bool):
-            return value
-    elif origin in (Union, types.UnionType):
-        for option in get_args(annotation):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-    elif origin is list:
-        if isinstance(value, (list, tuple)):
-            (item,) = get_args(annotation)
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    elif annotation is type(None):
-        if value is None:
-            return None
-    elif annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif annotation is Any:
-        return value
-    raise ConfigError(f"{key}: expected {_describe_type(annotation)}, got {value!r}")
-
-
-def _section_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
-
-
-def _unknown_key(key: str, known: list[str]) -> ConfigError:
-    name = key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown key {key!r}{hint}; known keys here: {', '.join(known)}")
-
-
-def _build(cls: type, values: Any, prefix: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {values!r}")
-    fields = _section_fields(cls)
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if key not in fields:
-            raise _unknown_key(path, list(fields))
-        _, annotation = fields[key]
-        if dataclasses.is_dataclass(annotation):
-            kwargs[key] = _build(annotation, value if value is not None else {}, f"{path}.")
-        else:
-            kwargs[key] = _coerce(value, annotation, path)
-    return cls(**kwargs)
-
-
 # --------------------------------------------------------------------------- public API
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """A checked :class:`Config` from nested dicts (missing keys take their defaults)."""
-    config = _build(Config, values or {}, "")
+def config_from_dict(values: dict[str, Any] | None) -> Config:
+    """A checked :class:`Config` from nested dicts (missing keys take their defaults;
+    :data:`RETIRED_KEYS` are ignored)."""
+    config = from_dict(Config, values or {}, retired=RETIRED_KEYS)
+    if config.head.neck == "auto":
+        config.head.neck = "none" if config.head.kind == "learnable" else "bn_l2"
     check_config(config)
     return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dicts (YAML/JSON-ready) of every value, defaults included."""
-    return dataclasses.asdict(config)
+    return to_dict(config)
 
 
 def to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    """The YAML text of every value of ``config`` (reads back to the same config)."""
+    return _to_yaml(config)
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: cannot parse the value ({exc})") from None
-    return key.strip().split("."), value
-
-
-def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Nested dict ``values`` with each ``a.b=value`` override set (checked later)."""
-    result = _deep_copy(values)
-    for text in overrides:
-        parts, value = _parse_override(text)
-        target = result
-        for part in parts[:-1]:
-            node = target.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is not a section")
-            target = node
-        target[parts[-1]] = value
-    return result
-
-
-def _deep_copy(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in values.items()}
-
-
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (empty file: {}), with clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys, got {type(loaded).__name__}")
-    return loaded or {}
+def _default_name(path: Path) -> str:
+    """A valid run name from a file's stem: other characters become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:100]
+    return name or "run"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from the defaults), apply overrides, check everything.
 
-    The config's ``name`` defaults to the file's stem.
+    The config's ``name`` defaults to the file's stem (characters a run name cannot hold
+    replaced by ``_``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: invalid YAML, an unknown key, a bad value or combination.
     """
     values: dict[str, Any] = {}
     if path is not None:
         values = read_yaml_mapping(path)
-        values.setdefault("name", Path(path).stem)
+        values.setdefault("name", _default_name(Path(path)))
     return config_from_dict(apply_overrides(values, overrides or []))
 
 
@@ -354,58 +281,56 @@ def _require(condition: bool, message: str) -> None:
 
 
 def check_config(config: Config) -> None:
-    """Impossible or meaningless combinations, named by key, before anything is built."""
+    """Impossible or meaningless combinations, named by key, before anything is built.
+
+    (Each value's type and range was checked when the config was built.)
+    """
     c = config
+    _require(
+        _RUN_NAME.fullmatch(c.name) is not None,
+        f"name must be {RUN_NAME_RULE}; got {c.name!r}",
+    )
     fixed = c.head.kind != "learnable"
     _require(
         fixed or c.loss.name in ("ce", "soft_ce"),
         f"loss.name={c.loss.name!r} needs a fixed frame, but head.kind='learnable': use "
         "head.kind in {'etf', 'spread', 'haframe'} or loss.name='ce'",
     )
+    has_tree = c.data.hierarchy is not None or c.data.name == "hierarchical"
     _require(
-        c.head.kind != "haframe" or c.data.hierarchy is not None or c.data.name == "hierarchical",
+        c.head.kind != "haframe" or has_tree,
         "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file",
     )
-    has_tree = c.data.hierarchy is not None or c.data.name == "hierarchical"
     _require(
         c.loss.name != "soft_ce" or has_tree,
         "loss.name='soft_ce' needs a class hierarchy: set data.hierarchy to its file",
     )
-    _require(c.loss.beta > 0, f"loss.beta must be > 0, got {c.loss.beta}")
-    _require(c.optim.backbone_lr_scale > 0, "optim.backbone_lr_scale must be > 0")
-    _require(c.train.epochs >= 1, f"train.epochs must be >= 1, got {c.train.epochs}")
-    _require(c.train.accumulate >= 1, f"train.accumulate must be >= 1, got {c.train.accumulate}")
     _require(
         c.train.batch_size % c.train.accumulate == 0,
         f"train.batch_size={c.train.batch_size} must be a multiple of train.accumulate="
         f"{c.train.accumulate}",
     )
-    _require(c.train.ddp_timeout_s > 0, "train.ddp_timeout_s must be > 0")
-    _require(c.train.batch_size >= 1, f"train.batch_size must be >= 1, got {c.train.batch_size}")
-    _require(c.eval.every >= 1, f"eval.every must be >= 1, got {c.eval.every}")
-    _require(c.eval.batch_size >= 1, f"eval.batch_size must be >= 1, got {c.eval.batch_size}")
-    _require(c.optim.lr > 0, f"optim.lr must be > 0, got {c.optim.lr}")
-    _require(c.optim.weight_decay >= 0, "optim.weight_decay must be >= 0")
     _require(len(c.optim.betas) == 2, f"optim.betas must have 2 values, got {c.optim.betas}")
-    _require(
-        c.optim.grad_clip is None or c.optim.grad_clip > 0, "optim.grad_clip must be > 0 or null"
-    )
     # A warm-up longer than a (shortened, smoke-test) run is allowed: the run stays in it.
-    _require(c.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0")
-    _require(c.schedule.gamma > 0, f"schedule.gamma must be > 0, got {c.schedule.gamma}")
-    _require(c.schedule.min_lr >= 0, "schedule.min_lr must be >= 0")
-    _require(c.train.mixup_alpha >= 0, "train.mixup_alpha must be >= 0 (0 turns mixup off)")
-    _require(c.data.imbalance_ratio >= 1, "data.imbalance_ratio must be >= 1 (1 = as loaded)")
-    _require(c.head.scale > 0, f"head.scale must be > 0, got {c.head.scale}")
-    _require(c.head.gamma > 0, f"head.gamma must be > 0, got {c.head.gamma}")
-    _require(c.head.dim is None or c.head.dim >= 1, "head.dim must be >= 1 or null")
-    _require(0 <= c.loss.alpha <= 1, f"loss.alpha must be in [0, 1], got {c.loss.alpha}")
-    _require(0 <= c.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
-    _require(c.loss.feature_budget > 0, "loss.feature_budget must be > 0")
-    _require(c.loss.norm_penalty >= 0, "loss.norm_penalty must be >= 0")
+    _require(
+        c.schedule.min_lr <= c.optim.lr,
+        f"schedule.min_lr={c.schedule.min_lr} must be <= optim.lr={c.optim.lr}",
+    )
+    milestones = c.schedule.milestones
+    _require(
+        all(a < b for a, b in zip(milestones, milestones[1:], strict=False)),
+        f"schedule.milestones must be positive and strictly increasing, got {milestones}",
+    )
     _require(
         c.eval.few <= c.eval.many,
         f"eval.few={c.eval.few} must not exceed eval.many={c.eval.many}",
+    )
+    _require(
+        c.data.name != "hierarchical"
+        or c.data.hierarchy is not None
+        or (len(c.data.tree_branching) >= 1 and any(b > 1 for b in c.data.tree_branching)),
+        "data.tree_branching must list at least one fan-out > 1 (entries >= 1), got "
+        f"{c.data.tree_branching}",
     )
     _require(
         c.data.name not in ("cifar10", "cifar100", "image_folder", "list_file")
@@ -413,6 +338,68 @@ def check_config(config: Config) -> None:
         f"data.name={c.data.name!r} reads files: set data.root to their folder",
     )
     _require(
-        c.data.name != "list_file" or (c.data.train_list and c.data.test_list),
+        c.data.name != "list_file" or bool(c.data.train_list and c.data.test_list),
         "data.name='list_file' needs data.train_list and data.test_list",
     )
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+def _flatten(values: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` as ``{"optim.lr": 0.1}`` (sections only: a mapping
+    value such as ``model.options`` stays one value)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "name":
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _resumable(key: str) -> bool:
+    return any(
+        key.startswith(allowed[:-1]) if allowed.endswith(".*") else key == allowed
+        for allowed in RESUMABLE_CHANGES
+    )
+
+
+_UNSET = object()
+
+
+def _show(value: Any) -> str:
+    if value is _UNSET:
+        return "unset"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def check_resume_changes(saved: Config, requested: Config) -> None:
+    """Refuse a resumed run whose config differs from its checkpoint's outside
+    :data:`RESUMABLE_CHANGES`.
+
+    Args:
+        saved: the config the run was started with (its checkpoint's).
+        requested: the config asked for now (the saved one with the new overrides).
+
+    Raises:
+        ConfigError: naming every key that differs, with its checkpoint and requested
+            value: ``optim.lr cannot change when resuming (checkpoint 0.1, requested
+            0.05); only train.epochs, eval.every, log.* can``.
+    """
+    old, new = _flatten(config_to_dict(saved)), _flatten(config_to_dict(requested))
+    keys = list(old) + [k for k in new if k not in old]
+    changed = [
+        key for key in keys if not _resumable(key) and old.get(key, _UNSET) != new.get(key, _UNSET)
+    ]
+    if changed:
+        parts = [
+            f"{key} cannot change when resuming (checkpoint {_show(old.get(key, _UNSET))}, "
+            f"requested {_show(new.get(key, _UNSET))})"
+            for key in changed
+        ]
+        raise ConfigError(f"{'; '.join(parts)}; only {', '.join(RESUMABLE_CHANGES)} can")

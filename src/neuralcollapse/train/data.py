@@ -11,32 +11,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from neuralcollapse._internal.seeding import derive_generator
 from neuralcollapse.data import (
     DeviceLoader,
     ImageFolderDataset,
     LabeledImages,
     ListFileDataset,
     channel_stats,
-    class_counts,
     gaussian_mixture,
     hierarchical_mixture,
     load_cifar,
     load_digits,
-    long_tailed_indices,
+    long_tailed_subset,
     make_dataloader,
     normalize,
     random_crop_flip,
 )
+from neuralcollapse.errors import ConfigError, usage_errors
 from neuralcollapse.hierarchy import Hierarchy
-from neuralcollapse.train.config import Config, ConfigError, DataConfig
+from neuralcollapse.train.config import Config, DataConfig
 from neuralcollapse.train.distributed import DistContext
 
-__all__ = ["Batches", "TrainingData", "build_loaders", "load_training_data"]
+__all__ = ["Batches", "Loaders", "TrainingData", "build_loaders", "load_training_data"]
 
 # Normalisation of file-backed (ImageNet-style) images: the usual ImageNet statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,12 +72,19 @@ class TrainingData:
         return isinstance(self.train, LabeledImages)
 
 
-def _long_tailed(images: LabeledImages, cfg: DataConfig, seed: int) -> LabeledImages:
+def _long_tailed(dataset: LabeledImages | Dataset, cfg: DataConfig, seed: int):
+    """The long-tailed training subset of ``data.imbalance_ratio`` (all of it at ratio 1)."""
     if cfg.imbalance_ratio == 1:
-        return images
-    n_max = cfg.n_max or int(images.class_counts().min())
-    counts = class_counts(n_max, images.num_classes, cfg.imbalance_ratio, cfg.profile)
-    return images.subset(long_tailed_indices(images.labels, counts, seed=seed))
+        return dataset
+    with usage_errors("data"):
+        keep = long_tailed_subset(
+            dataset.labels,
+            imbalance_ratio=cfg.imbalance_ratio,
+            profile=cfg.profile,
+            n_max=cfg.n_max,
+            seed=seed,
+        )
+    return _subset(dataset, keep)
 
 
 def _mixture(
@@ -134,11 +143,7 @@ def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         test = ListFileDataset(
             root, cfg.test_list, num_classes=train.num_classes, size=cfg.image_size
         )
-    if cfg.imbalance_ratio != 1:
-        n_max = cfg.n_max or int(train.class_counts().min())
-        counts = class_counts(n_max, train.num_classes, cfg.imbalance_ratio, cfg.profile)
-        train = _LabelledSubset(train, long_tailed_indices(train.labels, counts, seed=seed))
-    return train, test
+    return _long_tailed(train, cfg, seed), test
 
 
 def load_training_data(config: Config) -> TrainingData:
@@ -221,7 +226,9 @@ class Batches:
         self.device, self.mean, self.std = device, data.mean, data.std
         self.seed = config.train.seed
         self._epoch = 0
-        drop_last = training and context.enabled
+        # Several processes must take the same number of steps; and a final training batch
+        # of one sample would break BatchNorm (no batch statistics): both drop it.
+        drop_last = training and (context.enabled or len(dataset.labels) % batch_size == 1)
         if isinstance(dataset, LabeledImages):
             self._loader = DeviceLoader(
                 dataset.images,
@@ -266,7 +273,7 @@ class Batches:
         if not self._files:
             yield from self._loader
             return
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch)
+        generator = derive_generator(self.seed, "augment", self._epoch)
         for images, labels in self._loader:
             images = images.to(self.device, non_blocking=True)
             if self.crop or self.flip:
@@ -289,15 +296,22 @@ def train_eval_subset(data: TrainingData, config: Config) -> LabeledImages | Dat
     limit, n = config.eval.train_subsample, len(data.train.labels)
     if limit is None or limit >= n:
         return data.train
-    generator = torch.Generator().manual_seed(config.train.seed)
+    generator = derive_generator(config.train.seed, "train-eval-subset")
     keep = torch.randperm(n, generator=generator)[:limit].sort().values
     return _subset(data.train, keep)
 
 
-def build_loaders(
-    data: TrainingData, config: Config, context: DistContext
-) -> tuple[Batches, Batches, Batches]:
-    """(training batches, train-set evaluation batches, test-set evaluation batches).
+class Loaders(NamedTuple):
+    """The batches of a run: ``train`` (augmented, sampled), ``train_eval`` (the training
+    set, or its ``eval.train_subsample``, without augmentation) and ``test``."""
+
+    train: Batches
+    train_eval: Batches
+    test: Batches
+
+
+def build_loaders(data: TrainingData, config: Config, context: DistContext) -> Loaders:
+    """The three :class:`Loaders` of a run.
 
     Training batches hold ``train.batch_size / train.accumulate`` samples (summed over
     processes): the optimiser steps once per ``train.accumulate`` of them.
@@ -316,4 +330,4 @@ def build_loaders(
     test_eval = Batches(
         data.test, data, batch_size=config.eval.batch_size, training=False, **common
     )
-    return train, train_eval, test_eval
+    return Loaders(train, train_eval, test_eval)

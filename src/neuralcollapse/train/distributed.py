@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from neuralcollapse.train.config import ConfigError
+from neuralcollapse.errors import ConfigError, UsageError
 
 __all__ = [
     "DistContext",
     "broadcast_object",
+    "check_device_options",
     "check_same_frame",
     "init_distributed",
     "resolve_device",
@@ -57,7 +58,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise UsageError(f"environment variable {name}={value!r} is not an integer") from None
 
 
 def _device_for(requested: str, local_rank: int, distributed: bool) -> torch.device:
@@ -135,7 +136,23 @@ def check_same_frame(frame: torch.Tensor, context: DistContext) -> None:
     reference = everyone[0]
     differ = [r for r, value in enumerate(everyone) if not torch.equal(value, reference)]
     if differ:
-        raise ValueError(
+        raise UsageError(
             f"the fixed frame on rank(s) {differ} differs from rank 0's: every rank must use "
             "the same config and head.frame_seed / train.seed"
+        )
+
+
+def check_device_options(config, context: DistContext) -> None:
+    """Options that need CUDA (``train.amp``, ``train.sync_bn`` under torchrun), checked
+    against the device this process actually got."""
+    amp = config.train.amp
+    if amp != "off" and context.device.type != "cuda":
+        raise ConfigError(
+            f"train.amp={amp!r} needs a CUDA device, but training runs on "
+            f"{context.device.type}; set train.amp=off"
+        )
+    if config.train.sync_bn and context.enabled and context.device.type != "cuda":
+        raise ConfigError(
+            "train.sync_bn=true needs CUDA devices (SyncBatchNorm has no CPU kernel); set "
+            "train.sync_bn=false for gloo/CPU runs"
         )

@@ -1,8 +1,8 @@
-"""Unconstrained feature model (UFM) simulator and reproductions of its theory (PAPERS §5).
+"""Unconstrained feature model (UFM) simulator and reproductions of its theory (docs/theory.md §5).
 
 ::
 
-    cfg = nc.ufm.UFMConfig(num_classes=10, dim=16, classifier="learnable", loss="ce")
+    cfg = nc.ufm.UFMConfig(num_classes=10, dim=16, head_kind="learnable", loss="ce")
     result = nc.ufm.simulate(cfg)
     result.final.nc1, result.history[-1]["nc2_etf_distance_classifier"]
 
@@ -12,7 +12,7 @@ Reproductions (each returns a :class:`Reproduction` with ``expected``, ``measure
 """
 
 from neuralcollapse.ufm.config import (
-    CLASSIFIERS,
+    HEAD_KINDS,
     LOSSES,
     OPTIMIZERS,
     UFMConfig,
@@ -31,7 +31,7 @@ from neuralcollapse.ufm.reproductions import (
 from neuralcollapse.ufm.simulate import UFMProblem, UFMResult, build_problem, simulate
 
 __all__ = [
-    "CLASSIFIERS",
+    "HEAD_KINDS",
     "LOSSES",
     "OPTIMIZERS",
     "REPRODUCTIONS",

@@ -1,20 +1,20 @@
 """PNG plots of the UFM reproductions and of a single simulation (matplotlib, Agg backend).
 
-Colours are the Okabe-Ito colour-blind-safe palette; heat maps use ``cividis``.
+Colours are the Okabe-Ito colour-blind-safe palette; heat maps use ``cividis``. matplotlib
+is imported by the plot functions only, so importing this module stays cheap, and figures
+are made without pyplot (no display, and the caller's backend is left alone).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display needed (and none on a server)
-import matplotlib.pyplot as plt  # noqa: E402
-
-from neuralcollapse.ufm.reproductions import Reproduction  # noqa: E402
-from neuralcollapse.ufm.simulate import UFMResult  # noqa: E402
+    from neuralcollapse.ufm.reproductions import Reproduction
+    from neuralcollapse.ufm.simulate import UFMResult
 
 __all__ = ["OKABE_ITO", "plot_reproduction", "plot_simulation"]
 
@@ -35,15 +35,23 @@ def _positive(values: list[Any]) -> list[float | None]:
     return [v if v is not None and v > 0 else None for v in values]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _subplots(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float]) -> tuple[Figure, Any]:
+    """A figure and its axes, made without pyplot: no display, no global figure state and
+    no change of the caller's matplotlib backend (``savefig`` renders with Agg)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def _plot_etf_optimum(rep: Reproduction, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = _subplots(1, 3, figsize=(13, 4))
     keys = (
         ("nc1", "NC1 = tr(Σ_W Σ_B⁺)/K"),
         ("nc2_etf_distance_classifier", "NC2: ETF distance of W"),
@@ -63,7 +71,7 @@ def _plot_etf_optimum(rep: Reproduction, path: Path) -> Path:
 
 
 def _plot_minority(rep: Reproduction, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _subplots(figsize=(7, 4.5))
     ratios = [row["ratio"] for row in rep.table]
     series = (
         ("learnable_W_minor_cos", "learnable W: minority rows", "o-"),
@@ -83,7 +91,7 @@ def _plot_minority(rep: Reproduction, path: Path) -> Path:
 
 
 def _plot_dr_vs_ce(rep: Reproduction, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     target = rep.measured["nc1_target"]
     for i, loss in enumerate(("ce", "dr")):
         curve = rep.curves[loss]
@@ -106,7 +114,7 @@ def _plot_dr_vs_ce(rep: Reproduction, path: Path) -> Path:
 
 
 def _plot_haframe(rep: Reproduction, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    fig, axes = _subplots(1, 3, figsize=(14, 4.3))
     target = rep.curves["target"]
     measured = rep.curves["cosine_frame"]["cosines"]
     for ax, matrix, title in (
@@ -153,7 +161,7 @@ def plot_reproduction(rep: Reproduction, path: str | Path) -> Path:
 
 def plot_simulation(result: UFMResult, path: str | Path) -> Path:
     """Loss, accuracy, NC1-NC3 and norms against the step of one run, as a PNG."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = _subplots(1, 3, figsize=(14, 4))
     steps = result.series("step")
     axes[0].plot(steps, _positive(result.series("loss")), color=OKABE_ITO[0], label="objective")
     axes[0].plot(
@@ -184,7 +192,7 @@ def plot_simulation(result: UFMResult, path: str | Path) -> Path:
         ax.set_xlabel("gradient step")
     c = result.config
     fig.suptitle(
-        f"UFM: K={c.num_classes}, d={c.dim}, N={result.H.shape[0]}, {c.classifier} W, "
+        f"UFM: K={c.num_classes}, d={c.dim}, N={result.H.shape[0]}, {c.head_kind} W, "
         f"{c.loss} loss, {c.optimizer} lr={c.lr}"
     )
     return _save(fig, path)

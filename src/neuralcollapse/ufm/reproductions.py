@@ -1,4 +1,4 @@
-"""The UFM theory of PAPERS §5-6, reproduced: each function runs small simulations and
+"""The UFM theory of docs/theory.md §5-6, reproduced: each function runs small simulations and
 compares what it measures with what the paper predicts.
 
 Every reproduction returns a :class:`Reproduction` holding the paper's prediction
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from neuralcollapse.errors import ConfigError, usage_errors
 from neuralcollapse.frames import describe
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.ufm.config import UFMConfig
@@ -142,6 +143,8 @@ def etf_optimum(
         "and all runs reach the same objective (max relative spread < 1e-4: no spurious "
         "minimum)."
     )
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds must be an integer >= 1, got {seeds!r}")
     start = time.perf_counter()
     rows, curves = [], {}
     for seed in range(seeds):
@@ -149,7 +152,7 @@ def etf_optimum(
             num_classes=num_classes,
             dim=dim,
             n_per_class=n_per_class,
-            classifier="learnable",
+            head_kind="learnable",
             loss="ce",
             lambda_W=weight_decay,
             lambda_H=weight_decay,
@@ -234,6 +237,8 @@ def minority_collapse(
     steps); lr 1.0 reaches the same end point within the default 10,000 steps.
     """
     ratios = [float(r) for r in ratios]
+    if not ratios or not all(1 <= r < math.inf for r in ratios):
+        raise ConfigError(f"ratios must be a non-empty list of numbers >= 1, got {ratios}")
     etf_cos = -1.0 / (num_classes - 1)
     expected = (
         "Fang 2021: with a learnable W, the mean pairwise cosine of the minority classifier "
@@ -250,15 +255,15 @@ def minority_collapse(
     for ratio in ratios:
         minor = int(n_major / ratio)
         if minor < 1:
-            raise ValueError(f"n_major={n_major} / ratio={ratio:g} leaves a class with 0 samples")
+            raise ConfigError(f"n_major={n_major} / ratio={ratio:g} leaves a class with 0 samples")
         counts = [n_major] * major + [minor] * (num_classes - major)
         row: dict[str, Any] = {"ratio": ratio, "n_major": n_major, "n_minor": minor}
-        for classifier, steps in (("learnable", steps_learnable), ("etf", steps_fixed)):
+        for head_kind, steps in (("learnable", steps_learnable), ("etf", steps_fixed)):
             config = UFMConfig(
                 num_classes=num_classes,
                 dim=dim,
                 counts=counts,
-                classifier=classifier,
+                head_kind=head_kind,
                 loss="ce",
                 lambda_W=weight_decay,
                 lambda_H=1.0 / sum(counts),
@@ -271,7 +276,7 @@ def minority_collapse(
             )
             result = simulate(config)
             means = _class_means(result)[major:]
-            if classifier == "learnable":
+            if head_kind == "learnable":
                 row["learnable_W_minor_cos"] = _mean_pairwise_cosine(result.W[major:])
                 row["learnable_means_minor_cos"] = _mean_pairwise_cosine(means)
             else:
@@ -279,7 +284,7 @@ def minority_collapse(
             minority = result.labels >= major
             logits = result.H @ result.W.T + (0 if result.b is None else result.b)
             hits = (logits.argmax(dim=1) == result.labels)[minority].double().mean()
-            row[f"{classifier}_minor_accuracy"] = float(hits)
+            row[f"{head_kind}_minor_accuracy"] = float(hits)
         rows.append(row)
     learn = [row["learnable_W_minor_cos"] for row in rows]
     fixed = [row["etf_means_minor_cos"] for row in rows]
@@ -350,7 +355,7 @@ def dr_vs_ce(
         n_per_class=n_max,
         imbalance_ratio=imbalance_ratio,
         profile="step",
-        classifier="etf",
+        head_kind="etf",
         lambda_H=lambda_H,
         optimizer="sgd",
         lr=lr,
@@ -444,8 +449,8 @@ def haframe(
     HAFrame similarity S. Plain CE on the same frame is run alongside for contrast.
 
     Args:
-        hierarchy: a Hierarchy, a child,parent edges CSV path, or None for
-            :func:`binary_tree` with 8 leaves.
+        hierarchy: a Hierarchy, the path of a class tree file (any format
+            :meth:`Hierarchy.load` reads), or None for :func:`binary_tree` with 8 leaves.
         dim: feature dimension; default K.
         tolerance: the largest allowed |cos(mu_i, mu_j) - S_ij| over class pairs.
     """
@@ -454,7 +459,8 @@ def haframe(
     elif isinstance(hierarchy, Hierarchy):
         tree = hierarchy
     else:
-        tree = Hierarchy.from_edges(hierarchy)
+        with usage_errors():  # a malformed file is the user's input
+            tree = Hierarchy.load(hierarchy)
     k = tree.num_classes
     expected = (
         f"[L23]: with the fixed HAFrame (gamma={gamma}) and its loss (alpha={alpha}), the "
@@ -473,8 +479,8 @@ def haframe(
             num_classes=k,
             dim=dim if dim is not None else k,
             n_per_class=n_per_class,
-            classifier="haframe",
-            gamma=gamma,
+            head_kind="haframe",
+            head_gamma=gamma,
             loss=loss,
             alpha=alpha,
             lambda_H=lambda_H,

@@ -1,4 +1,4 @@
-"""Full-batch simulation of the unconstrained feature model (PAPERS §5).
+"""Full-batch simulation of the unconstrained feature model (docs/theory.md §5).
 
 The features H are free variables, one row per sample, optimised together with the
 classifier W (or against a fixed frame) under weight decay. The inner loop is lean: the
@@ -23,16 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from neuralcollapse.data import class_counts
-from neuralcollapse.frames import (
-    hierarchy_aware_frame,
-    hierarchy_similarity,
-    simplex_etf,
-    spread_frame,
-)
+from neuralcollapse.errors import ConfigError
+from neuralcollapse.frames import build_frame, target_similarity
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.losses import CosineFrameLoss, DotRegressionLoss
 from neuralcollapse.metrics import CollapseReport, collapse_report
-from neuralcollapse.train.config import ConfigError
 from neuralcollapse.ufm.config import UFMConfig, check_ufm_config
 
 __all__ = ["UFMProblem", "UFMResult", "build_problem", "simulate"]
@@ -124,13 +119,16 @@ def _hierarchy(config: UFMConfig, hierarchy: Hierarchy | Tensor | None) -> Hiera
     if hierarchy is None:
         if config.hierarchy is None:
             raise ConfigError(
-                "classifier='haframe' needs a class hierarchy: set hierarchy to a child,parent "
-                "edges CSV (or pass hierarchy= to simulate)"
+                "head_kind='haframe' needs a class hierarchy: set hierarchy to its file (edges "
+                "CSV, nested JSON or path CSV), or pass hierarchy= to simulate"
             )
         path = Path(config.hierarchy)
         if not path.is_file():
             raise FileNotFoundError(f"hierarchy file {str(path)!r} does not exist")
-        hierarchy = Hierarchy.from_edges(path)
+        try:
+            hierarchy = Hierarchy.load(path)
+        except ValueError as exc:
+            raise ConfigError(f"hierarchy: {exc}") from exc
     k = hierarchy.shape[0] if isinstance(hierarchy, Tensor) else hierarchy.num_classes
     if k != config.num_classes:
         raise ConfigError(
@@ -140,24 +138,23 @@ def _hierarchy(config: UFMConfig, hierarchy: Hierarchy | Tensor | None) -> Hiera
 
 
 def _frame(config: UFMConfig, hierarchy: Hierarchy | Tensor | None) -> tuple[Tensor, Tensor]:
-    """(K, d) fixed frame scaled to ``frame_scale`` and its (K, K) target cosines."""
-    k, d, seed = config.num_classes, config.dim, config.seed
-    if config.classifier == "etf":
-        frame = simplex_etf(k, d, seed=seed, dtype=torch.float64)
-        similarity = None
-    elif config.classifier == "spread":
-        frame = spread_frame(k, d, seed=seed, steps=config.spread_steps, dtype=torch.float64)
-        similarity = None
-    else:
-        tree = _hierarchy(config, hierarchy)
-        frame = hierarchy_aware_frame(
-            tree, gamma=config.gamma, dim=d, seed=seed, dtype=torch.float64
-        )
-        similarity = hierarchy_similarity(tree, gamma=config.gamma).matrix
-    if similarity is None:  # the frame's own cosines are its target
-        unit = F.normalize(frame, dim=1)
-        similarity = unit @ unit.T
-    return config.frame_scale * frame, similarity
+    """(K, d) fixed frame scaled to ``head_scale`` and its (K, K) target cosines (the
+    HAFrame similarity S, or the frame's own cosines)."""
+    tree = _hierarchy(config, hierarchy) if config.head_kind == "haframe" else None
+    frame = build_frame(
+        config.head_kind,
+        config.num_classes,
+        config.dim,
+        seed=config.seed,
+        hierarchy=tree,
+        gamma=config.head_gamma if tree is not None else None,
+        steps=config.spread_steps,
+        dtype=torch.float64,
+    )
+    similarity = target_similarity(
+        frame, hierarchy=tree, gamma=config.head_gamma if tree is not None else None
+    )
+    return config.head_scale * frame, similarity
 
 
 def build_problem(config: UFMConfig, *, hierarchy: Hierarchy | Tensor | None = None) -> UFMProblem:
@@ -165,7 +162,7 @@ def build_problem(config: UFMConfig, *, hierarchy: Hierarchy | Tensor | None = N
 
     H0 (and a learnable W0) are Gaussian with std ``init_std``, drawn from a private
     generator seeded with ``config.seed`` (the global RNG is never used); H0 does not
-    depend on the loss or classifier, so runs differing only there start alike.
+    depend on the loss or head, so runs differing only there start alike.
     """
     config = check_ufm_config(config)
     counts = _counts(config)
@@ -174,7 +171,7 @@ def build_problem(config: UFMConfig, *, hierarchy: Hierarchy | Tensor | None = N
     rng = torch.Generator(device="cpu").manual_seed(config.seed)
     shape = (int(counts.sum()), config.dim)
     H0 = config.init_std * torch.randn(shape, generator=rng, dtype=torch.float64)
-    if config.fixed_classifier:
+    if config.fixed_head:
         W0, similarity = _frame(config, hierarchy)
     else:
         W0 = config.init_std * torch.randn(
@@ -196,13 +193,13 @@ class _Objective:
         self.config = config
         self.labels = labels
         self.n = labels.shape[0]
-        self.learn_w = not config.fixed_classifier
+        self.learn_w = not config.fixed_head
         self.one_hot: Tensor | None = None
         self.frame_loss: torch.nn.Module | None = None
         if config.loss == "dr":
             self.frame_loss = DotRegressionLoss(feature_budget=config.feature_budget)
         elif config.loss == "cosine_frame":
-            assert similarity is not None  # fixed classifier, checked in the config
+            assert similarity is not None  # fixed head, checked in the config
             self.frame_loss = CosineFrameLoss(similarity, alpha=config.alpha)
         else:
             self.one_hot = F.one_hot(labels, config.num_classes).to(dtype)
@@ -381,7 +378,7 @@ def simulate(
 
     Args:
         config: the run (checked here; a :class:`ConfigError` names the bad key).
-        hierarchy: for ``classifier='haframe'``, a Hierarchy or (K, K) LCA heights used
+        hierarchy: for ``head_kind='haframe'``, a Hierarchy or (K, K) LCA heights used
             instead of reading ``config.hierarchy``.
         start: a problem from :func:`build_problem` to start from (e.g. the same H0 for two
             losses); default: built from ``config``.
@@ -410,7 +407,7 @@ def _run(config: UFMConfig, problem: UFMProblem) -> UFMResult:
     H = problem.H0.to(device, dtype).clone()
     W = problem.W0.to(device, dtype).clone()
     b = torch.zeros(config.num_classes, device=device, dtype=dtype) if config.use_bias else None
-    params = [H] + ([W] if not config.fixed_classifier else []) + ([b] if b is not None else [])
+    params = [H] + ([W] if not config.fixed_head else []) + ([b] if b is not None else [])
     objective = _Objective(config, labels, similarity, dtype)
     variables = (H, W, b)
     step_fn = _make_step(config, objective, variables, params)
