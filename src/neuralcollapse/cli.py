@@ -61,6 +61,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "neuralcollapse.commands.ufm",
     ),
     ("report", "write an HTML report of run directories", "neuralcollapse.commands.report"),
+    (
+        "reproduce",
+        "measure the papers' claims at CPU scale with paired seeds and give verdicts",
+        "neuralcollapse.commands.reproduce",
+    ),
 )
 
 EXIT_USAGE = 2

@@ -48,6 +48,7 @@ from .sources import (
     decode_image,
     load_cifar,
     load_digits,
+    load_mnist5k,
 )
 from .synthetic import Mixture, gaussian_mixture, hierarchical_mixture
 
@@ -78,6 +79,7 @@ __all__ = [
     "hierarchical_mixture",
     "load_cifar",
     "load_digits",
+    "load_mnist5k",
     "long_tailed_indices",
     "long_tailed_subset",
     "make_dataloader",

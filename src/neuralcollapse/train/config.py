@@ -78,7 +78,14 @@ class DataConfig:
     """What to train on. Long-tailed subsets follow ``nc.data.class_counts``."""
 
     name: Literal[
-        "digits", "cifar10", "cifar100", "gaussian", "hierarchical", "image_folder", "list_file"
+        "digits",
+        "mnist5k",
+        "cifar10",
+        "cifar100",
+        "gaussian",
+        "hierarchical",
+        "image_folder",
+        "list_file",
     ] = "digits"
     root: str | None = None  # folder of the CIFAR archive, image folder or list-file base
     train_list: str | None = None  # list_file: "relative/path label" lines, training set

@@ -28,6 +28,7 @@ from neuralcollapse.data import (
     hierarchical_mixture,
     load_cifar,
     load_digits,
+    load_mnist5k,
     long_tailed_subset,
     make_dataloader,
     normalize,
@@ -161,8 +162,8 @@ def load_training_data(config: Config) -> TrainingData:
         counts = torch.bincount(train.labels, minlength=len(names))
         data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy)
     else:
-        if cfg.name == "digits":
-            split = load_digits(seed=seed)
+        if cfg.name in ("digits", "mnist5k"):
+            split = load_digits(seed=seed) if cfg.name == "digits" else load_mnist5k()
             train, test = split.train, split.test
         elif cfg.name in ("cifar10", "cifar100"):
             train = load_cifar(cfg.root, cfg.name, "train")

@@ -20,6 +20,8 @@ from neuralcollapse.config import apply_overrides, bounded, from_dict, read_yaml
 from neuralcollapse.errors import ConfigError
 
 __all__ = [
+    "FEATURE_CONSTRAINTS",
+    "FEATURE_MODELS",
     "HEAD_KINDS",
     "LOSSES",
     "OPTIMIZERS",
@@ -33,6 +35,11 @@ __all__ = [
 HEAD_KINDS = ("learnable", "etf", "haframe", "spread")
 LOSSES = ("ce", "dr", "mse", "cosine_frame")
 OPTIMIZERS = ("gd", "sgd", "adam", "lbfgs")
+# Learning-rate sweeps (nc.ufm.lr_sweep): how the features are produced, and how their norm
+# is held. "ball" is ||h||^2 <= E_H as docs/theory.md §5 states [Y22]'s constraint,
+# "sphere" is ||h||^2 = E_H, "none" leaves the norm free (weight decay only).
+FEATURE_MODELS = ("free", "shared")
+FEATURE_CONSTRAINTS = ("ball", "sphere", "none")
 # Losses defined on the features and a fixed frame (nc.losses): no logits, so no bias and
 # no learnable classifier.
 FRAME_ONLY_LOSSES = ("dr", "cosine_frame")
