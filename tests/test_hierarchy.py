@@ -24,15 +24,21 @@ SMALL = [
 ]
 
 
-def brute_force_lca_heights(h: Hierarchy) -> np.ndarray:
+def brute_force_lca_heights(h: Hierarchy, convention: str = "level") -> np.ndarray:
+    """Pair by pair: "height" = the LCA's height, "level" = deepest leaf depth minus the
+    LCA's depth (0 for a leaf and itself)."""
     k = h.num_classes
+    deepest = max(len(h.ancestors(leaf)) for leaf in h.leaves)
     out = np.zeros((k, k), dtype=np.int64)
     for i, a in enumerate(h.leaves):
         chain_a = [a, *h.ancestors(a)]
         for j, b in enumerate(h.leaves):
             chain_b = {b, *h.ancestors(b)}
             lca = next(node for node in chain_a if node in chain_b)
-            out[i, j] = h.height(lca)
+            if convention == "height":
+                out[i, j] = h.height(lca)
+            elif i != j:
+                out[i, j] = deepest - len(h.ancestors(lca))
     return out
 
 
@@ -85,8 +91,11 @@ def test_unbalanced_tree_uses_longest_way_down():
     h = Hierarchy.from_edges(edges)  # leaves b (depth 1), a2 (depth 2), a11, a12 (depth 3)
     assert not h.is_balanced and h.depth == 3
     assert (h.height("a1"), h.height("a"), h.height("root")) == (1, 2, 3)
-    lca = h.lca_heights().numpy()
-    np.testing.assert_array_equal(lca, brute_force_lca_heights(h))
+    lca = h.lca_heights(convention="height").numpy()
+    np.testing.assert_array_equal(lca, brute_force_lca_heights(h, "height"))
+    # every inner node here lies on a deepest path, so "level" equals "height"
+    np.testing.assert_array_equal(h.lca_heights().numpy(), brute_force_lca_heights(h, "level"))
+    np.testing.assert_array_equal(h.lca_heights().numpy(), lca)
 
 
 @st.composite
@@ -100,11 +109,17 @@ def random_trees(draw):
 @settings(max_examples=60)
 def test_property_lca_matches_brute_force_and_is_an_ultrametric(edges):
     h = Hierarchy.from_edges(edges)
-    lca = h.lca_heights().numpy()
-    np.testing.assert_array_equal(lca, brute_force_lca_heights(h))
-    assert (lca == lca.T).all()
-    # ultrametric: D(i, k) <= max(D(i, j), D(j, k)) for all triples
-    assert (lca[:, None, :] <= np.maximum(lca[:, :, None], lca[None, :, :])).all()
+    for convention in ("level", "height"):
+        lca = h.lca_heights(convention).numpy()
+        np.testing.assert_array_equal(lca, brute_force_lca_heights(h, convention))
+        assert (lca == lca.T).all()
+        # ultrametric: D(i, k) <= max(D(i, j), D(j, k)) for all triples
+        assert (lca[:, None, :] <= np.maximum(lca[:, :, None], lca[None, :, :])).all()
+    # "level" is never below "height"; they agree exactly when the tree is balanced
+    level, height = h.lca_heights("level"), h.lca_heights("height")
+    assert bool((level >= height).all())
+    if h.is_balanced:
+        assert torch.equal(level, height)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.losses import SoftLabelCrossEntropy
 from neuralcollapse.metrics.hierarchical import (
     HierarchicalCounter,
+    best_hierarchical_distance_at_k,
     crm_predict,
     hierarchical_distance_at_k,
     mistake_severity,
@@ -43,10 +44,11 @@ LCA = SMALL.lca_heights()  # [[0,1,2,2],[1,0,2,2],[2,2,0,1],[2,2,1,0]]
 
 
 def brute_force(scores: np.ndarray, labels: np.ndarray, lca: np.ndarray, k: int) -> dict:
+    """making-better-mistakes' definitions, sample by sample (ties: lower index first)."""
     n = len(labels)
     order = [np.argsort(-s, kind="stable")[:k] for s in scores]
     wrong_top1 = [i for i in range(n) if order[i][0] != labels[i]]
-    mistakes = [lca[labels[i], p] for i in range(n) for p in order[i] if p != labels[i]]
+    top_k = [[lca[labels[i], p] for p in order[i]] for i in range(n)]
     return {
         "top1_error": len(wrong_top1) / n,
         "mistake_severity": (
@@ -54,8 +56,9 @@ def brute_force(scores: np.ndarray, labels: np.ndarray, lca: np.ndarray, k: int)
             if wrong_top1
             else float("nan")
         ),
-        "hier_dist": np.mean([np.mean([lca[labels[i], p] for p in order[i]]) for i in range(n)]),
-        "mistakes": np.mean(mistakes) if mistakes else float("nan"),
+        "hier_dist": np.mean([np.mean(d) for d in top_k]),
+        "mistakes": np.mean([np.mean(top_k[i]) for i in wrong_top1]) if wrong_top1 else np.nan,
+        "best": np.mean([np.min(d) for d in top_k]),
     }
 
 
@@ -71,8 +74,11 @@ def test_hand_computed_example():
     assert hierarchical_distance_at_k(logits, labels, LCA, 1) == pytest.approx((0 + 1 + 2) / 3)
     # top-2: {cat, dog} -> (0+1)/2; {dog, cat} -> (1+0)/2; {dog, cat} vs oak -> (2+2)/2
     assert hierarchical_distance_at_k(logits, labels, LCA, 2) == pytest.approx((0.5 + 0.5 + 2) / 3)
-    # wrong predictions in the top 2: dog (1), dog (1), dog (2), cat (2)
-    assert mistakes_at_k(logits, labels, LCA, 2) == pytest.approx((1 + 1 + 2 + 2) / 4)
+    # mistakes@2 over the wrong top-1 samples 1 and 2: (1 + 0)/2 and (2 + 2)/2
+    assert mistakes_at_k(logits, labels, LCA, 2) == pytest.approx((0.5 + 2) / 2)
+    assert mistakes_at_k(logits, labels, LCA, 1) == pytest.approx(1.5)  # = mistake severity
+    # best of the top 2: cat (0), cat (0), min(2, 2)
+    assert best_hierarchical_distance_at_k(logits, labels, LCA, 2) == pytest.approx(2 / 3)
 
 
 def test_no_mistakes_gives_nan_severity_not_zero():
@@ -93,6 +99,7 @@ def test_property_vectorised_equals_brute_force(seed, k):
     got = counter.compute()
     assert got["top1_error"] == pytest.approx(expected["top1_error"])
     assert got[f"hier_dist@{k}"] == pytest.approx(expected["hier_dist"], rel=1e-12)
+    assert got[f"best_hier_dist@{k}"] == pytest.approx(expected["best"], rel=1e-12)
     for ours, theirs in (
         (got["mistake_severity"], expected["mistake_severity"]),
         (got[f"mistakes@{k}"], expected["mistakes"]),
@@ -111,7 +118,10 @@ def test_counter_merges_batches_exactly():
     first, second = HierarchicalCounter(LCA, ks=(1, 3)), HierarchicalCounter(LCA, ks=(1, 3))
     first.update(scores[:17], labels[:17])
     second.update(scores[17:], labels[17:])
-    assert first.merge(second).compute() == whole.compute()
+    merged, expected = first.merge(second).compute(), whole.compute()
+    assert merged.keys() == expected.keys()
+    for key, value in expected.items():
+        assert merged[key] == pytest.approx(value, rel=1e-12)
 
 
 def test_crm_predict_minimises_expected_cost():

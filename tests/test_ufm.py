@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import matplotlib.image
@@ -14,14 +15,22 @@ from neuralcollapse.cli import main
 from neuralcollapse.commands import ufm as ufm_command
 from neuralcollapse.errors import ConfigError, UsageError
 from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.metrics import collapse_report
 from neuralcollapse.ufm import (
+    DR_VS_CE_QUICK,
+    FeatureProblem,
+    LRSweep,
     UFMConfig,
+    build_feature_problem,
     build_problem,
+    constrain_features,
     dr_vs_ce,
     etf_optimum,
     haframe,
     load_ufm_config,
+    lr_sweep,
     minority_collapse,
+    nc1_per_sample,
     simulate,
     ufm_config_from_dict,
 )
@@ -269,13 +278,210 @@ def test_minority_collapse_small() -> None:
     assert rep.agrees
 
 
-def test_dr_vs_ce_reports_both_step_counts() -> None:
-    rep = dr_vs_ce(num_classes=4, dim=4, n_max=10, imbalance_ratio=5, steps=600)
-    ce, dr = rep.measured["ce_steps_to_nc1_target"], rep.measured["dr_steps_to_nc1_target"]
-    assert ce is not None and dr is not None  # both collapse onto the fixed ETF
-    assert rep.agrees == (dr < ce)
-    assert [row["loss"] for row in rep.table] == ["ce", "dr"]
-    assert set(rep.curves) == {"ce", "dr"}
+# --------------------------------------------------------------------------- dr-vs-ce
+
+
+def _sweep_problem(counts=(8, 8, 8, 8), **kwargs) -> FeatureProblem:
+    return build_feature_problem(list(counts), dim=4, hidden=16, **kwargs)
+
+
+def test_nc1_per_sample_matches_the_collapse_report() -> None:
+    problem = _sweep_problem((6, 5, 3, 2))
+    gen = torch.Generator().manual_seed(0)
+    H = torch.randn(3, 16, 4, generator=gen, dtype=torch.float64)
+    H[1] = 0.1 * H[1] + problem.frame[problem.labels]  # nearly collapsed
+    shares = nc1_per_sample(H, problem.labels, problem.counts)
+    assert shares.shape == (3, 16)
+    for i in range(3):
+        want = collapse_report(H[i], problem.labels).nc1
+        assert float(shares[i].mean()) == pytest.approx(want, rel=1e-9)
+    # Per-class NC1 weighted by the class shares n_k / N gives NC1 back.
+    per_class = torch.zeros(4, dtype=torch.float64).index_add_(0, problem.labels, shares[0])
+    per_class /= problem.counts
+    weights = problem.counts.double() / problem.counts.sum()
+    assert float(weights @ per_class) == pytest.approx(float(shares[0].mean()), rel=1e-12)
+    bad = H.clone()
+    bad[2, 0, 0] = math.nan
+    assert torch.isnan(nc1_per_sample(bad, problem.labels, problem.counts)[2]).all()
+    same = problem.frame[0].expand(16, 4)  # every class mean equal: NC1 undefined
+    assert math.isinf(float(nc1_per_sample(same, problem.labels, problem.counts).mean()))
+
+
+def test_feature_problem_subset_keeps_the_first_samples_of_each_class() -> None:
+    problem = _sweep_problem((4, 4, 4))
+    part = problem.subset([4, 2, 1])
+    assert part.labels.tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert part.rows.tolist() == [0, 1, 2, 3, 4, 5, 8]
+    assert torch.equal(part.H0, problem.H0[part.rows])
+    assert torch.equal(part.inputs, problem.inputs[part.rows])
+    assert part.net0 is problem.net0 and part.frame is problem.frame
+    with pytest.raises(ValueError, match=r"one count in \[1, n_k\] per class"):
+        problem.subset([5, 1, 1])
+    same = _sweep_problem((4, 4, 4))
+    assert torch.equal(same.H0, problem.H0) and torch.equal(same.net0[0], problem.net0[0])
+    assert problem.inputs.shape == (12, 8)  # input_dim defaults to 2 d
+
+
+def _fake_sweep(nc1_rows: list[list[float]], diverged: list[bool]) -> LRSweep:
+    nc1 = torch.tensor(nc1_rows, dtype=torch.float64)
+    lrs = [0.1 * 10**i for i in range(nc1.shape[1])]
+    return LRSweep(
+        model="free", loss="dr", constraint="ball", lrs=lrs, nc1=nc1,
+        objective=torch.zeros_like(nc1), nc1_target=0.1, diverged=diverged,
+        H=torch.zeros(len(lrs), 1, 1), norm_violation=0.0,
+    )  # fmt: skip
+
+
+def test_best_lr_rule_fewest_steps_then_lowest_final_nc1() -> None:
+    # Run 1 reaches the target first (step 1); runs 2 and 3 reach it at step 2.
+    sweep = _fake_sweep([[1, 1, 1, 1], [0.5, 0.05, 0.5, 0.5], [0.5, 0.01, 0.02, 0.03]], [False] * 4)
+    assert sweep.steps_to_target == [None, 1, 2, 2]
+    assert sweep.best == 1 and sweep.best_lr == sweep.lrs[1] and not sweep.at_grid_edge
+    # A tie in steps goes to the lower final NC1.
+    tie = _fake_sweep([[1, 1, 1], [0.5, 0.5, 0.5], [0.5, 0.05, 0.01]], [False] * 3)
+    assert tie.steps_to_target == [None, 2, 2] and tie.best == 2 and tie.at_grid_edge
+    # None reached: lowest final NC1; a failed run ranks last even when it "reached".
+    none = _fake_sweep([[1, 1, 1], [0.9, 0.01, 0.5], [0.8, 0.5, 0.3]], [False, True, False])
+    assert none.steps_to_target == [None, 1, None]
+    assert none.best == 2 and none.final_nc1[1] == math.inf
+
+
+def test_lr_sweep_picks_each_loss_its_own_lr_from_the_grid() -> None:
+    problem = _sweep_problem()
+    grid = [0.03, 0.3, 3.0, 30.0]
+    for model in ("free", "shared"):
+        for loss in ("dr", "ce"):
+            sweep = lr_sweep(problem, loss=loss, lrs=grid, steps=40, model=model)
+            assert sweep.lrs == grid and sweep.nc1.shape == (41, 4)
+            assert sweep.best_lr in grid
+            steps, final = sweep.steps_to_target, sweep.final_nc1
+            best = sweep.best
+            ok = [i for i in range(4) if not sweep.diverged[i]]
+            reached = [i for i in ok if steps[i] is not None]
+            if reached:
+                assert steps[best] == min(steps[i] for i in reached)
+            else:
+                assert final[best] == min(final[i] for i in ok)
+            if steps[best] is not None:  # the first step below the target
+                assert sweep.nc1[steps[best], best] < sweep.nc1_target
+                assert (sweep.nc1[: steps[best], best] >= sweep.nc1_target).all()
+
+
+@pytest.mark.parametrize("model", ["free", "shared"])
+def test_sphere_constraint_holds_after_every_step(model: str) -> None:
+    problem = _sweep_problem((5, 5, 2, 2))
+    budget = 2.5
+    for loss in ("dr", "ce"):
+        for steps in (1, 2, 5):  # the final features after each of the first steps
+            sweep = lr_sweep(
+                problem, loss=loss, lrs=[0.01, 1.0, 100.0], steps=steps, model=model,
+                constraint="sphere", feature_budget=budget,
+            )  # fmt: skip
+            norms = sweep.H.norm(dim=-1)
+            torch.testing.assert_close(
+                norms, torch.full_like(norms, math.sqrt(budget)), rtol=0, atol=1e-6
+            )
+        # ...and the sweep's own check after every one of 30 steps.
+        sweep = lr_sweep(
+            problem, loss=loss, lrs=[0.01, 1.0, 100.0], steps=30, model=model,
+            constraint="sphere", feature_budget=budget,
+        )  # fmt: skip
+        assert sweep.norm_violation < 1e-6 and not any(sweep.diverged)
+
+
+def test_ball_constraint_holds_and_leaves_inner_features_alone() -> None:
+    problem = _sweep_problem()
+    sweep = lr_sweep(problem, loss="ce", lrs=[0.1, 10.0], steps=20, constraint="ball")
+    assert sweep.norm_violation < 1e-12
+    assert (sweep.H.norm(dim=-1) <= 1 + 1e-12).all()
+    H = torch.tensor([[0.3, 0.4], [3.0, 4.0]], dtype=torch.float64)
+    torch.testing.assert_close(
+        constrain_features(H, 1.0, "ball"), torch.tensor([[0.3, 0.4], [0.6, 0.8]]).double()
+    )
+    torch.testing.assert_close(
+        constrain_features(H, 2.0, "sphere"), torch.tensor([[1.2, 1.6], [1.2, 1.6]]).double()
+    )
+    assert constrain_features(H, 1.0, "none") is H
+
+
+def test_imbalance_moves_shared_features_but_not_free_ones() -> None:
+    """The reviewer's point: with free features (weight decay or the norm constraint) each
+    feature moves alone, so dropping samples of some classes leaves every remaining
+    feature's path unchanged; with one shared network it does not."""
+    balanced = _sweep_problem((8, 8, 8, 8))
+    imbalanced = balanced.subset([8, 8, 2, 2])
+    lrs = [0.3, 3.0]
+    settings = {
+        "free_wd": {"model": "free", "constraint": "none", "weight_decay": 5e-3},
+        "free": {"model": "free", "constraint": "ball"},
+        "shared": {"model": "shared", "constraint": "ball"},
+    }
+    change: dict[str, list[float]] = {}
+    for name, kwargs in settings.items():
+        change[name] = []
+        for loss in ("dr", "ce"):
+            runs = [
+                lr_sweep(p, loss=loss, lrs=lrs, steps=60, **kwargs) for p in (balanced, imbalanced)
+            ]
+            kept = runs[0].H[:, imbalanced.rows]
+            change[name].append(float((kept - runs[1].H).norm(dim=-1).max()))
+            if name != "shared":  # the shared NC1 changes (below); free NC1 may shift slightly
+                continue
+            per_class = [
+                nc1_per_sample(run.H[1], p.labels, p.counts)
+                for run, p in zip(runs, (balanced, imbalanced), strict=True)
+            ]
+            assert not torch.allclose(per_class[0][imbalanced.rows], per_class[1])
+    assert max(change["free_wd"]) < 1e-10
+    assert max(change["free"]) < 1e-10
+    assert max(change["shared"]) > 1e-2
+
+
+def test_dr_vs_ce_quick_result_fields_and_verdicts() -> None:
+    rep = dr_vs_ce(**DR_VS_CE_QUICK)
+    assert rep.name == "dr-vs-ce" and rep.scope and "Cannot test" in rep.scope
+    measured = rep.measured
+    grid = list(DR_VS_CE_QUICK["lrs"])
+    assert measured["lr_grid"] == grid
+    cells = ["free/balanced", "free/imbalanced", "shared/balanced", "shared/imbalanced"]
+    assert list(measured["verdicts"]) == cells
+    assert list(measured["control_verdicts"]) == ["free_wd/balanced", "free_wd/imbalanced"]
+    assert measured["class_counts"] == {"balanced": [10] * 4, "imbalanced": [10, 10, 2, 2]}
+    for key, cell in measured["cells"].items():
+        dr, ce = cell["dr"], cell["ce"]
+        for info in (dr, ce):
+            assert info["lr"] in grid
+            assert {"steps_to_target", "final_nc1", "minority_class_nc1", "lr_at_grid_edge"} <= set(
+                info
+            )
+        # The verdict is computed from the measured steps: DR strictly fewer than CE.
+        faster = dr["steps_to_target"] is not None and (
+            ce["steps_to_target"] is None or dr["steps_to_target"] < ce["steps_to_target"]
+        )
+        assert cell["dr_faster"] == faster
+        verdicts = (
+            measured["verdicts"] if key in measured["verdicts"] else measured["control_verdicts"]
+        )
+        assert verdicts[key] == faster
+        # The chosen lr is the sweep's best under the stated rule.
+        sweep = measured["sweeps"][key]["dr"]
+        assert dr["steps_to_target"] == sweep["steps_to_target"][grid.index(dr["lr"])]
+    assert rep.agrees == all(measured["verdicts"].values())
+    effect = measured["imbalance_effect"]
+    assert effect["free"]["dr"]["max_feature_change"] < 1e-10
+    assert effect["free_wd"]["ce"]["max_feature_change"] < 1e-10
+    assert max(effect["shared"][loss]["max_feature_change"] for loss in ("dr", "ce")) > 1e-2
+    assert [row["variant"] for row in rep.table][::2] == ["free_wd (control)", "free", "shared"]
+    assert set(rep.curves) == {f"{v}/{d}" for v in ("free_wd", "free", "shared")
+                               for d in ("balanced", "imbalanced")}  # fmt: skip
+
+
+def test_dr_vs_ce_is_deterministic_for_a_seed() -> None:
+    small = {**DR_VS_CE_QUICK, "steps": 20}
+    first, second = dr_vs_ce(**small), dr_vs_ce(**small)
+    assert first.measured == second.measured and first.curves == second.curves
+    other = dr_vs_ce(**small, seed=1)
+    assert other.measured["sweeps"] != first.measured["sweeps"]
 
 
 def test_haframe_small_means_reproduce_the_similarity() -> None:
@@ -313,13 +519,30 @@ def _check_outputs(folder, name: str) -> dict:
 def test_command_module_runs_a_reproduction(tmp_path, capsys) -> None:
     args = _command_parser().parse_args(
         ["ufm", "dr-vs-ce", "num_classes=4", "dim=4", "n_max=10", "imbalance_ratio=5",
-         "steps=300", "--out", str(tmp_path)]
+         "steps=40", "lrs=[0.3, 3, 30]", "hidden=16", "--out", str(tmp_path)]
     )  # fmt: skip
     assert ufm_command.run(args) == 0
     payload = _check_outputs(tmp_path, "dr-vs-ce")
-    assert list(payload)[:3] == ["expected", "measured", "agrees"]
+    assert list(payload)[:4] == ["expected", "measured", "agrees", "scope"]
     assert isinstance(payload["agrees"], bool)
-    assert "steps_to_nc1" in capsys.readouterr().out
+    assert payload["settings"]["lrs"] == [0.3, 3.0, 30.0]
+    out = capsys.readouterr().out
+    assert "dr_steps" in out and "verdicts: free/balanced=" in out and "scope: " in out
+
+
+def test_cli_dr_vs_ce_end_to_end(tmp_path) -> None:
+    out = tmp_path / "dr"
+    overrides = [f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}"
+                 for k, v in DR_VS_CE_QUICK.items()]  # fmt: skip
+    assert main(["ufm", "dr-vs-ce", *overrides, "constraint=sphere", "--out", str(out)]) == 0
+    payload = _check_outputs(out, "dr-vs-ce")
+    assert payload["settings"]["constraint"] == "sphere"
+    assert {"verdicts", "cells", "imbalance_effect", "sweeps", "lr_grid"} <= set(
+        payload["measured"]
+    )
+    for cell in payload["measured"]["cells"].values():
+        for loss in ("dr", "ce"):
+            assert {"lr", "steps_to_target", "final_nc1"} <= set(cell[loss])
 
 
 def test_cli_reproduction_end_to_end(tmp_path, capsys) -> None:
@@ -365,6 +588,10 @@ def test_cli_simulate_from_yaml(tmp_path, capsys) -> None:
         (["ufm", "etf-optimum", "seeds=two"], "seeds: expected int, got 'two'"),
         (["ufm", "etf-optimum", "seeds=0"], "seeds must be an integer >= 1"),
         (["ufm", "minority-collapse", "ratios=[]"], "ratios must be a non-empty list"),
+        (["ufm", "dr-vs-ce", "lrs=[]"], "lrs must hold at least one learning rate"),
+        (["ufm", "dr-vs-ce", "lrs=[1, -1]"], "lrs must be > 0.0"),
+        (["ufm", "dr-vs-ce", "constraint=cube"], "constraint: expected one of"),
+        (["ufm", "dr-vs-ce", "n_max=5", "imbalance_ratio=10"], "dr-vs-ce: "),
         (["ufm", "simulate", "lr=.inf"], "lr must be a finite number > 0, got inf"),
     ],
 )

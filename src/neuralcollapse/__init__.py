@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("frames", "heads", "losses", "metrics", "data", "models", "hierarchy", "ufm")
 
 # Classes re-exported at the top level, with the submodule that defines them.
-_CLASSES = {"Hierarchy": "hierarchy"}
+_CLASSES = {"Hierarchy": "hierarchy", "ClassDistances": "hierarchy"}
 
 __all__ = ["__version__", *_SUBMODULES, *_CLASSES]
 

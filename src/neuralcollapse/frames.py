@@ -31,9 +31,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from neuralcollapse._internal.checks import check_int
+from neuralcollapse.hierarchy import DEFAULT_CONVENTION, distance_matrix
 
 if TYPE_CHECKING:
-    from neuralcollapse.hierarchy import Hierarchy
+    from neuralcollapse.hierarchy import ClassDistances, Hierarchy
+
+    TreeLike = Hierarchy | ClassDistances | torch.Tensor
 
 __all__ = [
     "FRAME_KINDS",
@@ -57,7 +60,10 @@ FRAME_KINDS = ("etf", "spread", "haframe")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    return check_int(name, value, minimum=minimum)
+    value = check_int(name, value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def _check_float_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -388,25 +394,18 @@ def _most_negative_psd_offset(base: torch.Tensor) -> float:
     return high
 
 
-def _lca_matrix(hierarchy_or_lca: Hierarchy | torch.Tensor) -> torch.Tensor:
-    if isinstance(hierarchy_or_lca, torch.Tensor):
-        return _check_lca(hierarchy_or_lca)
-    lca_heights = getattr(hierarchy_or_lca, "lca_heights", None)
-    if lca_heights is None:
-        raise ValueError(
-            "expected a neuralcollapse.Hierarchy or a (K, K) tensor of LCA heights, got "
-            f"{type(hierarchy_or_lca).__name__}"
-        )
-    return _check_lca(lca_heights())
+def _lca_matrix(hierarchy_or_lca: TreeLike, convention: str = DEFAULT_CONVENTION) -> torch.Tensor:
+    """Checked (K, K) float64 D of a tree (in ``convention``), distances or a tensor."""
+    return _check_lca(distance_matrix(hierarchy_or_lca, convention=convention))
 
 
 def _similarity_and_spectrum(
-    hierarchy_or_lca: Hierarchy | torch.Tensor, gamma: float
+    hierarchy_or_lca: TreeLike, gamma: float, convention: str
 ) -> tuple[HierarchySimilarity, torch.Tensor, torch.Tensor]:
     """S, s and rank, plus S's eigendecomposition (ascending), computed once."""
     if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 < gamma < math.inf:
         raise ValueError(f"gamma must be a positive number, got {gamma!r}")
-    d = _lca_matrix(hierarchy_or_lca)
+    d = _lca_matrix(hierarchy_or_lca, convention)
     base = torch.exp(-float(gamma) * d / d.max())
     s = _most_negative_psd_offset(base)
     matrix = (1 - s) * base + s
@@ -417,29 +416,33 @@ def _similarity_and_spectrum(
 
 
 def hierarchy_similarity(
-    hierarchy_or_lca: Hierarchy | torch.Tensor, *, gamma: float
+    hierarchy_or_lca: TreeLike, *, gamma: float, convention: str = DEFAULT_CONVENTION
 ) -> HierarchySimilarity:
     """Target cosines S of the hierarchy-aware frame of [L23] (docs/theory.md §6).
 
     Args:
-        hierarchy_or_lca: a :class:`~neuralcollapse.hierarchy.Hierarchy` or a (K, K) tensor
-            D of lowest-common-ancestor heights (0 on the diagonal).
+        hierarchy_or_lca: a :class:`~neuralcollapse.hierarchy.Hierarchy`, a
+            :class:`~neuralcollapse.hierarchy.ClassDistances` or a (K, K) tensor D of
+            lowest-common-ancestor distances (0 on the diagonal).
         gamma: > 0; larger spreads cousins further apart relative to siblings.
+        convention: the LCA distance of a Hierarchy, ``"level"`` ([L23]'s distance files)
+            or ``"height"`` (docs/theory.md §7); ignored for a given matrix.
 
     Returns:
         :class:`HierarchySimilarity` with S (float64), the chosen offset ``s`` and rank(S).
     """
-    return _similarity_and_spectrum(hierarchy_or_lca, gamma)[0]
+    return _similarity_and_spectrum(hierarchy_or_lca, gamma, convention)[0]
 
 
 def hierarchy_aware_frame(
-    hierarchy_or_lca: Hierarchy | torch.Tensor,
+    hierarchy_or_lca: TreeLike,
     *,
     gamma: float,
     dim: int | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    convention: str = DEFAULT_CONVENTION,
 ) -> torch.Tensor:
     """The hierarchy-aware frame (HAFrame) of [L23]: W (K, dim) with W W^T = S.
 
@@ -448,7 +451,7 @@ def hierarchy_aware_frame(
     orthonormal (dim, r) rotation drawn from ``seed``/``generator``.
 
     Args:
-        hierarchy_or_lca: a Hierarchy or a (K, K) LCA-height tensor.
+        hierarchy_or_lca: a Hierarchy, a ClassDistances or a (K, K) LCA-distance tensor.
         gamma: > 0, see :func:`hierarchy_similarity`.
         dim: feature dimension; ``None`` means rank(S) (then W W^T = S to ~1e-12). Below the
             rank, the best rank-``dim`` approximation of S is used and its rows are
@@ -456,8 +459,11 @@ def hierarchy_aware_frame(
             ``describe(frame, target)`` reports by how much).
         seed / generator: the random rotation.
         dtype: dtype of the result (built in float64).
+        convention: the LCA distance of a Hierarchy (see :func:`hierarchy_similarity`).
     """
-    target, eigenvalues, eigenvectors = _similarity_and_spectrum(hierarchy_or_lca, gamma)
+    target, eigenvalues, eigenvectors = _similarity_and_spectrum(
+        hierarchy_or_lca, gamma, convention
+    )
     d = target.rank if dim is None else _check_int("dim", dim, 1)
     rng = _make_generator(seed, generator)
     keep = min(d, target.rank)
@@ -584,11 +590,12 @@ def build_frame(
     dim: int | None,
     *,
     seed: int | None = None,
-    hierarchy: Hierarchy | torch.Tensor | None = None,
+    hierarchy: TreeLike | None = None,
     gamma: float | None = None,
     steps: int = 1000,
     dtype: torch.dtype = torch.float32,
     rotate: bool = True,
+    convention: str = DEFAULT_CONVENTION,
 ) -> torch.Tensor:
     """The (K, d) fixed frame of kind ``"etf"``, ``"spread"`` or ``"haframe"``.
 
@@ -597,12 +604,15 @@ def build_frame(
         num_classes: K (for ``"haframe"``: None, or the tree's leaf count, checked).
         dim: d (for ``"haframe"``: None means the rank of the target similarity).
         seed: draws the random rotation (and the spread frame's start).
-        hierarchy: the class tree (a Hierarchy or (K, K) LCA heights); ``"haframe"`` only.
+        hierarchy: the class tree (a Hierarchy, ClassDistances or (K, K) LCA distances);
+            ``"haframe"`` only.
         gamma: the HAFrame's spread parameter (> 0); ``"haframe"`` only.
         steps: optimisation steps of the spread frame.
         dtype: dtype of the result.
         rotate: ``"etf"`` only: ``False`` gives the canonical (unrotated) ETF, see
             :func:`simplex_etf`.
+        convention: the LCA distance of a Hierarchy, ``"level"`` or ``"height"``
+            (docs/theory.md §7); ``"haframe"`` only.
 
     Raises:
         ValueError: an unknown kind, an ETF with d < K - 1 (naming :func:`spread_frame`),
@@ -613,12 +623,12 @@ def build_frame(
     if kind == "haframe":
         if hierarchy is None or gamma is None:
             raise ValueError("a 'haframe' frame needs hierarchy= (the class tree) and gamma=")
-        leaves = _lca_matrix(hierarchy).shape[0]
-        if num_classes is not None and num_classes != leaves:
+        lca = _lca_matrix(hierarchy, convention)
+        if num_classes is not None and num_classes != lca.shape[0]:
             raise ValueError(
-                f"the hierarchy has {leaves} leaf classes but num_classes={num_classes}"
+                f"the hierarchy has {lca.shape[0]} leaf classes but num_classes={num_classes}"
             )
-        return hierarchy_aware_frame(hierarchy, gamma=gamma, dim=dim, seed=seed, dtype=dtype)
+        return hierarchy_aware_frame(lca, gamma=gamma, dim=dim, seed=seed, dtype=dtype)
     if hierarchy is not None:
         raise ValueError(f"a {kind!r} frame takes no hierarchy; use kind='haframe'")
     if num_classes is None or dim is None:
@@ -633,16 +643,18 @@ def build_frame(
 def target_similarity(
     frame: torch.Tensor,
     *,
-    hierarchy: Hierarchy | torch.Tensor | None = None,
+    hierarchy: TreeLike | None = None,
     gamma: float | None = None,
+    convention: str = DEFAULT_CONVENTION,
 ) -> torch.Tensor:
     """(K, K) float64 cosine matrix ``frame`` is meant to have: the HAFrame's S when a
-    ``hierarchy`` and ``gamma`` are given, otherwise the frame's own cosines (what the
-    cosine frame loss pulls features onto)."""
+    ``hierarchy`` and ``gamma`` are given (its LCA distances in ``convention``), otherwise
+    the frame's own cosines (what the cosine frame loss pulls features onto)."""
     if hierarchy is not None:
         if gamma is None:
             raise ValueError("target_similarity with a hierarchy needs gamma=")
-        return hierarchy_similarity(hierarchy, gamma=gamma).matrix.to(torch.float64)
+        target = hierarchy_similarity(hierarchy, gamma=gamma, convention=convention)
+        return target.matrix.to(torch.float64)
     w = _check_frame(frame).detach().to(torch.float64)
     unit = w / w.norm(dim=1, keepdim=True)
     return unit @ unit.T

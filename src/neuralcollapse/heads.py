@@ -241,15 +241,29 @@ class LearnableHead(nn.Module):
     """An ordinary learnable linear classifier with the same interface as FixedFrameHead.
 
     ``logits = h @ W.T + b`` with ``h = neck(x)``; W (K, in_features) and b are trained.
+
+    ``cosine=True`` makes it a cosine classifier (the normalised linear layer Cao et al.
+    2019 train LDAM with): ``h = neck(x) / ||neck(x)||`` and
+    ``logits_k = <h, w_k / ||w_k||>`` in [-1, 1], no bias (``weight`` is then the
+    row-normalised W).
     """
 
     def __init__(
-        self, in_features: int, num_classes: int, *, bias: bool = True, neck: str = "none"
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        bias: bool = True,
+        neck: str = "none",
+        cosine: bool = False,
     ) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)
         check_int("num_classes", num_classes, minimum=2)
+        if cosine and bias:
+            raise ValueError("a cosine classifier (cosine=True) has no bias: pass bias=False")
         self.neck_name = neck
+        self.cosine = bool(cosine)
         self.neck = build_neck(neck, in_features, in_features)
         self.classifier = nn.Linear(in_features, num_classes, bias=bias)
 
@@ -263,7 +277,9 @@ class LearnableHead(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The classifier W (K, d)."""
+        """The classifier W (K, d) (row-normalised for a cosine classifier)."""
+        if self.cosine:
+            return F.normalize(self.classifier.weight, dim=1, eps=L2_EPS)
         return self.classifier.weight
 
     @property
@@ -274,12 +290,13 @@ class LearnableHead(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_features) -> (B, d): the features h the classifier sees."""
         _check_input(x, self.in_features)
-        return self.neck(x)
+        h = self.neck(x)
+        return F.normalize(h, dim=1, eps=L2_EPS) if self.cosine else h
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, K); with ``return_features=True`` the pair ``(logits, h)``."""
         h = self.features(x)
-        logits = self.classifier(h)
+        logits = h @ self.weight.to(h.dtype).T if self.cosine else self.classifier(h)
         return (logits, h) if return_features else logits

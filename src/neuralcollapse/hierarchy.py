@@ -30,6 +30,27 @@ every format so that ``load`` gives back the same order (nested JSON records it 
 ``"classes"`` when its tree order alone would not); the one exception is a ``classes=``
 order that contradicts distinct integer suffixes, which the CSV formats cannot carry: pass
 ``classes=`` again to ``load``. ``Hierarchy.leaf_order`` says which rule applied.
+
+LCA conventions (docs/theory.md §7). ``lca_heights(convention=...)`` gives one of two
+distances between leaves i and j, identical on balanced trees:
+
+* ``"level"`` (the default): the tree's depth (its deepest leaf's depth) minus the depth
+  of the lowest common ancestor, 0 on the diagonal. The distance files of
+  making-better-mistakes [Bertinetto 2020] and [L23] hold exactly these numbers, so
+  metrics, soft labels and frames built with it reproduce theirs on unbalanced trees.
+* ``"height"``: the LCA node's height as defined above (its longest way down).
+
+Shipped trees: ``Hierarchy.builtin("cifar100")`` is [L23]'s height-5 CIFAR-100 tree with
+the official CIFAR-100 names (leaves = the 100 fine labels in label order, the level
+above = the 20 official superclasses). :meth:`Hierarchy.from_fgvc_aircraft` and
+:meth:`Hierarchy.from_inaturalist` build a tree from a data set's own metadata.
+
+Distances without a tree: :class:`ClassDistances` holds a (K, K) matrix with class names,
+read from a ``.npy`` file or a making-better-mistakes style pickled dict
+``{(name_a, name_b): distance}`` (read without running any pickled code).
+:func:`distance_matrix` turns a Hierarchy, a ClassDistances or a (K, K) tensor into the
+matrix every consumer uses, and :func:`load_hierarchy` reads any of these files (or
+``builtin:NAME``).
 """
 
 from __future__ import annotations
@@ -39,17 +60,79 @@ import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import Tensor
 
+from neuralcollapse._internal.distance_files import (
+    is_distance_file,
+    read_distance_pairs,
+    read_npy_matrix,
+)
 from neuralcollapse._internal.files import atomic_write_text
 
-__all__ = ["Hierarchy"]
+__all__ = [
+    "BUILTIN_HIERARCHIES",
+    "BUILTIN_PREFIX",
+    "CONVENTIONS",
+    "DEFAULT_CONVENTION",
+    "ClassDistances",
+    "Hierarchy",
+    "check_convention",
+    "distance_matrix",
+    "load_hierarchy",
+]
 
 _SUFFIX = re.compile(r"(\d+)$")
 
 PathLike = str | Path
+
+#: The two LCA distance conventions (docs/theory.md §7); identical on balanced trees.
+CONVENTIONS = ("level", "height")
+#: What every consumer uses unless told otherwise: the numbers of the field's distance files.
+DEFAULT_CONVENTION = "level"
+#: Trees shipped with the package: name -> file under ``neuralcollapse/hierarchies/``.
+BUILTIN_HIERARCHIES = {"cifar100": "cifar100.csv"}
+BUILTIN_PREFIX = "builtin:"
+
+
+def check_convention(convention: object) -> str:
+    """``convention`` if it is one of :data:`CONVENTIONS`, else a ValueError naming it."""
+    if not isinstance(convention, str) or convention not in CONVENTIONS:
+        raise ValueError(
+            f"convention must be 'level' (the field's distance files) or 'height', got "
+            f"{convention!r}"
+        )
+    return convention
+
+
+def _order_names(names: list[str], classes: Sequence[str] | None) -> tuple[tuple[str, ...], str]:
+    """Class order of ``names`` (in input order) by the leaf-order rules of the module
+    docstring; returns the order and the rule that gave it."""
+    if classes is not None:
+        listed = [str(c) for c in classes]
+        duplicates = sorted({c for c in listed if listed.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"classes lists {duplicates[:5]} more than once")
+        name_set, class_set = set(names), set(listed)
+        missing = [name for name in names if name not in class_set]
+        if missing:
+            raise ValueError(
+                f"leaves {missing[:5]} of the hierarchy are missing from the class list: "
+                "every class must be listed"
+            )
+        unknown = [c for c in listed if c not in name_set]
+        if unknown:
+            raise ValueError(f"classes {unknown[:5]} are not leaves of the hierarchy")
+        return tuple(listed), "classes"
+    suffixes = [_SUFFIX.search(name) for name in names]
+    if all(suffixes) and len({int(m.group(1)) for m in suffixes}) == len(names):
+        ranked = sorted(zip(names, suffixes, strict=True), key=lambda pair: int(pair[1].group(1)))
+        return tuple(name for name, _ in ranked), "suffix"
+    return tuple(names), "input"
 
 
 def _read_text(source: PathLike) -> tuple[str, str]:
@@ -161,29 +244,7 @@ class Hierarchy:
     def _order_leaves(
         leaves: list[str], classes: Sequence[str] | None
     ) -> tuple[tuple[str, ...], str]:
-        if classes is not None:
-            listed = [str(c) for c in classes]
-            duplicates = sorted({c for c in listed if listed.count(c) > 1})
-            if duplicates:
-                raise ValueError(f"classes lists {duplicates[:5]} more than once")
-            leaf_set, class_set = set(leaves), set(listed)
-            missing = [leaf for leaf in leaves if leaf not in class_set]
-            if missing:
-                raise ValueError(
-                    f"leaves {missing[:5]} of the hierarchy are missing from the class list: "
-                    "every class must be listed"
-                )
-            unknown = [c for c in listed if c not in leaf_set]
-            if unknown:
-                raise ValueError(f"classes {unknown[:5]} are not leaves of the hierarchy")
-            return tuple(listed), "classes"
-        suffixes = [_SUFFIX.search(leaf) for leaf in leaves]
-        if all(suffixes) and len({int(m.group(1)) for m in suffixes}) == len(leaves):
-            ranked = sorted(
-                zip(leaves, suffixes, strict=True), key=lambda pair: int(pair[1].group(1))
-            )
-            return tuple(leaf for leaf, _ in ranked), "suffix"
-        return tuple(leaves), "input"
+        return _order_names(leaves, classes)
 
     # ----------------------------------------------------------------- constructors
 
@@ -198,6 +259,10 @@ class Hierarchy:
         if not isinstance(source, (str, Path)):
             return cls(source, classes=classes)
         text, name = _read_text(source)
+        return cls(cls._edges_from_csv(text, name), classes=classes)
+
+    @staticmethod
+    def _edges_from_csv(text: str, name: str) -> list[tuple[str, str]]:
         rows = _csv_rows(text)
         if not rows or [c.lower() for c in rows[0]] != ["child", "parent"]:
             found = rows[0] if rows else "nothing"
@@ -205,7 +270,7 @@ class Hierarchy:
         for line, row in enumerate(rows[1:], start=2):
             if len(row) != 2:
                 raise ValueError(f"{name}: row {line} should be 'child,parent', got {row}")
-        return cls([tuple(row) for row in rows[1:]], classes=classes)
+        return [(row[0], row[1]) for row in rows[1:]]
 
     @classmethod
     def from_nested(
@@ -300,6 +365,11 @@ class Hierarchy:
         """Read any of the three file formats: ``.json`` is nested; a CSV whose header starts
         with ``leaf`` is a path table; any other CSV is ``child,parent`` edges."""
         path = Path(path)
+        if is_distance_file(path):
+            raise ValueError(
+                f"{path} is a distance file, not a tree: read it with ClassDistances.load or "
+                "load_hierarchy"
+            )
         if path.suffix.lower() == ".json":
             return cls.from_nested(path, classes=classes)
         text, _ = _read_text(path)
@@ -331,6 +401,57 @@ class Hierarchy:
                     edges.append((name, parent))
             level = children
         return cls(edges)
+
+    @classmethod
+    def builtin(cls, name: str) -> Hierarchy:
+        """A tree shipped with the package (:data:`BUILTIN_HIERARCHIES`).
+
+        ``"cifar100"``: [L23]'s height-5 CIFAR-100 tree (2 -> 4 -> 8 -> 20 -> 100; 134
+        edges). Leaves are the 100 fine labels named as in CIFAR-100's
+        ``fine_label_names`` and in label order (``apple``, ``aquarium_fish``, ``baby``,
+        ...); their parents are the 20 official superclasses (``coarse_label_names``);
+        the three levels above keep [L23]'s names ``L1-*``, ``L2-*``, ``L3-*``. Provenance:
+        docs/theory.md §7.
+        """
+        if name not in BUILTIN_HIERARCHIES:
+            known = ", ".join(sorted(BUILTIN_HIERARCHIES))
+            raise ValueError(f"no built-in hierarchy {name!r}; the package ships: {known}")
+        file = (
+            resources.files("neuralcollapse")
+            .joinpath("hierarchies")
+            .joinpath(BUILTIN_HIERARCHIES[name])
+        )
+        text = file.read_text(encoding="utf-8")
+        return cls(cls._edges_from_csv(text, f"{BUILTIN_PREFIX}{name}"))
+
+    @classmethod
+    def from_fgvc_aircraft(cls, root: PathLike, *, level: str = "variant") -> Hierarchy:
+        """FGVC-Aircraft's tree (manufacturer -> family -> variant) from the release folder.
+
+        Read from the data set's own files by the loader's reader,
+        :func:`neuralcollapse.data.formats.fgvc_aircraft_hierarchy`, so leaf i is label i
+        of ``load_fgvc_aircraft`` at ``level`` (leaves named and ordered as in
+        ``data/variants.txt``, ``families.txt`` or ``manufacturers.txt``); inner nodes are
+        ``family:<name>`` and ``manufacturer:<name>`` under ``root``. With
+        ``level="variant"``: 100 leaves, depth 3, balanced.
+        """
+        from neuralcollapse.data.formats import fgvc_aircraft_hierarchy
+
+        return fgvc_aircraft_hierarchy(root, level=level)
+
+    @classmethod
+    def from_inaturalist(cls, annotation_file: PathLike) -> Hierarchy:
+        """iNaturalist's taxonomy from an annotation file (``train2019.json``).
+
+        Read by the loader's reader, :func:`neuralcollapse.data.formats.inaturalist_hierarchy`:
+        leaves are the categories in increasing ``id`` order (leaf i is label i of
+        ``load_inaturalist``), named by their ``name``; above each its genus, family,
+        order, class, phylum and kingdom as ``<rank>:<name>``, under ``root`` (depth 7 for
+        iNaturalist-2019, balanced).
+        """
+        from neuralcollapse.data.formats import inaturalist_hierarchy
+
+        return inaturalist_hierarchy(annotation_file)
 
     # ----------------------------------------------------------------- saving
 
@@ -447,11 +568,25 @@ class Hierarchy:
         if node not in self._height:
             raise ValueError(f"unknown node {node!r}: not in this hierarchy")
 
-    def lca_heights(self) -> torch.Tensor:
-        """(K, K) int64 tensor: height of the lowest common ancestor of leaves i and j.
+    def node_depth(self, node: str) -> int:
+        """Edges from the root down to ``node`` (0 for the root)."""
+        self._check_node(node)
+        return self._depth_of[node]
 
-        0 on the diagonal. Vectorised over root-to-leaf paths: O(K^2 * depth) tensor work,
-        no Python loop over pairs.
+    @property
+    def edges(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(child, parent)`` pair, children in order of first appearance."""
+        return tuple((n, self._parent[n]) for n in self.nodes if n in self._parent)
+
+    def reordered(self, classes: Sequence[str]) -> Hierarchy:
+        """The same tree with the class order ``classes`` (every leaf exactly once)."""
+        return Hierarchy(self.edges, classes=classes)
+
+    def _lca_nodes(self) -> Tensor:
+        """(K, K) int64 indices into :attr:`nodes` of the LCA of leaves i and j.
+
+        Vectorised over root-to-leaf paths: O(K^2 * depth) tensor work, no Python loop
+        over pairs.
         """
         node_id = {name: i for i, name in enumerate(self.nodes)}
         paths = [
@@ -467,8 +602,31 @@ class Hierarchy:
         common = same.to(torch.int64).cumprod(dim=2).sum(dim=2)  # (K, K)
         k = len(paths)
         lca = torch.gather(padded.unsqueeze(1).expand(k, k, width), 2, (common - 1).unsqueeze(2))
-        heights = torch.tensor([self._height[name] for name in self.nodes], dtype=torch.int64)
-        return heights[lca.squeeze(2)]
+        return lca.squeeze(2)
+
+    def lca_heights(self, convention: str = DEFAULT_CONVENTION) -> Tensor:
+        """(K, K) int64 tensor D: the LCA distance of leaves i and j, 0 on the diagonal.
+
+        Args:
+            convention: ``"level"`` (default): the tree's depth minus the depth of the
+                lowest common ancestor, the numbers of the distance files of
+                making-better-mistakes and [L23]. ``"height"``: the LCA node's height (its
+                longest way down to a leaf). Identical on balanced trees; on unbalanced
+                ones "level" >= "height" (docs/theory.md §7). Both are ultrametrics with
+                D[i, j] >= 1 for i != j.
+
+        Returns:
+            (K, K) int64, symmetric, rows and columns in class order.
+        """
+        convention = check_convention(convention)
+        lca = self._lca_nodes()
+        if convention == "height":
+            values = torch.tensor([self._height[n] for n in self.nodes], dtype=torch.int64)
+            return values[lca]
+        depths = torch.tensor([self._depth_of[n] for n in self.nodes], dtype=torch.int64)
+        levels = self.depth - depths[lca]
+        levels.fill_diagonal_(0)  # a leaf above the deepest level is still 0 from itself
+        return levels
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -478,3 +636,232 @@ class Hierarchy:
             f"Hierarchy({len(self.nodes)} nodes, {self.num_classes} leaves, depth {self.depth}, "
             f"root {self.root!r}, leaf order by {self.leaf_order})"
         )
+
+
+# --------------------------------------------------------------------------- distance matrices
+
+
+def _checked_matrix(matrix: object) -> Tensor:
+    """``matrix`` as a checked (K, K) distance tensor on its device: int64 when every value
+    is an integer, float64 otherwise. Finite, >= 0, symmetric, 0 on the diagonal."""
+    if isinstance(matrix, np.ndarray):
+        matrix = torch.from_numpy(matrix)
+    if not isinstance(matrix, Tensor) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        shape = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
+        raise ValueError(f"LCA heights must be a square (K, K) tensor, got {shape}")
+    if matrix.shape[0] < 1 or matrix.dtype == torch.bool or matrix.is_complex():
+        raise ValueError(
+            f"LCA heights must be a non-empty real (K, K) tensor, got {matrix.dtype} "
+            f"{tuple(matrix.shape)}"
+        )
+    d = matrix.detach().to(torch.float64)
+    if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
+        raise ValueError("LCA heights must be finite and non-negative")
+    if not torch.equal(d, d.T):
+        raise ValueError("LCA heights must be symmetric: D[i, j] == D[j, i]")
+    if bool(torch.diagonal(d).any()):
+        raise ValueError("LCA heights must be 0 on the diagonal")
+    return d.to(torch.int64) if torch.equal(d, d.round()) else d
+
+
+def _pairs_matrix(
+    pairs: Mapping[tuple[str, str], float], order: Sequence[str], where: str
+) -> Tensor:
+    """(K, K) matrix of ``pairs`` over the names ``order``; a pair may be given as (a, b),
+    (b, a) or both (then equal); pairs of other names are ignored."""
+    index = {name: i for i, name in enumerate(order)}
+    k = len(order)
+    values = np.full((k, k), np.nan)
+    np.fill_diagonal(values, 0.0)
+    for (a, b), distance in pairs.items():
+        i, j = index.get(a), index.get(b)
+        if i is None or j is None:
+            continue
+        if i == j:
+            if distance != 0:
+                raise ValueError(f"{where}: the distance of {a!r} to itself is {distance}, not 0")
+            continue
+        known = values[i, j]
+        if not np.isnan(known) and known != distance:
+            raise ValueError(
+                f"{where}: ({a!r}, {b!r}) is {distance} but ({b!r}, {a!r}) is {known:g}; "
+                "distances must be symmetric"
+            )
+        values[i, j] = values[j, i] = distance
+    holes = np.argwhere(np.isnan(values))
+    if holes.size:
+        i, j = (int(v) for v in holes[0])
+        raise ValueError(
+            f"{where}: no distance between {order[i]!r} and {order[j]!r} ({len(holes) // 2} "
+            "pair(s) missing); every pair of classes needs one"
+        )
+    return _checked_matrix(torch.from_numpy(values))
+
+
+class ClassDistances:
+    """A (K, K) matrix of distances between named classes, when there is no tree.
+
+    Accepted wherever a :class:`Hierarchy` is (frames, metrics, soft labels, the trainer's
+    ``data.hierarchy``) through :func:`distance_matrix`. Its numbers are used as given:
+    an LCA ``convention`` applies to trees only (the field's distance files already hold
+    "level" numbers, docs/theory.md §7).
+
+    Args:
+        matrix: (K, K) distances (tensor or array): finite, >= 0, symmetric, 0 on the
+            diagonal.
+        classes: K class names in matrix order; default ``"0" .. "K-1"``.
+        source: where it was read from (for messages).
+
+    Attributes:
+        matrix: (K, K) CPU tensor, int64 when every value is an integer, else float64.
+        classes: the K names; class i is ``classes[i]``.
+        named: whether the names were given (False for the default ``"0" .. "K-1"``).
+    """
+
+    def __init__(
+        self,
+        matrix: Tensor | np.ndarray,
+        classes: Sequence[str] | None = None,
+        *,
+        source: str | None = None,
+    ) -> None:
+        self.matrix = _checked_matrix(matrix).cpu()
+        k = self.matrix.shape[0]
+        names = tuple(str(i) for i in range(k)) if classes is None else tuple(map(str, classes))
+        if len(names) != k:
+            raise ValueError(f"classes has {len(names)} names but the matrix is {k} x {k}")
+        if len(set(names)) != k:
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"classes lists {twice[:5]} more than once")
+        self.classes = names
+        self.named = classes is not None
+        self.source = source
+
+    @classmethod
+    def from_pairs(
+        cls,
+        pairs: Mapping[tuple[str, str], float],
+        classes: Sequence[str] | None = None,
+        *,
+        source: str | None = None,
+    ) -> ClassDistances:
+        """From ``{(name_a, name_b): distance}`` (making-better-mistakes' format).
+
+        ``classes``: the names to take, in class order (a file may also list inner tree
+        nodes; those not named are ignored). Default: every name of the pairs, ordered by
+        the leaf-order rules of :mod:`neuralcollapse.hierarchy` (distinct integer
+        suffixes, else first appearance among the keys).
+        """
+        where = source or "distance pairs"
+        names: dict[str, None] = {}
+        for key in pairs:
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ValueError(f"{where}: key {key!r} is not a (name_a, name_b) pair")
+            names.setdefault(str(key[0]))
+            names.setdefault(str(key[1]))
+        if classes is None:
+            order = list(_order_names(list(names), None)[0])
+        else:
+            order = [str(c) for c in classes]
+            if len(set(order)) != len(order):
+                twice = sorted({c for c in order if order.count(c) > 1})
+                raise ValueError(f"classes lists {twice[:5]} more than once")
+            unknown = [c for c in order if c not in names]
+            if unknown:
+                raise ValueError(
+                    f"{where}: classes {unknown[:5]} have no distances ({len(unknown)} of "
+                    f"{len(order)} missing)"
+                )
+        text_pairs = {(str(a), str(b)): value for (a, b), value in pairs.items()}
+        return cls(_pairs_matrix(text_pairs, order, where), order, source=source)
+
+    @classmethod
+    def load(cls, path: PathLike, *, classes: Sequence[str] | None = None) -> ClassDistances:
+        """Read a ``.npy`` (K, K) matrix or a pickled ``{(a, b): d}`` dict (``.pkl`` or
+        ``.pickle``, optionally ``.xz`` / ``.gz`` compressed, as making-better-mistakes and
+        [L23] ship them).
+
+        The pickle is read without running code (only dict, tuple, str, int and float are
+        built). ``classes``: for ``.npy`` the K names in matrix order; for a pickle the
+        names to take, in class order (see :meth:`from_pairs`).
+        """
+        path = Path(path)
+        if path.suffix.lower() == ".npy":
+            return cls(read_npy_matrix(path), classes, source=str(path))
+        pairs, _ = read_distance_pairs(path)
+        return cls.from_pairs(pairs, classes, source=str(path))
+
+    def select(self, classes: Sequence[str]) -> ClassDistances:
+        """The distances among ``classes`` (names of this matrix), in that order."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        unknown = [c for c in classes if c not in index]
+        if unknown:
+            raise ValueError(f"classes {list(unknown)[:5]} are not in these distances")
+        rows = torch.tensor([index[c] for c in classes], dtype=torch.int64)
+        return ClassDistances(self.matrix[rows][:, rows], classes, source=self.source)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """The class names (as :attr:`Hierarchy.leaves`)."""
+        return self.classes
+
+    def __repr__(self) -> str:
+        where = f", from {self.source!r}" if self.source else ""
+        return f"ClassDistances({self.num_classes} classes, max {self.matrix.max().item()}{where})"
+
+
+def distance_matrix(
+    source: Hierarchy | ClassDistances | Tensor | np.ndarray,
+    *,
+    convention: str = DEFAULT_CONVENTION,
+) -> Tensor:
+    """The (K, K) class-distance matrix of a tree or a given matrix: what frames, metrics
+    and soft labels use.
+
+    Args:
+        source: a :class:`Hierarchy` (its ``lca_heights(convention)``), a
+            :class:`ClassDistances` (its matrix, as given), or a (K, K) tensor / array.
+        convention: ``"level"`` or ``"height"`` (docs/theory.md §7); applies to a
+            Hierarchy only, checked in every case.
+
+    Returns:
+        (K, K) tensor, int64 when integral else float64, on the given tensor's device
+        (CPU otherwise); checked finite, >= 0, symmetric, 0 on the diagonal.
+    """
+    convention = check_convention(convention)
+    if isinstance(source, Hierarchy):
+        return source.lca_heights(convention)
+    if isinstance(source, ClassDistances):
+        return source.matrix.clone()
+    if isinstance(source, (Tensor, np.ndarray)):
+        return _checked_matrix(source)
+    raise ValueError(
+        "expected a neuralcollapse.Hierarchy or a (K, K) tensor of LCA heights (or a "
+        f"ClassDistances), got {type(source).__name__}; read a file with "
+        "neuralcollapse.hierarchy.load_hierarchy(path)"
+    )
+
+
+def load_hierarchy(
+    spec: PathLike, *, classes: Sequence[str] | None = None
+) -> Hierarchy | ClassDistances:
+    """A class tree or a distance matrix, from what a user names:
+
+    * ``"builtin:NAME"``: :meth:`Hierarchy.builtin` (e.g. ``builtin:cifar100``);
+    * a ``.npy`` file or a pickled distance dict (``.pkl``/``.pickle``, optionally
+      ``.xz``/``.gz``): :meth:`ClassDistances.load`;
+    * any other file: :meth:`Hierarchy.load` (edges CSV, path CSV or nested JSON).
+
+    ``classes`` sets the class order (for a distance pickle: which names are the classes).
+    """
+    text = str(spec)
+    if text.startswith(BUILTIN_PREFIX):
+        tree = Hierarchy.builtin(text[len(BUILTIN_PREFIX) :])
+        return tree if classes is None else tree.reordered(classes)
+    if is_distance_file(text):
+        return ClassDistances.load(text, classes=classes)
+    return Hierarchy.load(text, classes=classes)

@@ -14,7 +14,10 @@ and :class:`CosineFrameLoss` ([L23]'s cross-entropy plus cosine regression to a 
 Gram, docs/theory.md §6). :class:`SoftLabelCrossEntropy` (Bertinetto et al. 2020's
 hierarchy baseline, docs/theory.md §7) works on any classifier's logits and is called
 ``loss(logits, labels)``. :func:`mixup_loss` applies any loss, these or e.g.
-``nn.CrossEntropyLoss``, to mixup targets.
+``nn.CrossEntropyLoss``, to mixup targets. The long-tailed baselines on logits
+(:class:`LogitAdjustedLoss`, :class:`BalancedSoftmaxLoss`, :class:`LDAMLoss`,
+:class:`FocalLoss`, :func:`class_balanced_weights`, ...) live in
+:mod:`neuralcollapse.longtail_losses` and are re-exported here.
 
 Shapes and dtypes are checked on every call (free); an empty batch is an error (a mean
 over no samples would be NaN). Label values are range-checked when they live on the CPU.
@@ -32,15 +35,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralcollapse._internal.checks import check_float, check_labels
+from neuralcollapse.hierarchy import (
+    DEFAULT_CONVENTION,
+    ClassDistances,
+    Hierarchy,
+    distance_matrix,
+)
+from neuralcollapse.longtail_losses import (  # the long-tailed baselines, re-exported
+    BalancedSoftmaxLoss,
+    FocalLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    class_balanced_weights,
+    deferred_reweighting,
+    ldam_margins,
+    log_prior,
+    posthoc_logit_adjustment,
+)
 
 __all__ = [
+    "BalancedSoftmaxLoss",
     "CosineFrameLoss",
     "DotRegressionLoss",
+    "FocalLoss",
     "FrameCrossEntropy",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
     "MixupTargets",
     "SoftLabelCrossEntropy",
     "batch_balance_weights",
+    "class_balanced_weights",
+    "deferred_reweighting",
+    "ldam_margins",
+    "log_prior",
     "mixup_loss",
+    "posthoc_logit_adjustment",
 ]
 
 MixupTargets = tuple[torch.Tensor, torch.Tensor, "float | torch.Tensor"]
@@ -389,29 +418,75 @@ class CosineFrameLoss(_FrameLoss):
 class SoftLabelCrossEntropy(nn.Module):
     """Cross-entropy against hierarchy-aware soft labels (Bertinetto et al., CVPR 2020).
 
-    The target of class y puts mass ``softmax_c(-beta * D[y, c])`` on every class c, with
-    D the LCA heights: siblings of y get more than distant classes. Large beta approaches
-    the one-hot target. Called ``loss(logits, labels)`` (labels (B,) or mixup targets).
+    The target of class y puts mass ``q_y(c) = softmax_c(-beta * D[y, c] / m)`` on every
+    class c, with D the LCA distances and m = max D (``normalize_distances=True``, as
+    making-better-mistakes and [L23] do) or m = 1: siblings of y get more than distant
+    classes, and a large beta approaches the one-hot target. Called ``loss(logits,
+    labels)`` (labels (B,) or mixup targets). docs/theory.md §7.
+
+    Reproducing making-better-mistakes: their ``beta`` with ``normalize_distances=True``
+    gives the same targets (unnormalised, use ``beta / max D``). Their loss is
+    ``nn.KLDivLoss()`` (mean over batch x classes): ``form="kl",
+    reduction="elementwise_mean"`` gives its value exactly, and their learning rate and
+    weight decay then transfer unchanged. The gradients of ``reduction="mean"`` are K
+    times theirs: with it, use their learning rate divided by K and their weight decay
+    multiplied by K (docs/theory.md §7).
 
     Args:
-        lca: (K, K) LCA heights (``Hierarchy.lca_heights()``).
+        lca: a Hierarchy, a ClassDistances or (K, K) LCA distances.
         beta: > 0, the sharpness of the soft labels.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        normalize_distances: divide D by its maximum before the softmax.
+        reduction: ``"mean"`` (over the batch), ``"elementwise_mean"`` (over batch x
+            classes, PyTorch's ``KLDivLoss(reduction="mean")``), ``"sum"`` or ``"none"``
+            (per sample, shape (B,)).
+        form: ``"cross_entropy"`` -sum_c q_y(c) log p(c), or ``"kl"``, KL(q_y || p) = the
+            cross-entropy minus the entropy of q_y: same gradients, the value their code
+            logs.
+        convention: the LCA distance of a Hierarchy, ``"level"`` or ``"height"``.
+
+    Attributes:
+        targets: (K, K) float32 buffer, row y = q_y.
     """
 
+    REDUCTIONS = ("mean", "elementwise_mean", "sum", "none")
+    FORMS = ("cross_entropy", "kl")
     targets: torch.Tensor
+    target_entropy: torch.Tensor
 
-    def __init__(self, lca: torch.Tensor, *, beta: float, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        lca: Hierarchy | ClassDistances | torch.Tensor,
+        *,
+        beta: float,
+        normalize_distances: bool = True,
+        reduction: str = "mean",
+        form: str = "cross_entropy",
+        convention: str = DEFAULT_CONVENTION,
+    ) -> None:
         super().__init__()
-        if not isinstance(lca, torch.Tensor) or lca.ndim != 2 or lca.shape[0] != lca.shape[1]:
-            raise ValueError("lca must be a square (K, K) tensor of LCA heights")
+        distances = distance_matrix(lca, convention=convention).to(torch.float64).cpu()
         beta = _check_number("beta", beta, positive=True)
-        self.beta, self.reduction = beta, _check_reduction(reduction)
-        self.register_buffer("targets", torch.softmax(-beta * lca.double(), dim=1).float())
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(
+                f"reduction must be one of {', '.join(self.REDUCTIONS)}, got {reduction!r}"
+            )
+        if form not in self.FORMS:
+            raise ValueError(f"form must be one of {', '.join(self.FORMS)}, got {form!r}")
+        self.beta, self.reduction, self.form = beta, reduction, form
+        self.normalize_distances = bool(normalize_distances)
+        if self.normalize_distances and distances.max() > 0:
+            distances = distances / distances.max()
+        targets = torch.softmax(-beta * distances, dim=1)
+        self.register_buffer("targets", targets.float())
+        entropy = -torch.special.xlogy(targets, targets).sum(dim=1)
+        self.register_buffer("target_entropy", entropy.float())
 
     def _per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
-        return -(self.targets.to(logits.dtype)[labels] * log_probs).sum(dim=1)
+        loss = -(self.targets.to(logits.dtype)[labels] * log_probs).sum(dim=1)
+        if self.form == "kl":
+            loss = loss - self.target_entropy.to(logits.dtype)[labels]
+        return loss
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor | MixupTargets) -> torch.Tensor:
         """Loss of (B, K) logits against (B,) labels or mixup targets."""
@@ -420,4 +495,13 @@ class SoftLabelCrossEntropy(nn.Module):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
             raise ValueError(f"logits must be (B, {k}), got {shape}")
         loss = mixup_loss(self._per_sample, logits, labels, num_classes=k)
+        if self.reduction == "elementwise_mean":
+            return loss.sum() / (loss.shape[0] * k)
         return _reduce(loss, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.targets.shape[0]}, beta={self.beta}, "
+            f"normalize_distances={self.normalize_distances}, form={self.form!r}, "
+            f"reduction={self.reduction!r}"
+        )

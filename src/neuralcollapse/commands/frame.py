@@ -18,7 +18,12 @@ from neuralcollapse.frames import (
     describe,
     hierarchy_similarity,
 )
-from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.hierarchy import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    distance_matrix,
+    load_hierarchy,
+)
 
 SUFFIXES = (".pt", ".npy")
 
@@ -44,9 +49,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--hierarchy",
-        type=Path,
         metavar="FILE",
-        help="haframe: class tree (CSV child,parent; nested .json; or CSV leaf,level1,...)",
+        help=(
+            "haframe: class tree (CSV child,parent; nested .json; CSV leaf,level1,...), "
+            "builtin:cifar100, or a distance file (.npy; making-better-mistakes .pkl[.xz])"
+        ),
+    )
+    parser.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default=DEFAULT_CONVENTION,
+        help="haframe: LCA distance of a tree (default level; docs/theory.md §7)",
     )
     parser.add_argument("--gamma", type=float, default=2.0, help="haframe: gamma (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="random rotation/start (default 0)")
@@ -103,19 +116,21 @@ def _build(args: argparse.Namespace, dtype: torch.dtype):
             raise UsageError("haframe needs --hierarchy FILE (the class tree)")
         if args.classes is not None:
             raise UsageError("haframe takes its classes from --hierarchy; drop --classes")
-        tree = Hierarchy.load(args.hierarchy)
+        with usage_errors("--hierarchy"):
+            tree = load_hierarchy(args.hierarchy)
         with usage_errors():
-            target = hierarchy_similarity(tree, gamma=args.gamma)
+            lca = distance_matrix(tree, convention=args.convention)
+            target = hierarchy_similarity(lca, gamma=args.gamma)
             frame = build_frame(
                 "haframe",
                 None,
                 args.dim,
-                hierarchy=tree,
+                hierarchy=lca,
                 gamma=args.gamma,
                 seed=args.seed,
                 dtype=dtype,
             )
-        by_height = target.by_lca_height(tree.lca_heights())
+        by_height = target.by_lca_height(lca)
         extra = {
             "gamma": args.gamma,
             "s": target.s,

@@ -107,6 +107,11 @@ def _run_reproduction(args: argparse.Namespace, out: Path) -> int:
     plot_reproduction(rep, out / f"{args.name}.png")
     print(format_table(rep.table))
     print(f"expected: {rep.expected}")
+    if rep.scope:
+        print(f"scope: {rep.scope}")
+    verdicts = rep.measured.get("verdicts")
+    if isinstance(verdicts, dict):
+        print("verdicts: " + ", ".join(f"{key}={value}" for key, value in verdicts.items()))
     print(f"agrees: {rep.agrees}  ({rep.wall_time_s:.1f} s)")
     print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.png')}")
     return 0

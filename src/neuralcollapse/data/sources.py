@@ -99,6 +99,11 @@ class LabeledImages:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the images take, in bytes (N x C x H x W x bytes per value)."""
+        return self.images.element_size() * self.images.nelement()
+
     def class_counts(self) -> Tensor:
         """(K,) int64 samples per class."""
         return torch.bincount(self.labels, minlength=self.num_classes)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.hierarchy import DEFAULT_CONVENTION, Hierarchy
 
 from .longtail import class_counts
 
@@ -100,6 +100,7 @@ def hierarchical_mixture(
     imbalance_ratio: float = 1.0,
     profile: str = "exp",
     seed: int = 0,
+    convention: str = DEFAULT_CONVENTION,
 ) -> Mixture:
     """Gaussian classes whose means follow a tree: ``||mu_i - mu_j|| = separation *
     sqrt(lca_height(i, j))``, so siblings (height 1) are ``separation`` apart and cousins
@@ -107,8 +108,8 @@ def hierarchical_mixture(
 
     The means are an exact embedding of the tree metric (the tree covariance
     ``C = max(D) - D``, factored and randomly rotated into R^d), which needs ``dim`` at least
-    the rank of C (at most K). Unbalanced trees work too: Hierarchy's heights (a node's
-    longest way down to a leaf) are still an ultrametric.
+    the rank of C (at most K). Unbalanced trees work too: both LCA conventions of
+    :meth:`Hierarchy.lca_heights` ("level", the default, and "height") are ultrametrics.
 
     Args:
         hierarchy: a :class:`~neuralcollapse.hierarchy.Hierarchy`, ``(child, parent)``
@@ -116,12 +117,14 @@ def hierarchical_mixture(
             choose the class order with ``classes=``), or a (K, K) LCA-height tensor/array.
             Class i is ``hierarchy.leaves[i]``.
         dim: d.
+        convention: the LCA distance of a tree, ``"level"`` or ``"height"``
+            (docs/theory.md §7); ignored for a given matrix.
         Other arguments as in :func:`gaussian_mixture`.
 
     Returns:
         :class:`Mixture` with ``lca_heights`` (K, K) and, for a named tree, ``classes``.
     """
-    heights, names = _lca_matrix(hierarchy)
+    heights, names = _lca_matrix(hierarchy, convention)
     num_classes = heights.shape[0]
     _check_dims(num_classes, dim, separation, noise)
     factor = _tree_factor(heights)
@@ -137,16 +140,16 @@ def hierarchical_mixture(
     return Mixture(mixture.features, mixture.labels, mixture.means, heights, names)
 
 
-def _lca_matrix(hierarchy: object) -> tuple[Tensor, tuple[str, ...] | None]:
+def _lca_matrix(hierarchy: object, convention: str) -> tuple[Tensor, tuple[str, ...] | None]:
     """(K, K) LCA heights (int64 when integral, else float64) and the leaf names, if any."""
     names: tuple[str, ...] | None = None
     if isinstance(hierarchy, Hierarchy):
-        matrix, names = hierarchy.lca_heights(), hierarchy.leaves
+        matrix, names = hierarchy.lca_heights(convention), hierarchy.leaves
     elif isinstance(hierarchy, Tensor | np.ndarray):
         matrix = torch.as_tensor(hierarchy)
     elif isinstance(hierarchy, Sequence) and not isinstance(hierarchy, str):
         tree = Hierarchy.from_edges(hierarchy)
-        matrix, names = tree.lca_heights(), tree.leaves
+        matrix, names = tree.lca_heights(convention), tree.leaves
     else:
         raise ValueError(
             "hierarchy must be a neuralcollapse.Hierarchy, (child, parent) pairs or a (K, K) "

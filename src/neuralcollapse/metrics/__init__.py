@@ -16,8 +16,8 @@ or in one call: ``collapse_report(features, labels, classifier=W)`` for tensors 
 metrics and collapse of one split in one two-pass run (what training and ``eval`` use).
 
 Also: :class:`AccuracyCounter` (overall, balanced, per-class and per-shot-group accuracy),
-the hierarchy-aware metrics of :mod:`neuralcollapse.metrics.hierarchical` (mistake
-severity, hierarchical distance@k, mistakes@k, CRM decoding) and the geometry measures as
+the hierarchy-aware metrics of :mod:`neuralcollapse.metrics.hierarchical` (top-1 error,
+mistake severity, hier-dist@k, mistakes@k, best-of-top-k, CRM decoding) and the geometry measures as
 plain functions in :mod:`neuralcollapse.metrics.functional` (``etf_distance``,
 ``equinorm``, ``equiangularity``, ``cdnv``, ``self_duality``, ``nc3_zhu``, ...).
 
@@ -36,10 +36,12 @@ from neuralcollapse.metrics.collect import collapse_report, collect
 from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model, evaluate_stream
 from neuralcollapse.metrics.hierarchical import (
     HierarchicalCounter,
+    best_hierarchical_distance_at_k,
     crm_predict,
     hierarchical_distance_at_k,
     mistake_severity,
     mistakes_at_k,
+    rank_classes,
     top1_error,
 )
 from neuralcollapse.metrics.ncc import NCCMismatchCounter, NCCResult
@@ -53,6 +55,7 @@ __all__ = [
     "HierarchicalCounter",
     "NCCMismatchCounter",
     "NCCResult",
+    "best_hierarchical_distance_at_k",
     "collapse_report",
     "collect",
     "crm_predict",
@@ -62,5 +65,6 @@ __all__ = [
     "hierarchical_distance_at_k",
     "mistake_severity",
     "mistakes_at_k",
+    "rank_classes",
     "top1_error",
 ]

@@ -48,6 +48,9 @@ __all__ = ["CACHE_LIMIT", "Evaluation", "evaluate_model", "evaluate_stream"]
 #: Default number of cached values (features plus logits) of the first pass: 200 MB in
 #: float32.
 CACHE_LIMIT = 50_000_000
+#: The k of the hierarchical @k metrics (those up to K); making-better-mistakes' code
+#: logs 1, 5, 10, 20 and 100 (docs/theory.md §7).
+HIERARCHICAL_KS = (1, 5, 20)
 
 Batch = tuple[Tensor, Tensor, "Tensor | None"]
 
@@ -102,8 +105,10 @@ def evaluate_stream(
         bias: optional ``(K,)`` bias (enters only ``global_mean_logit_norm``).
         groups: named groups of classes for the per-group accuracies: a dict name ->
             class indices or the ShotGroups of ``nc.data.shot_groups(...)``.
-        lca: optional ``(K, K)`` LCA heights of a class hierarchy; adds ``hierarchical``
-            (top-1 error, mistake severity, hier_dist@1/5, mistakes@1/5; k <= K).
+        lca: optional class tree: ``(K, K)`` LCA distances, a Hierarchy (its default
+            "level" distances) or a ClassDistances; adds ``hierarchical`` (top-1 error,
+            mistake severity, hier_dist@k, mistakes@k, best_hier_dist@k for k = 1, 5, 20
+            up to K; :mod:`neuralcollapse.metrics.hierarchical`).
         train_counts: optional ``(K,)`` training samples per class; the report's minority
             classes (``minority_classes``, ``minority_cosine``) are then the rarest in
             training rather than in this split (see :meth:`CollapseStats.compute`).
@@ -291,7 +296,7 @@ class _Accumulators:
                 f"lca is {tuple(lca.shape)} but num_classes is {self.num_classes}; pass "
                 "the (K, K) LCA heights of the evaluated classes"
             )
-        ks = tuple(k for k in (1, 5) if k <= self.num_classes)
+        ks = tuple(k for k in HIERARCHICAL_KS if k <= self.num_classes)
         return HierarchicalCounter(lca, ks=ks, device=device)
 
     def create(self, device: torch.device, dim: int) -> None:

@@ -1,127 +1,185 @@
 """Hierarchy-aware evaluation: how severe the mistakes are, not only how many.
 
-With D the (K, K) matrix of lowest-common-ancestor heights of the class tree (0 on the
-diagonal; ``Hierarchy.lca_heights()``), for N samples with true class y_i:
+D is the (K, K) matrix of LCA distances of the class tree (0 on the diagonal;
+``Hierarchy.lca_heights(convention)``, docs/theory.md §7). For N samples with true class
+y_i, let r_i(1), r_i(2), ... be the classes ranked by score and d_i(j) = D[y_i, r_i(j)]
+(0 where the prediction is correct); W is the set of samples whose top-1 is wrong. The
+metrics, under the names of making-better-mistakes [Bertinetto 2020] (whose evaluation
+code [L23] and CRM [Karthik 2021] reuse):
 
-* top-1 error: fraction of samples whose top-1 prediction is wrong.
-* mistake severity: mean D[y_i, top1_i] over the misclassified samples only.
-* hierarchical distance@k: per sample the mean of D[y_i, p] over its top-k predictions p,
-  averaged over all samples (a correct top-1 contributes 0 at k = 1) [Bertinetto 2020].
-* mistakes@k: mean D[y_i, p] over the wrong predictions p among the top-k, pooled over
-  all samples (the severity of the mistakes that appear in the top k).
+* ``top1_error`` = |W| / N.
+* ``mistake_severity`` = (1/|W|) sum_{i in W} d_i(1): the mean LCA distance of the wrong
+  top-1 predictions (their "average mistake severity").
+* ``hier_dist@k`` = (1/N) sum_i (1/k) sum_{j<=k} d_i(j): over ALL samples, the mean
+  distance of the top-k predictions, correct ones counting 0 (their "average hierarchical
+  distance@k", ``ilsvrc_dist_avg/k``). At k = 1 it is top1_error * mistake_severity.
+* ``mistakes@k`` = (1/|W|) sum_{i in W} (1/k) sum_{j<=k} d_i(j): the same mean over the
+  samples whose top-1 is wrong only (their ``ilsvrc_dist_mistakes/avg k``); at k = 1 it
+  is the mistake severity.
+* ``best_hier_dist@k`` = (1/N) sum_i min_{j<=k} d_i(j): the distance of the best of the
+  top k (their "best hierarchical distance@k", ``ilsvrc_dist_top/k``); 0 when the true
+  class is among the top k.
 
-Everything is computed on every sample given (nothing dropped), vectorised, and
-accumulates as sums in :class:`HierarchicalCounter`, which merges across batches and
-processes (the accumulator contract of :mod:`neuralcollapse.metrics.base`).
-:func:`crm_predict` is the post-hoc CRM decoding of Karthik et al. (2021).
+Ranking and ties: classes are ranked by a stable descending sort of the scores, so equal
+scores rank the lower class index first (as ``torch.argmax`` picks the first maximum for
+top-1). The papers' code takes ``torch.topk``, which leaves the order of tied scores
+unspecified; with real-valued logits ties do not occur and the numbers agree.
+
+making-better-mistakes selects the mistaken samples by d_i(1) != 0 rather than by
+r_i(1) != y_i; the two agree whenever distinct classes have distance > 0 (always for a
+tree). Their code averages per-batch means over equal-sized batches (it drops the last
+incomplete batch); here everything is an exact mean over every sample given, accumulated
+as sums in :class:`HierarchicalCounter`, which merges across batches and processes (the
+accumulator contract of :mod:`neuralcollapse.metrics.base`). :func:`crm_predict` is the
+post-hoc CRM decoding of [Karthik 2021].
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from neuralcollapse._internal.checks import check_labels
+from neuralcollapse.hierarchy import DEFAULT_CONVENTION, distance_matrix
 from neuralcollapse.metrics.base import Accumulator
+
+if TYPE_CHECKING:
+    from neuralcollapse.hierarchy import ClassDistances, Hierarchy
+
+    TreeLike = Hierarchy | ClassDistances | Tensor
 
 __all__ = [
     "HierarchicalCounter",
+    "best_hierarchical_distance_at_k",
     "crm_predict",
     "hierarchical_distance_at_k",
     "mistake_severity",
     "mistakes_at_k",
+    "rank_classes",
     "top1_error",
 ]
 
 
-def _check_lca(lca: Tensor, num_classes: int | None = None) -> Tensor:
-    if not isinstance(lca, Tensor) or lca.ndim != 2 or lca.shape[0] != lca.shape[1]:
-        shape = tuple(lca.shape) if isinstance(lca, Tensor) else type(lca).__name__
-        raise ValueError(f"lca must be a square (K, K) tensor of LCA heights, got {shape}")
-    if num_classes is not None and lca.shape[0] != num_classes:
-        raise ValueError(
-            f"lca is {tuple(lca.shape)} but the predictions have {num_classes} classes"
-        )
-    return lca
+def rank_classes(scores: Tensor, k: int) -> Tensor:
+    """(N, k) class indices of the k highest scores, best first; ties go to the lower
+    class index (a stable descending sort).
 
-
-def _ranked(scores: Tensor, k: int) -> Tensor:
-    """(N, k) class indices of the k highest scores, best first."""
-    if scores.ndim != 2:
-        raise ValueError(f"expected (N, K) logits or probabilities, got {tuple(scores.shape)}")
-    if not 1 <= k <= scores.shape[1]:
-        raise ValueError(f"k must be in 1..{scores.shape[1]}, got {k}")
-    return torch.topk(scores, k, dim=1, sorted=True).indices
+    Args:
+        scores: (N, K) logits or probabilities.
+        k: 1..K.
+    """
+    if not isinstance(scores, Tensor) or scores.ndim != 2:
+        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ValueError(f"expected (N, K) logits or probabilities, got {shape}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k must be an integer in 1..{scores.shape[1]}, got {k!r}")
+    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
 
 
 def top1_error(logits_or_preds: Tensor, labels: Tensor) -> float:
-    """Fraction of samples whose top-1 prediction differs from the label."""
+    """Fraction of samples whose top-1 prediction differs from the label.
+
+    ``logits_or_preds``: (N, K) scores (top-1 = first maximum) or (N,) predicted classes.
+    """
     preds = logits_or_preds.argmax(1) if logits_or_preds.ndim == 2 else logits_or_preds
     return float((preds != labels).double().mean())
 
 
-def mistake_severity(logits_or_preds: Tensor, labels: Tensor, lca: Tensor) -> float:
-    """Mean LCA height between prediction and truth over the misclassified samples.
+def _one(scores: Tensor, labels: Tensor, lca: TreeLike, k: int, key: str, convention: str) -> float:
+    counter = HierarchicalCounter(lca, ks=(k,), convention=convention)
+    counter.update(scores, labels)
+    return counter.compute()[key]
 
-    ``logits_or_preds``: (N, K) scores or (N,) predicted classes. NaN when there is no
-    mistake (the severity of no mistakes is undefined, not 0).
+
+def mistake_severity(
+    logits_or_preds: Tensor,
+    labels: Tensor,
+    lca: TreeLike,
+    *,
+    convention: str = DEFAULT_CONVENTION,
+) -> float:
+    """Mean LCA distance between the top-1 prediction and the truth over the samples
+    whose top-1 is wrong [Bertinetto 2020].
+
+    ``logits_or_preds``: (N, K) scores or (N,) predicted classes; ``lca``: a Hierarchy,
+    ClassDistances or (K, K) distances (``convention`` applies to a Hierarchy). NaN
+    when there is no mistake (the severity of no mistakes is undefined, not 0).
     """
-    counter = HierarchicalCounter(lca, ks=(1,))
-    counter.update(logits_or_preds, labels)
-    return counter.compute()["mistake_severity"]
+    return _one(logits_or_preds, labels, lca, 1, "mistake_severity", convention)
 
 
-def hierarchical_distance_at_k(logits: Tensor, labels: Tensor, lca: Tensor, k: int) -> float:
-    """Mean over samples of the mean LCA height between the truth and the top-k predictions."""
-    counter = HierarchicalCounter(lca, ks=(k,))
-    counter.update(logits, labels)
-    return counter.compute()[f"hier_dist@{k}"]
+def hierarchical_distance_at_k(
+    logits: Tensor, labels: Tensor, lca: TreeLike, k: int, *, convention: str = DEFAULT_CONVENTION
+) -> float:
+    """hier-dist@k [Bertinetto 2020]: (1/N) sum_i (1/k) sum_{j<=k} D[y_i, r_i(j)], over
+    all samples, correct predictions counting 0."""
+    return _one(logits, labels, lca, k, f"hier_dist@{k}", convention)
 
 
-def mistakes_at_k(logits: Tensor, labels: Tensor, lca: Tensor, k: int) -> float:
-    """Mean LCA height of the wrong predictions among the top-k (NaN if there are none)."""
-    counter = HierarchicalCounter(lca, ks=(k,))
-    counter.update(logits, labels)
-    return counter.compute()[f"mistakes@{k}"]
+def mistakes_at_k(
+    logits: Tensor, labels: Tensor, lca: TreeLike, k: int, *, convention: str = DEFAULT_CONVENTION
+) -> float:
+    """making-better-mistakes' mistakes@k: the mean of (1/k) sum_{j<=k} D[y_i, r_i(j)]
+    over the samples whose top-1 is wrong (NaN if there are none)."""
+    return _one(logits, labels, lca, k, f"mistakes@{k}", convention)
 
 
-def crm_predict(probs: Tensor, lca: Tensor) -> Tensor:
-    """Conditional risk minimisation: the class with the least expected LCA cost.
+def best_hierarchical_distance_at_k(
+    logits: Tensor, labels: Tensor, lca: TreeLike, k: int, *, convention: str = DEFAULT_CONVENTION
+) -> float:
+    """Best-of-top-k [Bertinetto 2020]: (1/N) sum_i min_{j<=k} D[y_i, r_i(j)]."""
+    return _one(logits, labels, lca, k, f"best_hier_dist@{k}", convention)
+
+
+def crm_predict(probs: Tensor, lca: TreeLike, *, convention: str = DEFAULT_CONVENTION) -> Tensor:
+    """Conditional risk minimisation [Karthik 2021]: the class with the least expected
+    LCA cost.
 
     ``probs`` (N, K) class probabilities (e.g. a softmax); returns (N,) argmin_k sum_j
-    p_j D[k, j]. Post hoc: no retraining. For top-k metrics pass ``-probs @ D.T`` as scores.
+    p_j D[k, j] (ties: the lower class index). Post hoc: no retraining. For top-k metrics
+    pass ``-probs @ D.T`` as scores.
     """
-    lca = _check_lca(lca, probs.shape[1])
+    lca = distance_matrix(lca, convention=convention)
+    if probs.ndim != 2 or probs.shape[1] != lca.shape[0]:
+        raise ValueError(
+            f"lca is {tuple(lca.shape)} but the probabilities are {tuple(probs.shape)}"
+        )
     risk = probs.to(torch.float64) @ lca.to(probs.device, torch.float64).T
     return risk.argmin(dim=1)
 
 
 class HierarchicalCounter(Accumulator):
-    """Streaming sums for top-1 error, mistake severity, hier. distance@k and mistakes@k.
+    """Streaming sums for every metric of the module docstring.
 
     Args:
-        lca: (K, K) LCA heights (integers or floats).
-        ks: the k values to track for the @k metrics, each in ``1..K``.
-        device: where the sums live (default: the lca's device).
+        lca: a Hierarchy, a ClassDistances or (K, K) LCA distances (integers or floats).
+        ks: the k values of the @k metrics, each in ``1..K``.
+        device: where the sums live (default: the lca tensor's device, else CPU).
+        convention: the LCA distance of a Hierarchy, ``"level"`` or ``"height"``
+            (docs/theory.md §7).
 
     State: ``sums`` (3 + 3 len(ks),) float64: samples, wrong top-1, severity sum, then per
-    k the distance sum, the wrong count and the wrong-height sum.
+    k the sums of the top-k mean distance over all samples, of the same over the wrong
+    top-1 samples, and of the top-k minimum distance.
     """
 
+    state_version = 2  # version 1 summed the wrong predictions among the top k instead
     _compatibility_hint = "build both counters with the same lca and ks"
 
     def __init__(
         self,
-        lca: Tensor,
+        lca: TreeLike,
         ks: tuple[int, ...] = (1, 5),
         device: torch.device | str | None = None,
+        *,
+        convention: str = DEFAULT_CONVENTION,
     ) -> None:
-        lca = _check_lca(lca)
-        super().__init__(device if device is not None else lca.device)
-        self.lca = lca.detach().to(self.device, torch.float64)
+        matrix = distance_matrix(lca, convention=convention)
+        super().__init__(device if device is not None else matrix.device)
+        self.lca = matrix.detach().to(self.device, torch.float64)
         self.num_classes = self.lca.shape[0]
         if (
             not ks
@@ -162,28 +220,26 @@ class HierarchicalCounter(Accumulator):
                 raise ValueError(
                     f"scores have {scores.shape[1]} classes but lca has {self.num_classes}"
                 )
-            ranked = _ranked(scores, max(self.ks))
+            ranked = rank_classes(scores, max(self.ks))
         labels = check_labels(labels, batch=ranked.shape[0], num_classes=self.num_classes)
         labels = labels.to(device)
-        heights = self.lca[labels.unsqueeze(1), ranked.to(device)]  # (B, kmax)
-        wrong = ranked.to(device) != labels.unsqueeze(1)
+        ranked = ranked.to(device)
+        distances = self.lca[labels.unsqueeze(1), ranked]  # (B, kmax): d_i(j)
+        wrong = (ranked[:, 0] != labels).double()
         parts = [
             torch.tensor(float(labels.numel()), device=device, dtype=torch.float64),
-            wrong[:, 0].double().sum(),
-            heights[:, 0].sum(),
+            wrong.sum(),
+            (distances[:, 0] * wrong).sum(),
         ]
         for k in self.ks:
-            parts += [
-                heights[:, :k].mean(dim=1).sum(),
-                wrong[:, :k].double().sum(),
-                (heights[:, :k] * wrong[:, :k]).sum(),
-            ]
+            mean_k = distances[:, :k].mean(dim=1)
+            parts += [mean_k.sum(), (mean_k * wrong).sum(), distances[:, :k].amin(dim=1).sum()]
         self._sums += torch.stack(parts)
 
     def compute(self) -> dict[str, float]:
         """``num_samples``, ``top1_error``, ``mistake_severity`` and per k ``hier_dist@k``,
-        ``mistakes@k`` of every sample counted so far; NaN where undefined (no samples,
-        no mistakes)."""
+        ``mistakes@k`` and ``best_hier_dist@k`` of every sample counted so far; NaN where
+        undefined (no samples, no mistakes)."""
         values = self._sums.tolist()
         n, wrong, severity = values[:3]
 
@@ -196,7 +252,8 @@ class HierarchicalCounter(Accumulator):
             "mistake_severity": ratio(severity, wrong),
         }
         for i, k in enumerate(self.ks):
-            distance, mistakes, mistake_sum = values[3 + 3 * i : 6 + 3 * i]
-            result[f"hier_dist@{k}"] = ratio(distance, n)
-            result[f"mistakes@{k}"] = ratio(mistake_sum, mistakes)
+            average, average_wrong, best = values[3 + 3 * i : 6 + 3 * i]
+            result[f"hier_dist@{k}"] = ratio(average, n)
+            result[f"mistakes@{k}"] = ratio(average_wrong, wrong)
+            result[f"best_hier_dist@{k}"] = ratio(best, n)
         return result

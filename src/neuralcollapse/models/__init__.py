@@ -4,7 +4,8 @@ Every model returns (B, feature_dim) features and exposes ``feature_dim``; class
 live in ``nc.heads``. Names: ``resnet32`` (CIFAR, d = 64 * width), ``resnet18``, ``resnet50``
 (``stem="cifar"|"imagenet"``, ``feature_dim=None|int``), ``wide_resnet`` (WRN-depth-width,
 default WRN-28-8, d = 512), ``mlp`` and ``small_cnn`` (8x8 digits), and ``timm:<name>``
-for any timm model (optional extra).
+for any timm model (optional extra). ``load_weights(backbone, path)`` fills a backbone from a
+local state-dict file (pretrained weights; nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from .base import Backbone, count_parameters
+from .pretrained import WeightsReport, load_weights
 from .resnet import ResNet, resnet18, resnet50
 from .resnet_cifar import CifarResNet, resnet32
 from .small import MLP, SmallCNN
@@ -30,10 +32,12 @@ __all__ = [
     "ResNet",
     "SmallCNN",
     "TimmBackbone",
+    "WeightsReport",
     "WideResNet",
     "available",
     "build",
     "count_parameters",
+    "load_weights",
     "resnet18",
     "resnet32",
     "resnet50",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -12,13 +13,14 @@ from neuralcollapse._internal.seeding import derive_seed
 from neuralcollapse.errors import usage_errors
 from neuralcollapse.frames import build_frame, target_similarity, unreachable_classes
 from neuralcollapse.heads import FixedFrameHead, LearnableHead
-from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.hierarchy import ClassDistances, Hierarchy
 from neuralcollapse.losses import (
     CosineFrameLoss,
     DotRegressionLoss,
     SoftLabelCrossEntropy,
     mixup_loss,
 )
+from neuralcollapse.train.baselines import longtail_loss, uses_class_counts
 from neuralcollapse.train.config import Config, ConfigError
 
 __all__ = [
@@ -45,7 +47,10 @@ class Classifier(nn.Module):
 
 
 def run_frame(
-    config: Config, num_classes: int, feature_dim: int, hierarchy: Hierarchy | None
+    config: Config,
+    num_classes: int,
+    feature_dim: int,
+    hierarchy: Hierarchy | ClassDistances | None,
 ) -> Tensor:
     """The fixed frame of a run (:func:`neuralcollapse.frames.build_frame`), drawn from
     head.frame_seed (default train.seed); the frame dimension is head.dim, else the
@@ -80,6 +85,7 @@ def run_frame(
             dim,
             seed=seed,
             hierarchy=hierarchy if head.kind == "haframe" else None,
+            convention=config.data.lca_convention,
             gamma=head.gamma,
             rotate=rotation != "none",
         )
@@ -109,21 +115,30 @@ def build_model(
     config: Config,
     num_classes: int,
     input_shape: tuple[int, ...],
-    hierarchy: Hierarchy | None = None,
+    hierarchy: Hierarchy | ClassDistances | None = None,
 ) -> Classifier:
     """Backbone from ``model`` and head from ``head``, initialised from train.seed.
 
     ``input_shape`` (C, H, W) of one sample fills the backbone's input options unless the
-    config sets them.
+    config sets them. ``model.weights`` fills the backbone from a local state-dict file
+    (:func:`neuralcollapse.models.load_weights`; strict unless ``model.weights_strict`` is
+    false).
     """
     options = {**_input_options(config.model.name, input_shape), **config.model.options}
     backbone = models.build(config.model.name, seed=config.train.seed, **options)
+    if config.model.weights is not None:
+        with usage_errors(f"model.weights={config.model.weights!r}"):
+            models.load_weights(backbone, config.model.weights, strict=config.model.weights_strict)
     feature_dim = backbone.feature_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.train.seed, "head"))  # projection and neck init
         if config.head.kind == "learnable":
             head: nn.Module = LearnableHead(
-                feature_dim, num_classes, bias=config.head.bias, neck=config.head.neck
+                feature_dim,
+                num_classes,
+                bias=config.head.bias,
+                neck=config.head.neck,
+                cosine=config.head.cosine,
             )
         else:
             frame = run_frame(config, num_classes, feature_dim, hierarchy)
@@ -137,14 +152,28 @@ class RunLoss(nn.Module):
     """The run's loss behind one call, ``loss(logits, h, targets, frame)``.
 
     What the configured loss reads is decided once, here: logit losses (``ce``,
-    ``soft_ce``) read the logits, frame losses (``dr``, ``cosine_frame``) the head's
-    features ``h`` and its frame. ``targets`` are labels or mixup ``(y_a, y_b, lam)``.
+    ``soft_ce`` and the long-tailed baselines) read the logits, frame losses (``dr``,
+    ``cosine_frame``) the head's features ``h`` and its frame. ``targets`` are labels or
+    mixup ``(y_a, y_b, lam)``. ``epoch_weights(epoch)``, when given, sets the inner loss's
+    class weights at the start of each epoch (:meth:`set_epoch`; deferred re-weighting).
     """
 
-    def __init__(self, inner: nn.Module, *, reads_features: bool) -> None:
+    def __init__(
+        self,
+        inner: nn.Module,
+        *,
+        reads_features: bool,
+        epoch_weights: Callable[[int], Tensor | None] | None = None,
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.reads_features = reads_features
+        self.epoch_weights = epoch_weights
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before 0-based epoch ``epoch`` trains."""
+        if self.epoch_weights is not None:
+            self.inner.set_class_weight(self.epoch_weights(epoch))
 
     def forward(self, logits: Tensor, h: Tensor, targets, frame: Tensor | None) -> Tensor:
         if self.reads_features:
@@ -154,16 +183,30 @@ class RunLoss(nn.Module):
         return self.inner(logits, targets)
 
 
-def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -> RunLoss:
-    """The training loss of ``config`` (see :class:`RunLoss`)."""
+def build_loss(
+    config: Config,
+    model: Classifier,
+    hierarchy: Hierarchy | ClassDistances | None,
+    class_counts: Tensor | None = None,
+) -> RunLoss:
+    """The training loss of ``config`` (see :class:`RunLoss`); the long-tailed baselines
+    need the (K,) training ``class_counts``."""
     cfg = config.loss
+    if uses_class_counts(config):
+        inner, epoch_weights = longtail_loss(config, class_counts)
+        return RunLoss(inner, reads_features=False, epoch_weights=epoch_weights)
     if cfg.name == "ce":
         inner: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         return RunLoss(inner, reads_features=False)
     if cfg.name == "soft_ce":
-        return RunLoss(
-            SoftLabelCrossEntropy(hierarchy.lca_heights(), beta=cfg.beta), reads_features=False
+        soft = SoftLabelCrossEntropy(
+            hierarchy,
+            beta=cfg.beta,
+            normalize_distances=cfg.normalize_distances,
+            reduction=cfg.soft_reduction,
+            convention=config.data.lca_convention,
         )
+        return RunLoss(soft, reads_features=False)
     if cfg.name == "dr":
         inner = DotRegressionLoss(
             form=cfg.form,
@@ -173,7 +216,12 @@ def build_loss(config: Config, model: Classifier, hierarchy: Hierarchy | None) -
         )
         return RunLoss(inner, reads_features=True)
     tree = hierarchy if config.head.kind == "haframe" else None
-    similarity = target_similarity(model.head.frame, hierarchy=tree, gamma=config.head.gamma)
+    similarity = target_similarity(
+        model.head.frame,
+        hierarchy=tree,
+        gamma=config.head.gamma,
+        convention=config.data.lca_convention,
+    )
     return RunLoss(CosineFrameLoss(similarity.float(), alpha=cfg.alpha), reads_features=True)
 
 

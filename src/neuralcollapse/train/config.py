@@ -32,6 +32,7 @@ from neuralcollapse.config import (
 )
 from neuralcollapse.config import to_yaml as _to_yaml
 from neuralcollapse.errors import ConfigError
+from neuralcollapse.hierarchy import BUILTIN_HIERARCHIES, BUILTIN_PREFIX
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -66,6 +67,15 @@ RETIRED_KEYS = ("data.device_resident",)
 # A key ending in ".*" covers its whole section.
 RESUMABLE_CHANGES = ("train.epochs", "eval.every", "log.*")
 
+# Data sets read from their official releases (neuralcollapse.data.formats), and those of
+# them made of image files of any size.
+RELEASE_DATA = ("mnist", "fashion_mnist", "svhn", "stl10", "cub", "fgvc_aircraft", "inaturalist")
+IMAGE_FILE_DATA = ("cub", "fgvc_aircraft", "inaturalist")
+
+# Losses that read the logits (usable with a learnable head), and those that take weights.
+LOGIT_LOSSES = ("ce", "soft_ce", "logit_adjusted", "balanced_softmax", "ldam", "focal")
+WEIGHTED_LOSSES = ("ce", "focal", "ldam")
+
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_NAME_RULE = (
     "1-100 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit (it names "
@@ -86,23 +96,59 @@ class DataConfig:
         "hierarchical",
         "image_folder",
         "list_file",
+        "mnist",
+        "fashion_mnist",
+        "svhn",
+        "stl10",
+        "cub",
+        "fgvc_aircraft",
+        "inaturalist",
     ] = "digits"
-    root: str | None = None  # folder of the CIFAR archive, image folder or list-file base
+    # folder of the data set's official files (CIFAR archive, IDX files, .mat files,
+    # stl10_binary, CUB_200_2011, fgvc-aircraft-2013b, iNaturalist JSON), image folder or
+    # list-file base
+    root: str | None = None
     train_list: str | None = None  # list_file: "relative/path label" lines, training set
     test_list: str | None = None  # list_file: same, evaluation set
-    image_size: int | None = bounded(None, ge=1)  # image_folder / list_file: square size
+    # training and evaluation split of the official release; default per data set:
+    # [train, test], fgvc_aircraft [trainval, test], inaturalist [train, val]
+    splits: list[str] | None = None
+    label_level: Literal["variant", "family", "manufacturer"] = "variant"  # fgvc_aircraft
+    crop_banner: bool = True  # fgvc_aircraft: drop the 20-pixel banner at the bottom
+    # image files (image_folder, list_file, cub, fgvc_aircraft, inaturalist): decoded square
+    # size, reached by stretching or by the shorter side then the central square
+    image_size: int | None = bounded(None, ge=1)
+    resize: Literal["stretch", "center_crop"] = "stretch"
+    # image files: decode them all into memory (the device-resident store) or stream them
+    # from disk with DataLoader workers; auto = memory when they take <= memory_limit_mb
+    store: Literal["auto", "memory", "stream"] = "auto"
+    memory_limit_mb: float = bounded(4096.0, gt=0)
     imbalance_ratio: float = bounded(1.0, ge=1)  # n_max / n_min of the training subset
     profile: Literal["exp", "step"] = "exp"
     n_max: int | None = bounded(None, ge=1)  # head-class count; default: smallest loaded
     sampling: Literal["shuffle", "balanced", "sqrt"] = "shuffle"
-    augment: Literal["none", "crop_flip", "flip"] = "none"
+    # random_resized_crop: ImageNet-style crop of a random area fraction (rrc_scale) and
+    # aspect ratio, resized to crop_size, plus a random flip
+    augment: Literal["none", "crop_flip", "flip", "random_resized_crop"] = "none"
     crop_padding: int = bounded(4, ge=0)
+    # output side of random_resized_crop; evaluation takes the central crop_size square
+    # (default: the whole image)
+    crop_size: int | None = bounded(None, ge=1)
+    rrc_scale: list[float] = bounded(default_factory=lambda: [0.08, 1.0], gt=0, le=1)
     num_workers: int = bounded(2, ge=0)  # DataLoader workers for file-backed data
     num_classes: int = bounded(10, ge=2)  # gaussian only
     dim: int = bounded(32, ge=1)  # gaussian only: input dimension
     samples_per_class: int = bounded(200, ge=1)  # gaussian only: before the long-tailed subset
     separation: float = bounded(3.0, gt=0)  # gaussian / hierarchical
-    hierarchy: str | None = None  # class tree file (edges CSV, nested JSON or path CSV)
+    # class tree file (edges CSV, nested JSON or path CSV), "builtin:NAME" for a tree the
+    # package ships (builtin:cifar100), "dataset" for the tree the data set ships
+    # (fgvc_aircraft: its levels; inaturalist: its taxonomy), or a distance file (.npy,
+    # or a making-better-mistakes pickle .pkl / .pkl.xz; classes by name, else file order)
+    hierarchy: str | None = None
+    # LCA distance of a tree: "level" (depth minus the LCA's depth: the field's distance
+    # files, [L23] and making-better-mistakes) or "height" (the LCA's longest way down);
+    # identical on balanced trees (docs/theory.md §7)
+    lca_convention: Literal["level", "height"] = "level"
     tree_branching: list[int] = bounded(default_factory=lambda: [2, 3, 4], ge=1)
     # hierarchical, without a data.hierarchy file: a balanced synthetic tree with these
     # fan-outs
@@ -114,6 +160,8 @@ class ModelConfig:
 
     name: str = "mlp"
     options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # local state-dict file of pretrained backbone weights
+    weights_strict: bool = True  # false: load the tensors that match, ignore the others
 
 
 @dataclass
@@ -127,6 +175,9 @@ class HeadConfig:
     neck: Literal["auto", "none", "l2", "bn", "bn_l2", "mlp", "haframe"] = "auto"
     scale: float = bounded(1.0, gt=0)  # logit scale of a fixed-frame head
     bias: bool = True  # learnable head only
+    # learnable head only: cosine classifier, logits = <h/||h||, w_k/||w_k||> (Cao et al.'s
+    # normalised linear layer for LDAM); needs bias false
+    cosine: bool = False
     gamma: float = bounded(2.0, gt=0)  # haframe only
     frame_seed: int | None = bounded(None, ge=0)  # default: train.seed
     # etf: "random" rotation from the seed, or "none" (the canonical ETF, [Z21]); "auto" is
@@ -139,9 +190,15 @@ class HeadConfig:
 class LossConfig:
     """``ce``: cross-entropy on the head's logits; ``dr``: dot-regression (fixed frames);
     ``cosine_frame``: [L23]'s CE + cosine regression onto the frame's target Gram;
-    ``soft_ce``: cross-entropy with Bertinetto's hierarchy soft labels (needs a hierarchy)."""
+    ``soft_ce``: cross-entropy with Bertinetto's hierarchy soft labels (needs a hierarchy).
+    Long-tailed baselines on the logits (:mod:`neuralcollapse.longtail_losses`):
+    ``logit_adjusted`` (Menon et al. 2021), ``balanced_softmax`` (Ren et al. 2020),
+    ``ldam`` (Cao et al. 2019), ``focal`` (Lin et al. 2017); ``class_weight`` and
+    ``drw_epoch`` add class-balanced weights (Cui et al. 2019) to ce, focal and ldam."""
 
-    name: Literal["ce", "dr", "cosine_frame", "soft_ce"] = "dr"
+    name: Literal[
+        "ce", "dr", "cosine_frame", "soft_ce", "logit_adjusted", "balanced_softmax", "ldam", "focal"
+    ] = "dr"
     form: Literal["paper", "reference"] = "paper"  # dr
     feature_budget: float = bounded(1.0, gt=0)  # dr, paper form
     batch_reweight: bool = False  # dr
@@ -149,6 +206,18 @@ class LossConfig:
     label_smoothing: float = bounded(0.0, ge=0, lt=1)  # ce
     alpha: float = bounded(0.4, ge=0, le=1)  # cosine_frame
     beta: float = bounded(10.0, gt=0)  # soft_ce
+    normalize_distances: bool = True  # soft_ce: D / max D before the softmax (their beta)
+    # soft_ce: mean over the batch, or over batch x classes (making-better-mistakes' KLDivLoss
+    # scale: their learning rates then transfer unchanged)
+    soft_reduction: Literal["mean", "elementwise_mean"] = "mean"
+    tau: float = bounded(1.0, ge=0)  # logit_adjusted: CE on logits + tau * log prior
+    max_margin: float = bounded(0.5, gt=0)  # ldam: margin of the rarest class
+    logit_scale: float = bounded(30.0, gt=0)  # ldam: s, logits scaled before the CE
+    focal_gamma: float = bounded(2.0, ge=0)  # focal: (1 - p)^gamma
+    # ce, focal, ldam: class-balanced weights (effective number, cb_beta) from the start
+    class_weight: Literal["none", "class_balanced"] = "none"
+    cb_beta: float = bounded(0.9999, ge=0, lt=1)  # class_weight / drw_epoch weights
+    drw_epoch: int | None = bounded(None, ge=0)  # ce, focal, ldam: DRW from this 0-based epoch
 
 
 @dataclass
@@ -192,6 +261,14 @@ class TrainConfig:
     accumulate: int = bounded(1, ge=1)  # micro-batches per optimiser step
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA, under torchrun)
     ddp_timeout_s: float = bounded(600.0, gt=0)  # a failed or hung rank stops the others
+    # Decoupled classifier learning (Kang et al. 2020) after the main training, learnable
+    # heads only (neuralcollapse.train.stage2): crt re-trains the classifier, lws learns
+    # per-class scales, tau_norm rescales class vectors (post hoc); backbone frozen.
+    stage2: Literal["none", "crt", "lws", "tau_norm"] = "none"
+    stage2_epochs: int = bounded(10, ge=1)  # crt, lws
+    stage2_lr: float = bounded(0.1, gt=0)  # crt, lws: cosine from this to 0 over the epochs
+    stage2_sampling: Literal["balanced", "sqrt", "shuffle"] = "balanced"  # crt, lws
+    stage2_tau: float = bounded(1.0, ge=0)  # tau_norm: w_k / ||w_k||^tau
 
 
 @dataclass
@@ -204,6 +281,8 @@ class EvalConfig:
     many: int = bounded(100, ge=0)  # shot groups: many > this many training images
     few: int = bounded(20, ge=0)  # few < this many
     shot_split: Literal["count", "index"] = "count"  # index = [Y22]'s fixed ranges
+    # post-hoc logit adjustment (Menon et al. 2021): evaluate logits - tau * log prior
+    logit_adjust_tau: float = bounded(0.0, ge=0)
 
 
 @dataclass
@@ -299,18 +378,26 @@ def check_config(config: Config) -> None:
     )
     fixed = c.head.kind != "learnable"
     _require(
-        fixed or c.loss.name in ("ce", "soft_ce"),
+        fixed or c.loss.name in LOGIT_LOSSES,
         f"loss.name={c.loss.name!r} needs a fixed frame, but head.kind='learnable': use "
         "head.kind in {'etf', 'spread', 'haframe'} or loss.name='ce'",
     )
     has_tree = c.data.hierarchy is not None or c.data.name == "hierarchical"
     _require(
         c.head.kind != "haframe" or has_tree,
-        "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file",
+        "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file (or "
+        "builtin:cifar100, or a distance file)",
+    )
+    builtin = (c.data.hierarchy or "").removeprefix(BUILTIN_PREFIX)
+    _require(
+        not (c.data.hierarchy or "").startswith(BUILTIN_PREFIX) or builtin in BUILTIN_HIERARCHIES,
+        f"data.hierarchy={c.data.hierarchy!r} names no shipped tree; the package ships "
+        f"{', '.join(BUILTIN_PREFIX + name for name in BUILTIN_HIERARCHIES)}",
     )
     _require(
         c.loss.name != "soft_ce" or has_tree,
-        "loss.name='soft_ce' needs a class hierarchy: set data.hierarchy to its file",
+        "loss.name='soft_ce' needs a class hierarchy: set data.hierarchy to its file (or "
+        "builtin:cifar100, or a distance file)",
     )
     _require(
         c.train.batch_size % c.train.accumulate == 0,
@@ -340,7 +427,7 @@ def check_config(config: Config) -> None:
         f"{c.data.tree_branching}",
     )
     _require(
-        c.data.name not in ("cifar10", "cifar100", "image_folder", "list_file")
+        c.data.name not in ("cifar10", "cifar100", "image_folder", "list_file", *RELEASE_DATA)
         or c.data.root is not None,
         f"data.name={c.data.name!r} reads files: set data.root to their folder",
     )
@@ -348,6 +435,77 @@ def check_config(config: Config) -> None:
         c.data.name != "list_file" or bool(c.data.train_list and c.data.test_list),
         "data.name='list_file' needs data.train_list and data.test_list",
     )
+    _check_longtail_keys(c)
+    _check_dataset_keys(c)
+
+
+def _check_dataset_keys(c: Config) -> None:
+    """The official-release data sets' keys: splits, decoding size, crops, shipped trees."""
+    d = c.data
+    _require(
+        d.splits is None or (len(d.splits) == 2 and d.name in RELEASE_DATA),
+        f"data.splits names [training split, evaluation split] of data.name in "
+        f"{RELEASE_DATA}; got {d.splits} for data.name={d.name!r}",
+    )
+    _require(
+        d.name not in IMAGE_FILE_DATA or d.image_size is not None,
+        f"data.name={d.name!r} decodes image files of many sizes: set data.image_size (e.g. "
+        "224) so they stack into batches",
+    )
+    _require(
+        d.resize == "stretch" or d.name in IMAGE_FILE_DATA,
+        f"data.resize={d.resize!r} applies to {IMAGE_FILE_DATA}; image folders and list files "
+        "are stretched to data.image_size",
+    )
+    _require(
+        d.crop_size is None or d.image_size is None or d.crop_size <= d.image_size,
+        f"data.crop_size={d.crop_size} must not exceed data.image_size={d.image_size}",
+    )
+    _require(
+        len(d.rrc_scale) == 2 and d.rrc_scale[0] <= d.rrc_scale[1],
+        f"data.rrc_scale must be [low, high] with 0 < low <= high <= 1, got {d.rrc_scale}",
+    )
+    _require(
+        d.hierarchy != "dataset" or d.name in ("fgvc_aircraft", "inaturalist"),
+        f"data.hierarchy='dataset' is the tree a data set ships (fgvc_aircraft, inaturalist); "
+        f"data.name={d.name!r} has none: give a tree file",
+    )
+
+
+def _check_longtail_keys(c: Config) -> None:
+    """The long-tailed baselines' keys: class weights, cosine head, stage 2."""
+    weighted = c.loss.class_weight != "none" or c.loss.drw_epoch is not None
+    _require(
+        not weighted or c.loss.name in WEIGHTED_LOSSES,
+        f"loss.class_weight / loss.drw_epoch weight the classes of ce, focal or ldam, not "
+        f"loss.name={c.loss.name!r}: unset them or choose one of those losses",
+    )
+    _require(
+        c.loss.class_weight == "none" or c.loss.drw_epoch is None,
+        f"loss.class_weight={c.loss.class_weight!r} weights every epoch and loss.drw_epoch="
+        f"{c.loss.drw_epoch} defers the weights: set only one of them",
+    )
+    _require(
+        not (weighted and c.loss.name == "ce" and c.loss.label_smoothing > 0),
+        "class-weighted ce has no label smoothing: set loss.label_smoothing=0 or drop "
+        "loss.class_weight / loss.drw_epoch",
+    )
+    _require(
+        not c.head.cosine or c.head.kind == "learnable",
+        f"head.cosine=true is a learnable cosine classifier, but head.kind={c.head.kind!r}: "
+        "set head.kind=learnable or head.cosine=false",
+    )
+    _require(
+        not (c.head.cosine and c.head.bias),
+        "head.cosine=true compares unit vectors and has no bias: set head.bias=false",
+    )
+    if c.train.stage2 != "none":
+        _require(
+            c.head.kind == "learnable" and not c.head.cosine,
+            f"train.stage2={c.train.stage2!r} re-balances a learnable linear classifier, but "
+            f"head.kind={c.head.kind!r}{' with head.cosine=true' if c.head.cosine else ''}: "
+            "use head.kind=learnable head.cosine=false, or train.stage2=none",
+        )
 
 
 # --------------------------------------------------------------------------- resuming

@@ -23,6 +23,7 @@ from neuralcollapse.data import (
     ImageFolderDataset,
     LabeledImages,
     ListFileDataset,
+    center_crop,
     channel_stats,
     gaussian_mixture,
     hierarchical_mixture,
@@ -33,11 +34,19 @@ from neuralcollapse.data import (
     make_dataloader,
     normalize,
     random_crop_flip,
+    random_resized_crop,
 )
 from neuralcollapse.errors import ConfigError, usage_errors
-from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.hierarchy import ClassDistances, Hierarchy, load_hierarchy
 from neuralcollapse.train.config import Config, DataConfig
 from neuralcollapse.train.distributed import DistContext
+from neuralcollapse.train.release_data import (
+    ARRAY_DATA,
+    load_array_sets,
+    load_image_file_sets,
+    shipped_hierarchy,
+    store_images,
+)
 
 __all__ = ["Batches", "Loaders", "TrainingData", "build_loaders", "load_training_data"]
 
@@ -62,7 +71,7 @@ class TrainingData:
     train_counts: Tensor
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
-    hierarchy: Hierarchy | None = None
+    hierarchy: Hierarchy | ClassDistances | None = None  # classes in data-set order
 
     @property
     def num_classes(self) -> int:
@@ -89,13 +98,18 @@ def _long_tailed(dataset: LabeledImages | Dataset, cfg: DataConfig, seed: int):
 
 
 def _mixture(
-    cfg: DataConfig, seed: int, hierarchy: Hierarchy | None
+    cfg: DataConfig, seed: int, hierarchy: Hierarchy | ClassDistances | None
 ) -> tuple[LabeledImages, LabeledImages]:
     # One balanced draw split per class into train and test, so both share the class means.
     per_class = cfg.samples_per_class + GAUSSIAN_TEST_PER_CLASS
     if cfg.name == "hierarchical":
         mixture = hierarchical_mixture(
-            hierarchy, cfg.dim, per_class, separation=cfg.separation, seed=seed
+            hierarchy.matrix if isinstance(hierarchy, ClassDistances) else hierarchy,
+            cfg.dim,
+            per_class,
+            separation=cfg.separation,
+            seed=seed,
+            convention=cfg.lca_convention,
         )
         names = hierarchy.leaves
     else:
@@ -150,16 +164,26 @@ def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
 def load_training_data(config: Config) -> TrainingData:
     """Load, subset and describe the data of ``config`` (the subset is seeded by train.seed)."""
     cfg, seed = config.data, config.train.seed
-    if cfg.hierarchy:
-        hierarchy = Hierarchy.load(cfg.hierarchy)
+    if cfg.hierarchy == "dataset":
+        hierarchy = shipped_hierarchy(cfg)
+    elif cfg.hierarchy:
+        with usage_errors(f"data.hierarchy={cfg.hierarchy!r}"):
+            hierarchy = load_hierarchy(cfg.hierarchy)
     elif cfg.name == "hierarchical":
         hierarchy = Hierarchy.balanced(cfg.tree_branching)
     else:
         hierarchy = None
-    if cfg.name in ("image_folder", "list_file"):
-        train, test = _file_sets(cfg, seed)
+    if cfg.name in ("image_folder", "list_file", "cub", "fgvc_aircraft", "inaturalist"):
+        if cfg.name in ("image_folder", "list_file"):
+            train, test = _file_sets(cfg, seed)
+        else:
+            train, test = load_image_file_sets(cfg)
+            train = _long_tailed(train, cfg, seed)
         names = tuple(test.class_names)
         counts = torch.bincount(train.labels, minlength=len(names))
+        # decoded into the device-resident store when they fit, else streamed; ImageNet
+        # statistics either way (the convention of the pretrained backbones they start from)
+        train, test = store_images(train, test, names, cfg)
         data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy)
     else:
         if cfg.name in ("digits", "mnist5k"):
@@ -168,6 +192,8 @@ def load_training_data(config: Config) -> TrainingData:
         elif cfg.name in ("cifar10", "cifar100"):
             train = load_cifar(cfg.root, cfg.name, "train")
             test = load_cifar(cfg.root, cfg.name, "test")
+        elif cfg.name in ARRAY_DATA:
+            train, test = load_array_sets(cfg)
         else:
             train, test = _mixture(cfg, seed, hierarchy)
         train = _long_tailed(train, cfg, seed)
@@ -182,16 +208,36 @@ def load_training_data(config: Config) -> TrainingData:
             hierarchy,
         )
     if hierarchy is not None:
-        _check_hierarchy_classes(hierarchy, data.num_classes, cfg.hierarchy)
+        data.hierarchy = _match_classes(hierarchy, data.class_names, cfg.hierarchy)
     return data
 
 
-def _check_hierarchy_classes(hierarchy: Hierarchy, num_classes: int, path: str) -> None:
-    if hierarchy.num_classes != num_classes:
+def _match_classes(
+    tree: Hierarchy | ClassDistances, class_names: tuple[str, ...], spec: str | None
+) -> Hierarchy | ClassDistances:
+    """The tree (or distances) with its classes in the data set's order.
+
+    When every class name of the data set names a leaf of the tree (a class of a named
+    distance file), classes are matched by name; otherwise the tree's own order (its leaf
+    order, or the file's order) must give exactly the data set's number of classes.
+    """
+    names = tuple(class_names)
+    if tree.leaves == names:
+        return tree
+    named = not isinstance(tree, ClassDistances) or tree.named
+    if named and len(set(names)) == len(names) and set(names) <= set(tree.leaves):
+        if isinstance(tree, ClassDistances):
+            return tree.select(names)
+        if tree.num_classes == len(names):
+            return tree.reordered(names)
+    if tree.num_classes != len(names):
+        kind = "leaves" if isinstance(tree, Hierarchy) else "classes"
         raise ConfigError(
-            f"data.hierarchy={path!r} has {hierarchy.num_classes} leaves but the data set has "
-            f"{num_classes} classes"
+            f"data.hierarchy={spec!r} has {tree.num_classes} {kind} but the data set has "
+            f"{len(names)} classes (and their names are not all among them); give a tree "
+            "or distance file over exactly these classes"
         )
+    return tree
 
 
 def _subset(dataset: LabeledImages | Dataset, indices: Tensor) -> LabeledImages | Dataset:
@@ -222,6 +268,10 @@ class Batches:
         cfg = config.data
         self.crop = cfg.crop_padding if training and cfg.augment == "crop_flip" else 0
         self.flip = training and cfg.augment in ("crop_flip", "flip")
+        # random_resized_crop (training) resizes to data.crop_size; anything else is
+        # centre-cropped to it, after normalisation, on the device
+        self.resized_crop = training and cfg.augment == "random_resized_crop"
+        self.crop_size, self.rrc_scale = cfg.crop_size, tuple(cfg.rrc_scale)
         sampling = cfg.sampling if training else "sequential"
         device = context.device
         self.device, self.mean, self.std = device, data.mean, data.std
@@ -271,15 +321,27 @@ class Batches:
             self._loader.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        if not self._files:
-            yield from self._loader
-            return
         generator = derive_generator(self.seed, "augment", self._epoch)
+        if not self._files:
+            for images, labels in self._loader:
+                yield self._fit_size(images, generator), labels
+            return
         for images, labels in self._loader:
             images = images.to(self.device, non_blocking=True)
             if self.crop or self.flip:
                 images = random_crop_flip(images, self.crop, self.flip, generator)
-            yield normalize(images, self.mean, self.std), labels.to(self.device, non_blocking=True)
+            images = self._fit_size(normalize(images, self.mean, self.std), generator)
+            yield images, labels.to(self.device, non_blocking=True)
+
+    def _fit_size(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """data.crop_size: a random-resized crop (training with that augmentation), else
+        the central square; unchanged without a crop size."""
+        if self.resized_crop:
+            size = self.crop_size or images.shape[-1]
+            return random_resized_crop(images, size, scale=self.rrc_scale, generator=generator)
+        if self.crop_size is not None and self.crop_size < min(images.shape[-2:]):
+            return center_crop(images, self.crop_size)
+        return images
 
 
 def _check_batch_split(config: Config, context: DistContext) -> None:

@@ -116,11 +116,14 @@ class RunLog:
             self._scalars(record)
 
     def _line(self, record: dict[str, Any]) -> str:
+        stage = record.get("stage")  # stage-2 epochs continue the numbering
         parts = [
-            f"epoch {record['epoch']}/{self.config.train.epochs}",
-            f"loss {record['train_loss']:.4f}",
-            f"lr {record['lr']:.3g}",
+            f"{stage} epoch {record['epoch']}"
+            if stage
+            else f"epoch {record['epoch']}/{self.config.train.epochs}"
         ]
+        if "train_loss" in record:  # a post-hoc stage (tau_norm) trains nothing
+            parts += [f"loss {record['train_loss']:.4f}", f"lr {record['lr']:.3g}"]
         test = record.get("test")
         if isinstance(test, dict):
             parts.append(f"test top1 {format_percent(test.get('top1'))}%")
@@ -130,8 +133,9 @@ class RunLog:
 
     def _scalars(self, record: dict[str, Any]) -> None:
         writer, step = self.writer, record["epoch"]
-        writer.add_scalar("train/loss", record["train_loss"], step)
-        writer.add_scalar("train/lr", record["lr"], step)
+        if "train_loss" in record:
+            writer.add_scalar("train/loss", record["train_loss"], step)
+            writer.add_scalar("train/lr", record["lr"], step)
         for split in ("train", "test"):
             result = record.get(split)
             if not isinstance(result, dict):

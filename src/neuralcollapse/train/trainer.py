@@ -33,6 +33,7 @@ from neuralcollapse._internal.seeding import derive_generator
 from neuralcollapse.data import mixup
 from neuralcollapse.errors import RunFailed
 from neuralcollapse.rundir import RunDir, default_run_name
+from neuralcollapse.train import stage2
 from neuralcollapse.train.build import (
     Classifier,
     build_loss,
@@ -66,12 +67,13 @@ def _silent(_: str) -> None:
     return None
 
 
-def _input_shape(data: TrainingData) -> tuple[int, ...]:
+def _input_shape(data: TrainingData, crop_size: int | None = None) -> tuple[int, ...]:
+    """(C, H, W) the model sees: a sample's, or (C, crop, crop) under data.crop_size."""
     images = getattr(data.train, "images", None)
-    if images is not None:
-        return tuple(images.shape[1:])
-    first, _ = data.train[0]
-    return tuple(first.shape)
+    shape = tuple(images.shape[1:]) if images is not None else tuple(data.train[0][0].shape)
+    if crop_size is not None and len(shape) == 3 and crop_size < min(shape[1:]):
+        return (shape[0], crop_size, crop_size)
+    return shape
 
 
 def assemble(
@@ -82,7 +84,9 @@ def assemble(
         context = DistContext(device=context)
     data = load_training_data(config)
     loaders = build_loaders(data, config, context)
-    model = build_model(config, data.num_classes, _input_shape(data), data.hierarchy)
+    model = build_model(
+        config, data.num_classes, _input_shape(data, config.data.crop_size), data.hierarchy
+    )
     return data, loaders, model.to(context.device)
 
 
@@ -161,11 +165,14 @@ class Trainer:
         config = self.config
         state = load_checkpoint(self.run_dir / "checkpoints" / "last.pt") if resume else None
         if state is not None:
-            check_resume_changes(config_from_dict(state["config"]), config)
+            saved = config_from_dict(state["config"])
+            check_resume_changes(saved, config)
+            stage2.check_resume(saved, config, bool(state.get("stage2_done", False)))
         self.data, self.loaders, self.model = assemble(config, self.context)
         if config.head.kind != "learnable":
             check_same_frame(self.model.head.frame, self.context)
-        self.loss_fn = build_loss(config, self.model, self.data.hierarchy).to(self.device)
+        counts = self.data.train_counts
+        self.loss_fn = build_loss(config, self.model, self.data.hierarchy, counts).to(self.device)
         self.optimizer = build_optimizer(config, self.model)
         steps_per_epoch = math.ceil(len(self.loaders.train) / config.train.accumulate)
         self.scheduler = build_scheduler(config, self.optimizer, steps_per_epoch)
@@ -174,6 +181,7 @@ class Trainer:
         self.epoch, self.global_step, self.elapsed = 0, 0, 0.0
         self.best: dict[str, Any] | None = None
         self.best_epoch: int | None = None
+        self.stage2_done = False  # train.stage2 finished (its model is in last.pt)
         if state is not None:
             self._restore(state)
         if self.run is not None:
@@ -217,6 +225,7 @@ class Trainer:
             "best": dumps(self.best),  # JSON text: any nesting loads with weights_only
             "best_epoch": self.best_epoch,
             "elapsed": self.elapsed,
+            "stage2_done": self.stage2_done,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -232,6 +241,7 @@ class Trainer:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.best, self.best_epoch = json.loads(state["best"]), state["best_epoch"]
         self.elapsed = state["elapsed"]
+        self.stage2_done = bool(state.get("stage2_done", False))
 
     def _save(self, name: str) -> None:
         if self.run is not None:
@@ -289,6 +299,7 @@ class Trainer:
         cfg, accumulate, loader = self.config, self.config.train.accumulate, self.loaders.train
         self.model.train()
         loader.set_epoch(self.epoch)
+        self.loss_fn.set_epoch(self.epoch)  # deferred re-weighting switches here
         mix_rng = derive_generator(cfg.train.seed, "mixup", self.epoch)
         # Running sums stay on the device; reading them (a sync) happens every few steps only.
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, seen
@@ -360,7 +371,7 @@ class Trainer:
         """
         cfg = self.config
         last_eval: dict[str, Any] | None = None
-        total = (cfg.train.epochs - self.epoch) * len(self.loaders.train)
+        total = max(cfg.train.epochs - self.epoch, 0) * len(self.loaders.train)
         log = RunLog(cfg, self.run, self.echo, total_steps=total, first_epoch=self.epoch)
         try:
             with log, deterministic_algorithms(cfg.train.deterministic, self.device):
@@ -388,6 +399,10 @@ class Trainer:
                     self._save("last")
                     if self.stop_after is not None and self.epoch >= self.stop_after:
                         break
+                if self.epoch >= cfg.train.epochs and (
+                    self.stop_after is None or self.stop_after > cfg.train.epochs
+                ):
+                    last_eval = stage2.run_stage2(self, log) or last_eval  # train.stage2
                 if last_eval is None:
                     last_eval = self.evaluate()
         except KeyboardInterrupt:
@@ -411,6 +426,7 @@ class Trainer:
             device=self.device,
             world_size=self.context.world_size,
         )
+        summary["stages"] = stage2.stage_summary(cfg, self.best_epoch, self.stage2_done)
         if self.run is not None:
             self.run.write_summary(summary)
         return summary

@@ -9,9 +9,18 @@
 Reproductions (each returns a :class:`Reproduction` with ``expected``, ``measured`` and an
 ``agrees`` judgement computed from the measurements): :func:`etf_optimum`,
 :func:`minority_collapse`, :func:`dr_vs_ce`, :func:`haframe`.
+
+[Y22]'s norm-constrained model (free or shared-parameter features, one run per learning
+rate)::
+
+    problem = nc.ufm.build_feature_problem([40] * 10, dim=16)
+    sweep = nc.ufm.lr_sweep(problem, loss="dr", lrs=[0.1, 1, 10], steps=400, model="shared")
+    sweep.best_lr, sweep.steps_to_target[sweep.best]
 """
 
 from neuralcollapse.ufm.config import (
+    FEATURE_CONSTRAINTS,
+    FEATURE_MODELS,
     HEAD_KINDS,
     LOSSES,
     OPTIMIZERS,
@@ -21,6 +30,8 @@ from neuralcollapse.ufm.config import (
     ufm_config_from_dict,
 )
 from neuralcollapse.ufm.reproductions import (
+    DR_VS_CE_LRS,
+    DR_VS_CE_QUICK,
     REPRODUCTIONS,
     Reproduction,
     dr_vs_ce,
@@ -28,24 +39,45 @@ from neuralcollapse.ufm.reproductions import (
     haframe,
     minority_collapse,
 )
-from neuralcollapse.ufm.simulate import UFMProblem, UFMResult, build_problem, simulate
+from neuralcollapse.ufm.simulate import (
+    FeatureProblem,
+    LRSweep,
+    UFMProblem,
+    UFMResult,
+    build_feature_problem,
+    build_problem,
+    constrain_features,
+    lr_sweep,
+    nc1_per_sample,
+    simulate,
+)
 
 __all__ = [
+    "DR_VS_CE_LRS",
+    "DR_VS_CE_QUICK",
+    "FEATURE_CONSTRAINTS",
+    "FEATURE_MODELS",
+    "FeatureProblem",
     "HEAD_KINDS",
     "LOSSES",
+    "LRSweep",
     "OPTIMIZERS",
     "REPRODUCTIONS",
     "Reproduction",
     "UFMConfig",
     "UFMProblem",
     "UFMResult",
+    "build_feature_problem",
     "build_problem",
     "check_ufm_config",
+    "constrain_features",
     "dr_vs_ce",
     "etf_optimum",
     "haframe",
     "load_ufm_config",
+    "lr_sweep",
     "minority_collapse",
+    "nc1_per_sample",
     "simulate",
     "ufm_config_from_dict",
 ]

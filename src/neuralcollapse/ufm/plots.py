@@ -91,25 +91,58 @@ def _plot_minority(rep: Reproduction, path: Path) -> Path:
 
 
 def _plot_dr_vs_ce(rep: Reproduction, path: Path) -> Path:
-    fig, axes = _subplots(1, 2, figsize=(11, 4))
+    """Top row: NC1 against the step at each loss's best learning rate, one panel per
+    variant (solid balanced, dashed imbalanced). Bottom row: final NC1 against the learning
+    rate over the whole grid (open markers: the target was never reached)."""
+    variants = list(dict.fromkeys(key.split("/")[0] for key in rep.curves))
+    fig, axes = _subplots(2, len(variants), figsize=(4.6 * len(variants), 8))
+    axes = axes.reshape(2, len(variants))
     target = rep.measured["nc1_target"]
-    for i, loss in enumerate(("ce", "dr")):
-        curve = rep.curves[loss]
-        steps = rep.measured[f"{loss}_steps_to_nc1_target"]
-        axes[0].plot(
-            curve["step"], _positive(curve["nc1"]), color=OKABE_ITO[i], label=f"{loss} ({steps})"
-        )
-        axes[1].plot(curve["step"], _positive(curve["loss"]), color=OKABE_ITO[i], label=loss)
-    axes[0].axhline(target, color="0.4", ls="--", lw=1, label=f"NC1 = {target:g}")
-    axes[0].set_title("NC1 (legend: steps to reach the target)")
-    axes[0].set_ylabel("NC1 (dimensionless)")
-    axes[1].set_title("objective: loss + weight decay (each loss on its own scale)")
-    axes[1].set_ylabel("objective (nats for CE; squared dot error for DR)")
-    for ax in axes:
-        ax.set_yscale("log")
-        ax.set_xlabel("gradient step")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"dr-vs-ce [Y22]: fixed ETF, imbalanced, same start (agrees={rep.agrees})")
+    grid = rep.measured["lr_grid"]
+    for col, variant in enumerate(variants):
+        top, bottom = axes[0, col], axes[1, col]
+        for data, style in (("balanced", "-"), ("imbalanced", "--")):
+            key = f"{variant}/{data}"
+            cell, sweep = rep.measured["cells"][key], rep.measured["sweeps"][key]
+            for i, loss in enumerate(("dr", "ce")):
+                curve = rep.curves[key][loss]
+                info = cell[loss]
+                hit = info["steps_to_target"]
+                when = "not reached" if hit is None else f"{hit} steps"
+                top.plot(
+                    curve["step"],
+                    _positive(curve["nc1"]),
+                    style,
+                    color=OKABE_ITO[i],
+                    label=f"{loss} {data[:3]}: lr {info['lr']:g}, {when}",
+                )
+                reached = [s is not None for s in sweep[loss]["steps_to_target"]]
+                finals = _positive(sweep[loss]["final_nc1"])
+                bottom.plot(grid, finals, style, color=OKABE_ITO[i], lw=1, label=f"{loss} {data}")
+                for lr, value, hit in zip(grid, finals, reached, strict=True):
+                    if value is not None:
+                        bottom.plot(
+                            [lr],
+                            [value],
+                            "o",
+                            color=OKABE_ITO[i],
+                            markerfacecolor=OKABE_ITO[i] if hit else "none",
+                        )
+        judged = f"{variant}/balanced" in rep.measured["verdicts"]
+        top.set_title(f"{variant}{'' if judged else ' (control, not judged)'}")
+        bottom.set_title(f"{variant}: final NC1 over the lr grid")
+        for ax in (top, bottom):
+            ax.axhline(target, color="0.4", ls=":", lw=1)
+            ax.set_yscale("log")
+            ax.set_ylabel("NC1 (dimensionless)")
+            ax.legend(fontsize=7)
+        top.set_xlabel("gradient step")
+        bottom.set_xscale("log")
+        bottom.set_xlabel("learning rate (filled: target reached)")
+    fig.suptitle(
+        f"dr-vs-ce [Y22]: fixed ETF, each loss at its best lr, NC1 target {target:g} "
+        f"(agrees={rep.agrees})"
+    )
     return _save(fig, path)
 
 

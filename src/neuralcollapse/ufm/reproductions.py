@@ -13,19 +13,31 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from neuralcollapse._internal.checks import check_float, check_int
+from neuralcollapse.data import class_counts
 from neuralcollapse.errors import ConfigError, usage_errors
 from neuralcollapse.frames import describe
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.ufm.config import UFMConfig
-from neuralcollapse.ufm.simulate import UFMResult, build_problem, simulate
+from neuralcollapse.ufm.simulate import (
+    FeatureProblem,
+    LRSweep,
+    UFMResult,
+    build_feature_problem,
+    lr_sweep,
+    nc1_per_sample,
+    simulate,
+)
 
 __all__ = [
+    "DR_VS_CE_LRS",
+    "DR_VS_CE_QUICK",
     "REPRODUCTIONS",
     "Reproduction",
     "binary_tree",
@@ -49,6 +61,7 @@ class Reproduction:
         curves: per-run series for the plot (JSON-ready).
         settings: the parameters of the run.
         wall_time_s: seconds it took.
+        scope: what the reproduction can and cannot test ("" when not stated).
     """
 
     name: str
@@ -59,6 +72,7 @@ class Reproduction:
     curves: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    scope: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; top-level keys ``expected``, ``measured``, ``agrees`` first."""
@@ -66,6 +80,7 @@ class Reproduction:
             "expected": self.expected,
             "measured": self.measured,
             "agrees": self.agrees,
+            "scope": self.scope,
             "name": self.name,
             "settings": self.settings,
             "table": self.table,
@@ -102,11 +117,6 @@ def _class_means(result: UFMResult) -> Tensor:
 def _final(result: UFMResult, name: str) -> float:
     """A metric of the final report; NaN when the run diverged (no report)."""
     return math.nan if result.final is None else float(getattr(result.final, name))
-
-
-def _below(value: float | None, target: float) -> bool:
-    """``value < target``, False for a missing value (a diverged log step)."""
-    return value is not None and value < target
 
 
 def _curve(result: UFMResult, *keys: str) -> dict[str, list[Any]]:
@@ -323,6 +333,88 @@ def minority_collapse(
 
 # --------------------------------------------------------------------------- dr-vs-ce
 
+# Variants of dr-vs-ce: name -> (how the features are made, whether the norm constraint
+# holds them (else weight decay), judged). "free_wd" is the earlier setup, kept as a control.
+_DR_VARIANTS = {
+    "free_wd": ("free", False, False),
+    "free": ("free", True, True),
+    "shared": ("shared", True, True),
+}
+_DATA = ("balanced", "imbalanced")
+
+DR_VS_CE_LRS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+# A few-second version of dr-vs-ce (tests, quick reproduce runs): dr_vs_ce(**DR_VS_CE_QUICK).
+DR_VS_CE_QUICK: dict[str, Any] = {
+    "num_classes": 4,
+    "dim": 4,
+    "n_max": 10,
+    "imbalance_ratio": 5.0,
+    "steps": 60,
+    "lrs": (0.3, 3.0, 30.0),
+    "hidden": 32,
+    "log_every": 5,
+}
+
+
+def _outcome(dr_steps: int | None, ce_steps: int | None) -> str:
+    if dr_steps is None and ce_steps is None:
+        return "neither reached"
+    if ce_steps is None or (dr_steps is not None and dr_steps < ce_steps):
+        return "DR faster"
+    if dr_steps is None or ce_steps < dr_steps:
+        return "CE faster"
+    return "tie"
+
+
+def _class_nc1(sweep: LRSweep, problem: FeatureProblem, minority: Tensor) -> tuple[float, float]:
+    """Mean per-class NC1 (docs/theory.md §4, see nc1_per_sample) of the minority and of the
+    majority classes, for the best learning rate's final features; NaN if it diverged."""
+    if sweep.diverged[sweep.best]:
+        return math.nan, math.nan
+    shares = nc1_per_sample(sweep.H[sweep.best], problem.labels, problem.counts)
+    k = problem.counts.numel()
+    per_class = torch.zeros(k, dtype=torch.float64).index_add_(0, problem.labels, shares)
+    per_class /= problem.counts.to(torch.float64)
+    return float(per_class[minority].mean()), float(per_class[~minority].mean())
+
+
+def _loss_cell(sweep: LRSweep, problem: FeatureProblem, minority: Tensor) -> dict[str, Any]:
+    best = sweep.best
+    minor, major = _class_nc1(sweep, problem, minority)
+    return {
+        "lr": sweep.best_lr,
+        "steps_to_target": sweep.steps_to_target[best],
+        "final_nc1": _number(sweep.final_nc1[best]),
+        "minority_class_nc1": _number(minor),
+        "majority_class_nc1": _number(major),
+        "lr_at_grid_edge": sweep.at_grid_edge,
+        "diverged_lrs": [lr for lr, bad in zip(sweep.lrs, sweep.diverged, strict=True) if bad],
+        "norm_violation": _number(sweep.norm_violation),
+    }
+
+
+def _sweep_curve(sweep: LRSweep, log_every: int) -> dict[str, list[Any]]:
+    """NC1 of the best learning rate every ``log_every`` steps and at the end."""
+    steps = list(range(0, sweep.steps + 1, log_every))
+    if steps[-1] != sweep.steps:
+        steps.append(sweep.steps)
+    column = sweep.nc1[:, sweep.best]
+    return {"step": steps, "nc1": [_number(float(column[s])) for s in steps]}
+
+
+def _imbalance_effect(
+    balanced: LRSweep, imbalanced: LRSweep, kept: FeatureProblem
+) -> dict[str, Any]:
+    """How far the imbalanced run moves the samples it shares with the balanced one: the
+    largest ||h_i(balanced) - h_i(imbalanced)|| over those samples' final features, both
+    runs at the balanced run's best learning rate (the grids are the same)."""
+    i = balanced.best
+    if balanced.diverged[i] or imbalanced.diverged[i]:
+        change = math.nan
+    else:
+        change = float((balanced.H[i][kept.rows] - imbalanced.H[i]).norm(dim=-1).max())
+    return {"lr": balanced.lrs[i], "max_feature_change": _number(change)}
+
 
 def dr_vs_ce(
     *,
@@ -330,77 +422,219 @@ def dr_vs_ce(
     dim: int = 16,
     n_max: int = 40,
     imbalance_ratio: float = 10.0,
-    lambda_H: float = 5e-4,
-    steps: int = 1000,
-    lr: float = 0.5,
-    log_every: int = 5,
+    steps: int = 400,
+    lrs: tuple[float, ...] | list[float] = DR_VS_CE_LRS,
     nc1_target: float = 1e-2,
+    constraint: Literal["ball", "sphere"] = "ball",
+    feature_budget: float = 1.0,
+    input_dim: int | None = None,
+    hidden: int = 128,
+    weight_decay: float = 5e-3,
+    init_std: float = 0.1,
+    log_every: int = 5,
     seed: int = 0,
 ) -> Reproduction:
-    """[Y22]: fixed ETF, step-imbalanced counts, CE against DR from the same start H0.
+    """[Y22]: with a fixed simplex ETF classifier and norm-constrained features, does the
+    dot-regression loss (docs/theory.md §3) reach neural collapse faster than
+    cross-entropy, on balanced and on imbalanced data?
 
-    Both use SGD with momentum 0.9 at the same ``lr`` and lambda_H; the frame is fixed (no
-    W decay, no bias). Steps to reach NC1 < ``nc1_target`` are read at the log steps
-    (resolution ``log_every``); None means never within ``steps``.
+    The model is [Y22]'s layer-peeled model as docs/theory.md §5 states it: W fixed to a
+    unit-row simplex ETF, no bias, and each feature constrained by ||h||^2 <= E_H
+    (``feature_budget``), kept by projected gradient descent (``constraint="ball"``: a
+    feature outside the ball is rescaled onto its boundary after every step). The ball is
+    what the doc states, so it is the default; ``constraint="sphere"`` instead rescales every
+    feature to ||h|| = sqrt(E_H) after every step (both losses' optimum lies on that sphere).
+    No weight decay on the features in these runs. Two ways to make the features:
+
+    * ``free``: one free feature per sample (the UFM), each stepping on its own loss
+      gradient (nc.ufm.lr_sweep, model "free"). Every feature then moves alone, so class
+      counts cannot change any feature's path; imbalance only changes which samples exist.
+    * ``shared``: H = P(f_theta(X)) with X fixed standard-Gaussian inputs of dimension
+      ``input_dim`` (default 2 d), f_theta one hidden ReLU layer of width ``hidden`` and a
+      linear map to d, P the constraint as the output layer; GD on the mean loss. All
+      samples pull on the same theta, so the majority classes dominate the gradient and
+      imbalance can matter.
+
+    A control, ``free_wd``, is the earlier setup: free features under weight decay
+    (``weight_decay`` per feature) instead of the constraint. It is reported, not judged.
+
+    Data: balanced, ``n_max`` per class, and step-imbalanced (``nc.data.class_counts`` with
+    profile "step": the first K/2 classes keep ``n_max``, the rest ``n_max / ratio``), the
+    imbalanced set being the first samples of each class of the balanced one (same inputs,
+    same start features, same start network). For every variant, data set and loss, one
+    plain full-batch GD run per learning rate of ``lrs`` with the same budget ``steps``
+    from the same start; NC1 is computed after every step. Each loss's best learning rate
+    reaches NC1 < ``nc1_target`` in the fewest steps (ties, or none reached: lowest final
+    NC1). A cell agrees when DR at its best learning rate needs strictly fewer steps than
+    CE at its own; ``agrees`` needs every judged cell. The imbalance effect of a variant is
+    how far the imbalanced run moves the features of the samples both data sets share.
+
+    Returns:
+        A :class:`Reproduction`: ``measured["verdicts"]`` maps ``"free/balanced"``,
+        ``"free/imbalanced"``, ``"shared/balanced"``, ``"shared/imbalanced"`` to the cell's
+        verdict (``measured["control_verdicts"]`` the same for ``free_wd``);
+        ``measured["cells"]`` holds each cell's best learning rates, steps, final and
+        per-class NC1 and outcome; ``measured["sweeps"]`` every run of the grid.
     """
-    expected = (
-        "[Y22]: with a fixed ETF classifier the optimum is collapse onto the ETF for CE and "
-        "DR alike, whatever the class counts, and DR converges better. Agreement: both "
-        f"reach NC1 < {nc1_target:g} and DR needs fewer steps than CE (counted every "
-        f"{log_every} steps)."
-    )
-    base = UFMConfig(
-        num_classes=num_classes,
-        dim=dim,
-        n_per_class=n_max,
-        imbalance_ratio=imbalance_ratio,
-        profile="step",
-        head_kind="etf",
-        lambda_H=lambda_H,
-        optimizer="sgd",
-        lr=lr,
-        steps=steps,
-        log_every=log_every,
-        seed=seed,
-    )
     start = time.perf_counter()
-    problem = build_problem(base)
-    rows, curves, reached = [], {}, {}
-    for loss in ("ce", "dr"):
-        config = UFMConfig(**{**base.to_dict(), "loss": loss})
-        result = simulate(config, start=problem)
-        hit = next((e["step"] for e in result.history if _below(e.get("nc1"), nc1_target)), None)
-        reached[loss] = hit
-        rows.append(
-            {
-                "loss": loss,
-                f"steps_to_nc1<{nc1_target:g}": hit,
-                "final_nc1": _number(_final(result, "nc1")),
-                "final_objective": _number(result.history[-1]["loss"]),
-                "final_accuracy": result.history[-1]["accuracy"],
-                "diverged": result.diverged,
-            }
+    with usage_errors("dr-vs-ce"):
+        lr_grid = [check_float("lrs", lr, minimum=0.0, strict_minimum=True) for lr in lrs]
+        if not lr_grid:
+            raise ValueError("lrs must hold at least one learning rate")
+        if constraint not in ("ball", "sphere"):
+            raise ValueError(f"constraint must be 'ball' or 'sphere', got {constraint!r}")
+        check_int("steps", steps, minimum=1)
+        check_int("log_every", log_every, minimum=1)
+        check_float("nc1_target", nc1_target, minimum=0.0, strict_minimum=True)
+        check_float("feature_budget", feature_budget, minimum=0.0, strict_minimum=True)
+        check_float("weight_decay", weight_decay, minimum=0.0, strict_minimum=True)
+        counts = class_counts(n_max, num_classes, imbalance_ratio, "step")
+        balanced = build_feature_problem(
+            [n_max] * num_classes,
+            dim=dim,
+            input_dim=input_dim,
+            hidden=hidden,
+            init_std=init_std,
+            seed=seed,
         )
-        curves[loss] = _curve(result, "nc1", "loss", "data_loss")
-    ce_steps, dr_steps = reached["ce"], reached["dr"]
-    agrees = dr_steps is not None and (ce_steps is None or dr_steps < ce_steps)
+        problems = {"balanced": balanced, "imbalanced": balanced.subset(counts)}
+    minority = counts < n_max
+    if not bool(minority.any()):  # ratio 1: no minority, report the second half anyway
+        minority = torch.arange(num_classes) >= num_classes // 2
+    grid_text = ", ".join(f"{lr:g}" for lr in lr_grid)
+    ball = constraint == "ball"
+    expected = (
+        "[Y22]: with the classifier fixed to a simplex ETF and the features constrained by "
+        f"{'||h||^2 <= E_H' if ball else '||h||^2 = E_H (the boundary of the ball ||h||^2 <= E_H)'}"
+        f" (E_H = {feature_budget:g}), CE and DR have the same optimum, h = sqrt(E_H) w_y "
+        "for every sample whatever the class counts, and DR converges to it faster than CE, "
+        "on imbalanced data too. Agreement, per cell (free features; features from one "
+        "shared network; each on balanced and on step-imbalanced data, ratio "
+        f"{imbalance_ratio:g}): with each loss at its own best learning rate from the grid "
+        f"[{grid_text}] (plain full-batch GD, {steps} steps for both, NC1 after every step), "
+        f"DR reaches NC1 < {nc1_target:g} in strictly fewer steps than CE. Overall agreement "
+        "needs all four cells. Free features under weight decay instead of the constraint "
+        "(the earlier setup) are a control, reported and not judged."
+    )
+    scope = (
+        "Can test: how many gradient steps each loss needs to bring the features to "
+        "within-class collapse (NC1 below the target) on a fixed simplex ETF in [Y22]'s "
+        "norm-constrained layer-peeled model, each loss at its best learning rate from the "
+        "stated grid with the same budget, (a) with free features, where every feature "
+        "moves alone and class counts cannot matter (imbalance_effect ~ 0 shows it), and "
+        "(b) with features made by one small network shared by all samples, where the "
+        "majority classes dominate the gradient and imbalance can matter. Cannot test: "
+        "real networks, their generalisation or test / long-tailed accuracy; [Y22]'s "
+        "training recipe (SGD with momentum, mini-batches, BN + L2 neck, batch reweighting, "
+        "norm penalty, augmentation, schedules); optimisers other than plain GD; learning "
+        "rates outside the grid (a best one at the grid's edge is flagged) or wall-clock "
+        "speed. Steps are counted to one step, so collapse in a single step is a tie."
+    )
+    sweeps: dict[str, dict[str, dict[str, LRSweep]]] = {}
+    for variant, (model, constrained, _judged) in _DR_VARIANTS.items():
+        sweeps[variant] = {}
+        for data, problem in problems.items():
+            sweeps[variant][data] = {
+                loss: lr_sweep(
+                    problem,
+                    loss=loss,
+                    lrs=lr_grid,
+                    steps=steps,
+                    model=model,
+                    constraint=constraint if constrained else "none",
+                    feature_budget=feature_budget,
+                    weight_decay=0.0 if constrained else weight_decay,
+                    nc1_target=nc1_target,
+                )
+                for loss in ("dr", "ce")
+            }
+    cells: dict[str, Any] = {}
+    verdicts: dict[str, bool] = {}
+    control: dict[str, bool] = {}
+    rows, curves, sweep_table = [], {}, {}
+    for variant, (_model, _constrained, judged) in _DR_VARIANTS.items():
+        for data, problem in problems.items():
+            key = f"{variant}/{data}"
+            runs = sweeps[variant][data]
+            cell = {loss: _loss_cell(runs[loss], problem, minority) for loss in ("dr", "ce")}
+            outcome = _outcome(cell["dr"]["steps_to_target"], cell["ce"]["steps_to_target"])
+            cell["outcome"] = outcome
+            cell["dr_faster"] = outcome == "DR faster"
+            cells[key] = cell
+            (verdicts if judged else control)[key] = cell["dr_faster"]
+            rows.append(
+                {
+                    "variant": variant if judged else f"{variant} (control)",
+                    "data": data,
+                    "N": int(problem.counts.sum()),
+                    "dr_lr": cell["dr"]["lr"],
+                    "dr_steps": cell["dr"]["steps_to_target"],
+                    "dr_final_nc1": cell["dr"]["final_nc1"],
+                    "ce_lr": cell["ce"]["lr"],
+                    "ce_steps": cell["ce"]["steps_to_target"],
+                    "ce_final_nc1": cell["ce"]["final_nc1"],
+                    "outcome": outcome,
+                }
+            )
+            curves[key] = {loss: _sweep_curve(runs[loss], log_every) for loss in ("dr", "ce")}
+            sweep_table[key] = {
+                loss: {
+                    "steps_to_target": runs[loss].steps_to_target,
+                    "final_nc1": [_number(v) for v in runs[loss].final_nc1],
+                    "diverged": runs[loss].diverged,
+                }
+                for loss in ("dr", "ce")
+            }
+    effect = {
+        variant: {
+            loss: _imbalance_effect(
+                sweeps[variant]["balanced"][loss],
+                sweeps[variant]["imbalanced"][loss],
+                problems["imbalanced"],
+            )
+            for loss in ("dr", "ce")
+        }
+        for variant in _DR_VARIANTS
+    }
     measured = {
-        "ce_steps_to_nc1_target": ce_steps,
-        "dr_steps_to_nc1_target": dr_steps,
+        "verdicts": verdicts,
+        "control_verdicts": control,
         "nc1_target": nc1_target,
-        "ce_final_nc1": rows[0]["final_nc1"],
-        "dr_final_nc1": rows[1]["final_nc1"],
-        "class_counts": problem.counts.tolist(),
+        "steps": steps,
+        "lr_grid": lr_grid,
+        "class_counts": {data: p.counts.tolist() for data, p in problems.items()},
+        "cells": cells,
+        "imbalance_effect": effect,
+        "sweeps": sweep_table,
     }
     return Reproduction(
         name="dr-vs-ce",
         expected=expected,
         measured=measured,
-        agrees=agrees,
+        agrees=all(verdicts.values()),
         table=rows,
         curves=curves,
-        settings={**base.to_dict(), "nc1_target": nc1_target},
+        settings={
+            "num_classes": num_classes,
+            "dim": dim,
+            "n_max": n_max,
+            "imbalance_ratio": imbalance_ratio,
+            "profile": "step",
+            "steps": steps,
+            "lrs": lr_grid,
+            "nc1_target": nc1_target,
+            "constraint": constraint,
+            "feature_budget": feature_budget,
+            "input_dim": 2 * dim if input_dim is None else input_dim,
+            "hidden": hidden,
+            "weight_decay": weight_decay,
+            "init_std": init_std,
+            "log_every": log_every,
+            "seed": seed,
+            "optimizer": "plain full-batch gradient descent",
+        },
         wall_time_s=time.perf_counter() - start,
+        scope=scope,
     )
 
 

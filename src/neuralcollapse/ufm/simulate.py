@@ -6,6 +6,11 @@ gradients of the logit losses (``ce``, ``mse``) are written in closed form (thre
 (N, K, d) matrix products per step, no autograd graph), the frame losses (``dr``,
 ``cosine_frame``) take the gradient of the :mod:`neuralcollapse.losses` module with
 respect to H only, and nothing is read back to Python between log steps.
+
+:func:`lr_sweep` runs the norm-constrained model of [Y22] instead (docs/theory.md §5): a
+fixed frame, features held in the ball (or on the sphere) of radius sqrt(E_H) by
+projection, and either free features or features computed by one small network shared by
+all samples; one gradient-descent run per learning rate, all batched into one loop.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +27,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from neuralcollapse._internal.checks import check_float, check_int
 from neuralcollapse.data import class_counts
 from neuralcollapse.errors import ConfigError
-from neuralcollapse.frames import build_frame, target_similarity
+from neuralcollapse.frames import build_frame, simplex_etf, target_similarity
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.losses import CosineFrameLoss, DotRegressionLoss
 from neuralcollapse.metrics import CollapseReport, collapse_report
-from neuralcollapse.ufm.config import UFMConfig, check_ufm_config
+from neuralcollapse.ufm.config import (
+    FEATURE_CONSTRAINTS,
+    FEATURE_MODELS,
+    UFMConfig,
+    check_ufm_config,
+)
 
-__all__ = ["UFMProblem", "UFMResult", "build_problem", "simulate"]
+__all__ = [
+    "FeatureProblem",
+    "LRSweep",
+    "UFMProblem",
+    "UFMResult",
+    "build_feature_problem",
+    "build_problem",
+    "constrain_features",
+    "lr_sweep",
+    "nc1_per_sample",
+    "simulate",
+]
 
 # Report fields that never change during a run: kept in ``final`` only, not per log step.
 _STATIC_REPORT_KEYS = (
@@ -352,13 +374,10 @@ def _check_start(config: UFMConfig, problem: UFMProblem) -> None:
 
 
 @contextlib.contextmanager
-def _cpu_threads(config: UFMConfig, work: int) -> Iterator[None]:
-    """Set torch's intra-op CPU threads for the run, restoring the previous value after."""
+def _threads(wanted: int) -> Iterator[None]:
+    """Set torch's intra-op CPU threads inside, restoring the previous value after."""
     previous = torch.get_num_threads()
-    wanted = config.num_threads
-    if wanted is None:
-        wanted = 1 if work < _SMALL_PROBLEM else previous
-    if torch.device(config.device).type != "cpu" or wanted == previous:
+    if wanted == previous:
         yield
         return
     torch.set_num_threads(wanted)
@@ -366,6 +385,19 @@ def _cpu_threads(config: UFMConfig, work: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _cpu_threads(config: UFMConfig, work: int) -> Iterator[None]:
+    """Set torch's intra-op CPU threads for the run, restoring the previous value after."""
+    wanted = config.num_threads
+    if wanted is None:
+        wanted = 1 if work < _SMALL_PROBLEM else torch.get_num_threads()
+    if torch.device(config.device).type != "cpu":
+        yield
+        return
+    with _threads(wanted):
+        yield
 
 
 def simulate(
@@ -440,4 +472,436 @@ def _run(config: UFMConfig, problem: UFMProblem) -> UFMResult:
         wall_time_s=wall,
         log_time_s=log_time,
         diverged=diverged,
+    )
+
+
+# --------------------------------------------------------------------------- lr sweeps
+#
+# [Y22]'s layer-peeled model (docs/theory.md §5): W fixed to a simplex ETF, each feature
+# constrained by ||h||^2 <= E_H. Two ways to make the features: free variables (one per
+# sample, as in the UFM) or the output of one network shared by all samples. Every learning
+# rate of a sweep is one slice of a batched run: a leading axis of length L on every tensor.
+
+_LOSS_NAMES = ("dr", "ce")
+
+
+@dataclass
+class FeatureProblem:
+    """The start of an :func:`lr_sweep`: labels, a fixed frame, free features and a shared
+    network, all float64 on the CPU.
+
+    Attributes:
+        labels: (N,) int64 class of each sample, classes in index order.
+        counts: (K,) int64 samples per class.
+        frame: (K, d) the fixed classifier, a unit-row simplex ETF (so E_W = 1).
+        H0: (N, d) starting free features (Gaussian, std ``init_std``).
+        inputs: (N, p) the fixed inputs X of the shared-parameter model, one per sample.
+        net0: starting parameters ``[A (p, m), a (m,), B (m, d), c (d,)]`` of the shared
+            network ``f(x) = relu(x A + a) B + c``, one set for all samples.
+        rows: (N,) index of each sample in the problem :meth:`subset` took it from;
+            ``arange(N)`` for a problem from :func:`build_feature_problem`.
+    """
+
+    labels: Tensor
+    counts: Tensor
+    frame: Tensor
+    H0: Tensor
+    inputs: Tensor
+    net0: list[Tensor]
+    rows: Tensor
+
+    def subset(self, counts: Sequence[int] | Tensor) -> FeatureProblem:
+        """The first ``counts[k]`` samples of every class k, with the same frame and start
+        network: e.g. an imbalanced problem every sample of which, with its start feature
+        and input, is also in this one.
+
+        Raises:
+            ValueError: ``counts`` is not one count in [1, n_k] per class.
+        """
+        wanted = torch.as_tensor(counts, dtype=torch.int64)
+        if (
+            wanted.shape != self.counts.shape
+            or bool((wanted < 1).any())
+            or bool((wanted > self.counts).any())
+        ):
+            raise ValueError(
+                f"counts must give one count in [1, n_k] per class, n_k = "
+                f"{self.counts.tolist()}; got {wanted.tolist()}"
+            )
+        starts = torch.cumsum(self.counts, 0) - self.counts
+        index = torch.cat(
+            [int(starts[k]) + torch.arange(int(n)) for k, n in enumerate(wanted.tolist())]
+        )
+        return FeatureProblem(
+            labels=self.labels[index],
+            counts=wanted,
+            frame=self.frame,
+            H0=self.H0[index],
+            inputs=self.inputs[index],
+            net0=self.net0,
+            rows=self.rows[index],
+        )
+
+
+def build_feature_problem(
+    counts: Sequence[int] | Tensor,
+    *,
+    dim: int,
+    input_dim: int | None = None,
+    hidden: int = 128,
+    init_std: float = 0.1,
+    seed: int = 0,
+) -> FeatureProblem:
+    """A :class:`FeatureProblem` with ``counts[k]`` samples of class k.
+
+    The frame is ``nc.frames.simplex_etf(K, dim, seed=seed)``. H0 is Gaussian with std
+    ``init_std``, the inputs X are standard Gaussian of dimension ``input_dim`` (default
+    ``2 * dim``), and the network's weights and biases are uniform in +-1/sqrt(fan_in)
+    (``torch.nn.Linear``'s default), all drawn in that order from one private generator
+    seeded with ``seed`` (the global RNG is never used).
+
+    Raises:
+        ValueError: fewer than 2 classes, an empty class, ``dim < K - 1`` (no simplex ETF),
+            or a size or std out of range.
+    """
+    sizes = torch.as_tensor(counts, dtype=torch.int64)
+    if sizes.ndim != 1 or sizes.numel() < 2 or bool((sizes < 1).any()):
+        raise ValueError(f"counts must list >= 1 sample for each of >= 2 classes, got {counts}")
+    k = sizes.numel()
+    dim = check_int("dim", dim, minimum=max(k - 1, 1))
+    p = check_int("input_dim", 2 * dim if input_dim is None else input_dim, minimum=1)
+    hidden = check_int("hidden", hidden, minimum=1)
+    init_std = check_float("init_std", init_std, minimum=0.0, strict_minimum=True)
+    seed = check_int("seed", seed, minimum=0)
+    n = int(sizes.sum())
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    f64 = torch.float64
+    H0 = init_std * torch.randn(n, dim, generator=rng, dtype=f64)
+    inputs = torch.randn(n, p, generator=rng, dtype=f64)
+    net0 = []
+    layers = ((p, (p, hidden)), (p, (hidden,)), (hidden, (hidden, dim)), (hidden, (dim,)))
+    for fan_in, shape in layers:
+        bound = 1.0 / math.sqrt(fan_in)
+        net0.append((2.0 * torch.rand(shape, generator=rng, dtype=f64) - 1.0) * bound)
+    return FeatureProblem(
+        labels=torch.repeat_interleave(torch.arange(k), sizes),
+        counts=sizes,
+        frame=simplex_etf(k, dim, seed=seed, dtype=f64),
+        H0=H0,
+        inputs=inputs,
+        net0=net0,
+        rows=torch.arange(n),
+    )
+
+
+def constrain_features(H: Tensor, radius: float, constraint: str) -> Tensor:
+    """The rows (last axis) of ``H`` projected onto [Y22]'s feature constraint.
+
+    ``"ball"``: ||h|| <= radius (docs/theory.md §5 states the constraint this way); rows
+    outside are rescaled onto the sphere, rows inside are left alone: the Euclidean
+    projection onto the ball. ``"sphere"``: ||h|| = radius, every row rescaled (a zero row
+    stays zero). ``"none"``: ``H`` itself. Out of place and differentiable, so it also
+    serves as the normalisation layer of the shared-parameter model.
+    """
+    if constraint == "none":
+        return H
+    scale = radius / H.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    if constraint == "ball":
+        scale = scale.clamp(max=1.0)
+    return H * scale
+
+
+def nc1_per_sample(H: Tensor, labels: Tensor, counts: Tensor) -> Tensor:
+    """Each sample's share of NC1, batched over leading axes: (..., N, d) -> (..., N).
+
+    NC1 = tr(Sigma_W Sigma_B^+) / K (docs/theory.md §4; sample-weighted global mean, every
+    class present) is the mean over the samples of
+
+        s_i = sum_j ( u_j^T M~ (h_i - mu_{y_i}) )^2 / lambda_j^2,
+
+    with (lambda_j, u_j) the top K-1 eigenpairs of the Gram matrix M~ M~^T of the centred
+    class means, round-off eigenvalues dropped by the rule of ``nc.metrics``. The mean of
+    s_i over the samples of class k is that class's own NC1, tr(Sigma_k Sigma_B^+) / K with
+    Sigma_k its within-class covariance, so NC1 = sum_k (n_k / N) NC1_k. The value matches
+    ``nc.metrics.collapse_report(H, labels).nc1`` and costs one batched K x K
+    eigendecomposition, cheap enough for every step of a sweep. Works in float64; a slice
+    with a non-finite feature (or features so large that their Gram matrix overflows) gives
+    NaN, one whose class means all coincide gives inf.
+    """
+    f64 = torch.float64
+    lead = H.shape[:-2]
+    h = H.to(f64).reshape(-1, *H.shape[-2:])  # (L, N, d)
+    runs, n, d = h.shape
+    k = counts.numel()
+    finite = torch.isfinite(h).flatten(1).all(dim=1)
+    h = torch.where(finite[:, None, None], h, torch.zeros((), dtype=f64))
+    # NC1 is unchanged by a shift; measuring from one sample keeps round-off from making
+    # coinciding class means look distinct.
+    h = h - h[:, :1]
+    weights = counts.to(f64)
+    means = torch.zeros(runs, k, d, dtype=f64).index_add_(1, labels, h) / weights[:, None]
+    centred = means - torch.einsum("k,lkd->ld", weights, means).unsqueeze(1) / n
+    gram = centred @ centred.transpose(1, 2)
+    finite &= torch.isfinite(gram).flatten(1).all(dim=1)  # huge features overflow here
+    eye = torch.eye(k, dtype=f64)
+    lam, vec = torch.linalg.eigh(torch.where(finite[:, None, None], gram, eye))  # ascending
+    lam, vec = lam.flip(-1)[:, : k - 1], vec.flip(-1)[:, :, : k - 1]
+    top = lam[:, :1]
+    keep = (lam > max(k, d) * torch.finfo(f64).eps * top) & (top > 0)
+    inverse_sq = torch.where(keep, 1.0 / torch.where(keep, lam, 1.0).square(), 0.0)
+    coords = (vec.transpose(1, 2) @ centred) @ (h - means[:, labels]).transpose(1, 2)
+    share = (coords.square() * inverse_sq.unsqueeze(-1)).sum(dim=1)  # (L, N)
+    share = torch.where((top > 0), share, math.inf)
+    share = torch.where(finite[:, None], share, math.nan)
+    return share.reshape(*lead, n)
+
+
+@dataclass
+class LRSweep:
+    """The outcome of :func:`lr_sweep`: one run per learning rate, same start, same budget.
+
+    Attributes:
+        model: ``"free"`` or ``"shared"``; loss: ``"dr"`` or ``"ce"``; constraint:
+            ``"ball"``, ``"sphere"`` or ``"none"``.
+        lrs: the learning rates, in the order given.
+        nc1: (steps + 1, L) float64 NC1 of every run after every step (row 0: the start);
+            NaN from the step a run's features became non-finite.
+        objective: (steps + 1, L) float64 objective of every run after every step: the
+            mean loss over the samples plus weight_decay/2 times the mean ||h_i||^2 (free
+            features) or ||theta||^2 (shared network).
+        nc1_target: the level whose first crossing ``steps_to_target`` counts.
+        diverged: per run, whether it failed: its features, their NC1 or its objective
+            became non-finite, or its final objective is above its starting one.
+        H: (L, N, d) final features of every run.
+        norm_violation: the largest violation of the constraint seen after any step by a
+            run that had not diverged: max | ||h|| - radius | on the sphere,
+            max(||h|| - radius, 0) in the ball, 0 with no constraint.
+        wall_time_s: seconds the sweep took.
+    """
+
+    model: str
+    loss: str
+    constraint: str
+    lrs: list[float]
+    nc1: Tensor
+    objective: Tensor
+    nc1_target: float
+    diverged: list[bool]
+    H: Tensor
+    norm_violation: float
+    wall_time_s: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        """The step budget of every run."""
+        return self.nc1.shape[0] - 1
+
+    @property
+    def steps_to_target(self) -> list[int | None]:
+        """Per run, the first step s with NC1 < target (0: already at the start), None when
+        not within the budget."""
+        below = self.nc1 < self.nc1_target  # NaN compares False
+        first = below.to(torch.int64).argmax(dim=0)
+        hits = below.any(dim=0)
+        return [int(s) if bool(hit) else None for s, hit in zip(first, hits, strict=True)]
+
+    @property
+    def final_nc1(self) -> list[float]:
+        """Per run, NC1 after the last step; inf for a run that failed (see ``diverged``)."""
+        last = self.nc1[-1].tolist()
+        return [math.inf if bad else v for v, bad in zip(last, self.diverged, strict=True)]
+
+    @property
+    def best(self) -> int:
+        """Index of the best learning rate: among the runs that did not diverge (all runs if
+        every one did), the one that reaches the target in the fewest steps; runs that
+        never reach it rank after those that do; ties, and runs that never reach it, are
+        ordered by final NC1 (lowest first), then by position in the grid."""
+        steps, final = self.steps_to_target, self.final_nc1
+
+        def key(i: int) -> tuple[bool, bool, int, float, int]:
+            reached = steps[i] is not None
+            value = final[i] if math.isfinite(final[i]) else math.inf
+            return (self.diverged[i], not reached, steps[i] or 0, value, i)
+
+        return min(range(len(self.lrs)), key=key)
+
+    @property
+    def best_lr(self) -> float:
+        """The learning rate of :attr:`best`."""
+        return self.lrs[self.best]
+
+    @property
+    def at_grid_edge(self) -> bool:
+        """Whether the best learning rate is the smallest or largest of a grid of >= 2: a
+        wider grid might have found a better one."""
+        return len(self.lrs) > 1 and self.best in (0, len(self.lrs) - 1)
+
+
+def _check_sweep_args(
+    loss: str, model: str, constraint: str, lrs: Sequence[float], steps: int
+) -> list[float]:
+    for name, value, allowed in (
+        ("loss", loss, _LOSS_NAMES),
+        ("model", model, FEATURE_MODELS),
+        ("constraint", constraint, FEATURE_CONSTRAINTS),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    rates = [check_float("lr", lr, minimum=0.0, strict_minimum=True) for lr in lrs]
+    if not rates:
+        raise ValueError("lrs must hold at least one learning rate")
+    check_int("steps", steps, minimum=1)
+    return rates
+
+
+def lr_sweep(
+    problem: FeatureProblem,
+    *,
+    loss: str,
+    lrs: Sequence[float],
+    steps: int,
+    model: str = "free",
+    constraint: str = "ball",
+    feature_budget: float = 1.0,
+    weight_decay: float = 0.0,
+    nc1_target: float = 1e-2,
+) -> LRSweep:
+    """Full-batch gradient descent on ``loss`` against the fixed frame, one run per
+    learning rate, all from the same start for the same number of steps (docs/theory.md
+    §3 and §5).
+
+    ``model="free"``: every feature is a variable and takes its own projected step
+
+        h_i <- P( h_i - lr (grad_h L(h_i, y_i) + weight_decay h_i) ),
+
+    the gradient of the loss *summed* over the samples, so the step of a feature does not
+    depend on N (the mean loss at learning rate lr * N is the same run): each feature then
+    moves on its own, and only its start and label matter. ``model="shared"``: the features
+    are H = P(f_theta(X)) for the problem's fixed inputs X and one network
+    f_theta(x) = relu(x A + a) B + c for all samples, and GD steps theta on the loss
+    *averaged* over the samples (plus weight_decay/2 ||theta||^2): every sample pulls on the
+    same parameters, so the class counts shape the path. P is
+    :func:`constrain_features` with radius sqrt(``feature_budget``) (= sqrt(E_H)), applied
+    after every step to free features and as the network's output layer (differentiated
+    through) for shared ones.
+
+    Losses: ``"dr"`` is ``nc.losses.DotRegressionLoss`` in [Y22]'s paper form with
+    E_H = ``feature_budget`` (E_W = 1 for the unit-row frame); ``"ce"`` is cross-entropy of
+    the logits h @ W.T (no bias, no scale). The runs are independent slices of one batched
+    computation (a diverging run leaves the others alone) on one CPU thread, so a sweep is
+    deterministic for a given problem. A run fails (``LRSweep.diverged``) when anything
+    becomes non-finite or when it ends above its starting objective; a failed run ranks
+    last in ``LRSweep.best``.
+
+    Raises:
+        ValueError: an unknown loss, model or constraint, an empty or non-positive ``lrs``,
+            or a budget, target or decay out of range.
+    """
+    rates = _check_sweep_args(loss, model, constraint, lrs, steps)
+    feature_budget = check_float("feature_budget", feature_budget, minimum=0.0, strict_minimum=True)
+    weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
+    nc1_target = check_float("nc1_target", nc1_target, minimum=0.0, strict_minimum=True)
+    with _threads(1):
+        return _sweep(
+            problem, loss, rates, steps, model, constraint, feature_budget, weight_decay, nc1_target
+        )
+
+
+def _sweep(
+    problem: FeatureProblem,
+    loss: str,
+    rates: list[float],
+    steps: int,
+    model: str,
+    constraint: str,
+    feature_budget: float,
+    weight_decay: float,
+    nc1_target: float,
+) -> LRSweep:
+    start = time.perf_counter()
+    runs = len(rates)
+    n, d = problem.H0.shape
+    radius = math.sqrt(feature_budget)
+    labels, frame = problem.labels, problem.frame
+    repeated = labels.repeat(runs)
+    dr = DotRegressionLoss(feature_budget=feature_budget, reduction="none")
+    lr = torch.tensor(rates, dtype=torch.float64)
+    free = model == "free"
+    if free:
+        variables = [constrain_features(problem.H0.expand(runs, n, d).clone(), radius, constraint)]
+    else:
+        variables = [p.expand(runs, *p.shape).clone() for p in problem.net0]
+
+    def features(params: list[Tensor]) -> Tensor:
+        if free:
+            return params[0]
+        A, a, B, c = params
+        hidden = torch.relu(problem.inputs @ A + a.unsqueeze(1))
+        return constrain_features(hidden @ B + c.unsqueeze(1), radius, constraint)
+
+    def objectives(H: Tensor, params: list[Tensor]) -> Tensor:
+        """(L,) each run's objective: its mean loss plus weight_decay/2 times the mean
+        ||h_i||^2 (free) or ||theta||^2 (shared)."""
+        flat = H.reshape(runs * n, d)
+        if loss == "dr":
+            per_sample = dr(flat, repeated, frame)
+        else:
+            per_sample = F.cross_entropy(flat @ frame.T, repeated, reduction="none")
+        value = per_sample.reshape(runs, n).mean(dim=1)
+        if weight_decay:
+            if free:
+                size = H.square().sum(dim=-1).mean(dim=-1)
+            else:
+                size = sum(p.square().flatten(1).sum(dim=1) for p in params)
+            value = value + 0.5 * weight_decay * size
+        return value
+
+    # Free features step on the summed objective (each on its own loss), shared parameters
+    # on the mean.
+    scale = float(n) if free else 1.0
+    nc1 = torch.full((steps + 1, runs), math.nan, dtype=torch.float64)
+    objective = torch.full((steps + 1, runs), math.nan, dtype=torch.float64)
+    alive = torch.ones(runs, dtype=torch.bool)
+    violation = 0.0
+    for step in range(steps + 1):
+        leaves = [v.detach().requires_grad_(True) for v in variables]
+        with torch.enable_grad():
+            H = features(leaves)
+            value = objectives(H, leaves)
+        features_now = H.detach()
+        alive &= torch.isfinite(features_now).flatten(1).all(dim=1) & torch.isfinite(value)
+        current = nc1_per_sample(features_now, labels, problem.counts).mean(dim=-1)
+        alive &= ~current.isnan()  # finite features whose second moments overflow
+        nc1[step] = torch.where(alive, current, math.nan)
+        objective[step] = torch.where(alive, value.detach(), math.nan)
+        if constraint != "none" and bool(alive.any()):
+            gap = features_now[alive].norm(dim=-1) - radius
+            worst = gap.abs().max() if constraint == "sphere" else gap.clamp(min=0.0).max()
+            violation = max(violation, float(worst))
+        if step == steps:
+            break
+        grads = torch.autograd.grad(value.sum() * scale, leaves)
+        with torch.no_grad():
+            rate = torch.where(alive, lr, 0.0)
+            for variable, grad in zip(variables, grads, strict=True):
+                variable.sub_(rate.view(runs, *([1] * (variable.ndim - 1))) * grad)
+            if free:
+                variables[0] = constrain_features(variables[0], radius, constraint)
+    # A run that ends above its starting objective failed even if it stayed finite (e.g.
+    # DR on free features without a constraint, lr > 2: an oscillation growing each step
+    # that NC1, being scale-free, does not see).
+    failed = ~alive | ~(objective[-1] <= objective[0])
+    return LRSweep(
+        model=model,
+        loss=loss,
+        constraint=constraint,
+        lrs=rates,
+        nc1=nc1,
+        objective=objective,
+        nc1_target=nc1_target,
+        diverged=[bool(f) for f in failed],
+        H=features_now,
+        norm_violation=violation,
+        wall_time_s=time.perf_counter() - start,
     )

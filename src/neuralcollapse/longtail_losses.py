@@ -1,0 +1,450 @@
+"""Long-tailed baselines on a classifier's logits: logit adjustment, balanced softmax, LDAM
+(with deferred re-weighting), focal loss and class-balanced weights.
+
+These are the methods [Y22]'s tables put beside the fixed ETF + DR (docs/theory.md §8,
+"Long-tailed baselines"). Every loss is called like ``nn.CrossEntropyLoss``::
+
+    loss = LDAMLoss(class_counts, max_margin=0.5, scale=30.0)(logits, labels)
+
+* ``logits`` -- (B, K) scores of any classifier (a learnable head's, or a fixed frame's).
+* ``labels`` -- (B,) int64 class indices, or mixup targets ``(y_a, y_b, lam)``; the
+  combination ``lam * L(z, y_a) + (1 - lam) * L(z, y_b)`` is taken by
+  :func:`neuralcollapse.losses.mixup_loss` (every loss here allows mixup targets).
+* ``class_counts`` -- (K,) training samples per class n_k, all >= 1 (a tensor, array or
+  list; ``TrainingData.train_counts`` in a run).
+
+**Reduction and class weights.** Losses with a ``weight`` (``LDAMLoss``, ``FocalLoss``)
+follow ``nn.CrossEntropyLoss``: with per-class weights w, ``reduction="mean"`` is the
+weighted mean ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` (the plain mean when ``weight`` is
+None), so ``FocalLoss(gamma=0, weight=w)`` equals ``nn.CrossEntropyLoss(weight=w)``. With
+mixup targets and a scalar lam each branch is reduced on its own labels; with a per-sample
+lam (shape (B,)) the weighted mean divides by ``sum_i lam_i w_{y_a,i} + (1 - lam_i)
+w_{y_b,i}``. ``set_class_weight`` changes the weights in place (deferred re-weighting).
+
+References: Menon et al. 2021 (*Long-tail learning via logit adjustment*, ICLR), Ren et al.
+2020 (*Balanced Meta-Softmax*, NeurIPS), Cao et al. 2019 (*LDAM-DRW*, NeurIPS), Cui et al.
+2019 (*Class-balanced loss based on effective number of samples*, CVPR), Lin et al. 2017
+(*Focal loss for dense object detection*, ICCV).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neuralcollapse._internal.checks import check_float, check_int
+
+if TYPE_CHECKING:
+    from neuralcollapse.losses import MixupTargets
+
+__all__ = [
+    "BalancedSoftmaxLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "class_balanced_weights",
+    "deferred_reweighting",
+    "ldam_margins",
+    "log_prior",
+    "posthoc_logit_adjustment",
+]
+
+CountsLike = Tensor | np.ndarray | Sequence[int]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _counts(class_counts: CountsLike) -> Tensor:
+    """(K,) float64 CPU counts, K >= 2, every entry a finite number >= 1."""
+    counts = torch.as_tensor(class_counts)
+    if counts.ndim != 1 or counts.numel() < 2:
+        raise ValueError(
+            f"class_counts must be a 1-D sequence with one count per class (K >= 2), got "
+            f"shape {tuple(counts.shape)}"
+        )
+    if counts.dtype == torch.bool or counts.is_complex():
+        raise ValueError(f"class_counts must hold numbers, got dtype {counts.dtype}")
+    counts = counts.detach().to(device="cpu", dtype=torch.float64)
+    if not bool(torch.isfinite(counts).all()):
+        raise ValueError("class_counts must be finite")
+    if float(counts.min()) < 1:
+        empty = torch.nonzero(counts < 1).flatten().tolist()
+        raise ValueError(
+            f"class_counts must be >= 1 for every class, but classes {empty[:10]} have "
+            f"{counts[empty[0]].item():g}: a class without training samples has no prior; "
+            "drop it or give it a count"
+        )
+    return counts
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return reduction
+
+
+def _check_logits(logits: object, num_classes: int | None) -> Tensor:
+    """(B, K) floating-point logits with B >= 1 (any K when ``num_classes`` is None)."""
+    if (
+        not isinstance(logits, Tensor)
+        or logits.ndim != 2
+        or (num_classes is not None and logits.shape[1] != num_classes)
+    ):
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        expected = "(B, K)" if num_classes is None else f"(B, {num_classes})"
+        raise ValueError(f"logits must be a {expected} tensor, one column per class, got {shape}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
+    if logits.shape[0] == 0:
+        raise ValueError("logits hold an empty batch (B = 0); skip empty batches")
+    return logits
+
+
+def _check_weight(weight: object, num_classes: int | None) -> Tensor | None:
+    """None, or a (K,) finite non-negative float tensor (a detached float64 CPU copy)."""
+    if weight is None:
+        return None
+    values = torch.as_tensor(weight)
+    if values.ndim != 1 or (num_classes is not None and values.numel() != num_classes):
+        expected = f"({num_classes},)" if num_classes is not None else "(K,)"
+        raise ValueError(
+            f"weight must have shape {expected}, one weight per class, got {tuple(values.shape)}"
+        )
+    if values.dtype == torch.bool or values.is_complex():
+        raise ValueError(f"weight must hold real numbers, got dtype {values.dtype}")
+    values = values.detach().to(device="cpu", dtype=torch.float64)
+    if not bool(torch.isfinite(values).all()) or float(values.min()) < 0:
+        raise ValueError("weight must be finite and >= 0 for every class")
+    return values
+
+
+def log_prior(class_counts: CountsLike) -> Tensor:
+    """log pi_k = log(n_k / sum_j n_j): (K,) float64, the log class prior of the training set."""
+    counts = _counts(class_counts)
+    return torch.log(counts / counts.sum())
+
+
+def posthoc_logit_adjustment(logits: Tensor, class_counts: CountsLike, tau: float = 1.0) -> Tensor:
+    """Menon et al. 2021's post-hoc logit adjustment: ``logits - tau * log pi``.
+
+    Applied at prediction time to a model trained with plain cross-entropy: the argmax of
+    the adjusted logits estimates the balanced-error-optimal class (tau = 1 is the
+    Bayes-consistent choice). The training loss is untouched.
+
+    Args:
+        logits: (B, K) scores.
+        class_counts: (K,) training counts n_k >= 1 (pi_k = n_k / N).
+        tau: >= 0, the strength (0 returns the logits unchanged).
+
+    Returns:
+        (B, K) adjusted logits, same dtype and device.
+    """
+    tau = check_float("tau", tau, minimum=0.0)
+    prior = log_prior(class_counts)
+    logits = _check_logits(logits, prior.numel())
+    return logits - tau * prior.to(device=logits.device, dtype=logits.dtype)
+
+
+def class_balanced_weights(
+    class_counts: CountsLike, beta: float = 0.9999, *, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Cui et al. 2019's class-balanced weights from the effective number of samples.
+
+    With the effective number E_k = (1 - beta^{n_k}) / (1 - beta), the weight of class k is
+    proportional to 1 / E_k = (1 - beta) / (1 - beta^{n_k}), normalised so that the K
+    weights sum to K::
+
+        w_k = K * (1 / E_k) / sum_j (1 / E_j)
+
+    beta = 0 gives all ones; beta -> 1 approaches inverse class frequency (1 / n_k).
+
+    Args:
+        class_counts: (K,) training counts n_k >= 1.
+        beta: in [0, 1) ([Cui 2019] and Cao et al.'s DRW use 0.9999 on CIFAR-LT).
+        dtype: of the result (default: torch's default floating dtype, float32).
+
+    Returns:
+        (K,) tensor on the CPU summing to K (up to rounding).
+    """
+    counts = _counts(class_counts)
+    beta = check_float("beta", beta, minimum=0.0)
+    if beta >= 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}: 1 - beta^n would be 0")
+    # 1 - beta^n computed as -expm1(n log beta) keeps precision for beta near 1.
+    if beta == 0:
+        inverse_effective = torch.ones_like(counts)
+    else:
+        inverse_effective = (1 - beta) / -torch.expm1(counts * float(np.log(beta)))
+    weights = inverse_effective * counts.numel() / inverse_effective.sum()
+    return weights.to(dtype or torch.get_default_dtype())
+
+
+def deferred_reweighting(
+    class_counts: CountsLike, epoch: int, *, start_epoch: int | None, beta: float = 0.9999
+) -> Tensor | None:
+    """Cao et al. 2019's deferred re-weighting (DRW): the class weights of epoch ``epoch``.
+
+    None (no re-weighting) for 0-based epochs ``epoch < start_epoch`` (or when
+    ``start_epoch`` is None), then :func:`class_balanced_weights` (``beta``). Cao et al.
+    switch at epoch 160 of 200 on CIFAR-LT. In a plain loop::
+
+        for epoch in range(200):
+            loss_fn.set_class_weight(deferred_reweighting(counts, epoch, start_epoch=160))
+            ...
+    """
+    epoch = check_int("epoch", epoch, minimum=0)
+    if start_epoch is None or epoch < check_int("start_epoch", start_epoch, minimum=0):
+        return None
+    return class_balanced_weights(class_counts, beta)
+
+
+def ldam_margins(class_counts: CountsLike, max_margin: float = 0.5) -> Tensor:
+    """LDAM's per-class margins (Cao et al. 2019): m_k = C / n_k^(1/4), with C chosen so
+    that the largest margin (the rarest class's) is ``max_margin``. (K,) float64."""
+    counts = _counts(class_counts)
+    max_margin = check_float("max_margin", max_margin, minimum=0.0, strict_minimum=True)
+    raw = counts.pow(-0.25)
+    return raw * (max_margin / raw.max())
+
+
+def _reduce_weighted(
+    per_sample: Callable[[Tensor, Tensor], Tensor],
+    logits: Tensor,
+    targets: Tensor | MixupTargets,
+    weight: Tensor | None,
+    reduction: str,
+    num_classes: int,
+) -> Tensor:
+    """Per-sample loss -> weighted ``reduction`` with mixup, as ``nn.CrossEntropyLoss``.
+
+    ``per_sample(logits, labels)`` returns the (B,) unweighted losses l_i.
+    """
+    # Imported here: neuralcollapse.losses re-exports this module, so a module-level import
+    # would be circular.
+    from neuralcollapse.losses import mixup_loss
+
+    if weight is None:
+        losses = mixup_loss(per_sample, logits, targets, num_classes=num_classes)
+        if reduction == "mean":
+            return losses.mean()
+        return losses.sum() if reduction == "sum" else losses
+    w = weight.to(device=logits.device, dtype=logits.dtype)
+
+    def weighted(z: Tensor, y: Tensor) -> Tensor:
+        return w[y] * per_sample(z, y)
+
+    if reduction != "mean":
+        losses = mixup_loss(weighted, logits, targets, num_classes=num_classes)
+        return losses.sum() if reduction == "sum" else losses
+    lam = targets[2] if isinstance(targets, (tuple, list)) and len(targets) == 3 else None
+    if isinstance(lam, Tensor) and lam.ndim == 1:  # one weighted mean over both branches
+        total = mixup_loss(weighted, logits, targets, num_classes=num_classes).sum()
+        mass = mixup_loss(lambda z, y: w[y], logits, targets, num_classes=num_classes).sum()
+        return total / mass
+
+    def weighted_mean(z: Tensor, y: Tensor) -> Tensor:
+        return weighted(z, y).sum() / w[y].sum()
+
+    return mixup_loss(weighted_mean, logits, targets, num_classes=num_classes)
+
+
+class _LogitLoss(nn.Module):
+    """Shared plumbing: number of classes, reduction, optional per-class weight buffer.
+
+    ``num_classes`` None (an unweighted focal loss) accepts logits with any K.
+    """
+
+    weight: Tensor | None
+
+    def __init__(self, num_classes: int | None, reduction: str, weight: object = None) -> None:
+        super().__init__()
+        checked = _check_weight(weight, num_classes)
+        if num_classes is None and checked is not None:
+            num_classes = checked.numel()
+        self.num_classes = num_classes
+        self.reduction = _check_reduction(reduction)
+        self.register_buffer("weight", None if checked is None else checked)
+
+    def set_class_weight(self, weight: object) -> None:
+        """Replace the per-class weights: a (K,) tensor, or None for none (deferred
+        re-weighting calls this between epochs); they move to the logits' device on use."""
+        checked = _check_weight(weight, self.num_classes)
+        if checked is None:
+            self.weight = None
+            return
+        if self.num_classes is None:
+            self.num_classes = checked.numel()
+        device = next((b.device for b in self.buffers()), torch.device("cpu"))
+        self.weight = checked.to(device=device, dtype=torch.float64)
+
+    def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, labels: Tensor | MixupTargets) -> Tensor:
+        """Loss of (B, K) logits against (B,) labels or mixup ``(y_a, y_b, lam)``; a scalar,
+        or (B,) with ``reduction="none"``."""
+        logits = _check_logits(logits, self.num_classes)
+        if self.weight is not None and self.weight.device != logits.device:
+            self.weight = self.weight.to(logits.device)  # once, not every step
+        return _reduce_weighted(
+            self.per_sample, logits, labels, self.weight, self.reduction, logits.shape[1]
+        )
+
+
+class _OffsetCrossEntropy(_LogitLoss):
+    """Cross-entropy on ``logits + offset`` with a fixed (K,) offset."""
+
+    offset: Tensor
+
+    def __init__(self, offset: Tensor, reduction: str) -> None:
+        super().__init__(offset.numel(), reduction)
+        self.register_buffer("offset", offset)
+
+    def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:
+        shifted = logits + self.offset.to(device=logits.device, dtype=logits.dtype)
+        return F.cross_entropy(shifted, labels, reduction="none")
+
+
+class LogitAdjustedLoss(_OffsetCrossEntropy):
+    """Menon et al. 2021's logit-adjusted loss: cross-entropy on ``z + tau * log pi``.
+
+    Per sample, with pi_k = n_k / N the training prior::
+
+        L(z, y) = -log( exp(z_y + tau log pi_y) / sum_k exp(z_k + tau log pi_k) )
+
+    Adding the prior at training time makes the plain argmax of z estimate the
+    balanced-error-optimal class; tau = 1 is the Bayes-consistent choice, tau = 0 is plain
+    cross-entropy. (The post-hoc variant instead subtracts tau log pi from a CE-trained
+    model's logits at evaluation: :func:`posthoc_logit_adjustment`.)
+
+    Args:
+        class_counts: (K,) training counts n_k >= 1.
+        tau: >= 0.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(self, class_counts: CountsLike, tau: float = 1.0, reduction: str = "mean") -> None:
+        self.tau = check_float("tau", tau, minimum=0.0)
+        super().__init__(self.tau * log_prior(class_counts), reduction)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, tau={self.tau}, reduction={self.reduction!r}"
+
+
+class BalancedSoftmaxLoss(_OffsetCrossEntropy):
+    """Ren et al. 2020's balanced softmax: cross-entropy on ``z + log n``.
+
+    Per sample::
+
+        L(z, y) = -log( n_y exp(z_y) / sum_k n_k exp(z_k) )
+
+    the softmax of the training distribution when exp(z) models the balanced one. It equals
+    :class:`LogitAdjustedLoss` with tau = 1 (log n_k and log pi_k differ by the constant
+    log N, which the softmax ignores).
+
+    Args:
+        class_counts: (K,) training counts n_k >= 1.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(self, class_counts: CountsLike, reduction: str = "mean") -> None:
+        super().__init__(torch.log(_counts(class_counts)), reduction)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, reduction={self.reduction!r}"
+
+
+class LDAMLoss(_LogitLoss):
+    """Cao et al. 2019's label-distribution-aware margin (LDAM) loss.
+
+    The true class's logit is lowered by its margin m_y = C / n_y^(1/4) (the rarest class
+    gets ``max_margin``, :func:`ldam_margins`), then everything is scaled by s::
+
+        L(z, y) = w_y * CE( s * (z - m_y e_y), y )
+
+    Cao et al. use it on a cosine classifier (unit features and unit class vectors, so z
+    lies in [-1, 1]; ``head.cosine=true`` in a run) with s = 30 and max_margin = 0.5, and
+    add deferred re-weighting (:func:`deferred_reweighting`: ``set_class_weight`` with
+    class-balanced weights from epoch 160 of 200).
+
+    Args:
+        class_counts: (K,) training counts n_k >= 1.
+        max_margin: > 0, the largest margin.
+        scale: s > 0.
+        weight: optional (K,) per-class weights w (see the module doc for the mean).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    margins: Tensor
+
+    def __init__(
+        self,
+        class_counts: CountsLike,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        weight: Tensor | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        margins = ldam_margins(class_counts, max_margin)
+        super().__init__(margins.numel(), reduction, weight)
+        self.max_margin = float(max_margin)
+        self.scale = check_float("scale", scale, minimum=0.0, strict_minimum=True)
+        self.register_buffer("margins", margins)
+
+    def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:
+        margins = self.margins.to(device=logits.device, dtype=logits.dtype)
+        shift = F.one_hot(labels, self.num_classes).to(logits.dtype) * margins[labels, None]
+        return F.cross_entropy(self.scale * (logits - shift), labels, reduction="none")
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, max_margin={self.max_margin}, "
+            f"scale={self.scale}, weighted={self.weight is not None}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+class FocalLoss(_LogitLoss):
+    """Multi-class (softmax) focal loss of Lin et al. 2017, optionally class-weighted.
+
+    With p_y = softmax(z)_y::
+
+        L(z, y) = -w_y (1 - p_y)^gamma log p_y
+
+    gamma = 0 is (weighted) cross-entropy; larger gamma down-weights well-classified
+    samples. Cui et al. 2019's class-balanced focal loss takes w =
+    :func:`class_balanced_weights` (their CIFAR-LT scripts: beta = 0.9999, gamma = 1).
+
+    Args:
+        gamma: >= 0, the focusing parameter.
+        weight: optional (K,) per-class weights (w_y = 1 without). Without weights any
+            number of classes is accepted; with them, K is the weights' length.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(
+        self, gamma: float = 2.0, weight: Tensor | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__(None, reduction, weight)
+        self.gamma = check_float("gamma", gamma, minimum=0.0)
+
+    def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+        if self.gamma == 0:
+            return -log_p
+        # (1 - p)^gamma with 1 - p = -expm1(log p): accurate when p is close to 1. The floor
+        # keeps the gradient finite (not inf * 0) when p rounds to 1 and gamma < 1.
+        one_minus_p = (-torch.expm1(log_p)).clamp_min(torch.finfo(log_p.dtype).tiny)
+        return -(one_minus_p**self.gamma) * log_p
+
+    def extra_repr(self) -> str:
+        return (
+            f"gamma={self.gamma}, weighted={self.weight is not None}, reduction={self.reduction!r}"
+        )
