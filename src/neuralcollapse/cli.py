@@ -63,7 +63,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "write an HTML report of run directories", "neuralcollapse.commands.report"),
     (
         "reproduce",
-        "measure the papers' claims at CPU scale with paired seeds and give verdicts",
+        "verdicts on the papers' claims, paired seeds",
         "neuralcollapse.commands.reproduce",
     ),
 )

@@ -18,7 +18,7 @@ from neuralcollapse.train.trainer import Trainer
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "reproduce",
-        help="measure the papers' claims at CPU scale with paired seeds and give verdicts",
+        help="verdicts on the papers' claims, paired seeds",
         description="Run the claims of [Y22], [Z21] and [L23] on CPU-sized data (digits, "
         "MNIST-5k, hierarchical mixtures, the UFM) with paired seeds, and write "
         "DIR/reproduce.json (one row per claim and setting: paper, claim, setting, "
