@@ -67,3 +67,25 @@ def test_counted_claim_is_exact(tmp_path, claim):
     (row,) = json.loads((tmp_path / "reproduce.json").read_text())["rows"]
     assert row["details"]["learnable"] == 11_181_642 and row["details"]["d_equals_k"] == 8_867_432
     assert row["verdict"] == "reproduced"
+
+
+def test_tree_mixture_overrides_fit_the_tree_size(tmp_path):
+    from neuralcollapse.claims import tree_mixture_overrides
+
+    # 100 leaves: inputs, features and the frame need 100 dimensions (the recipe has 32).
+    overrides = tree_mixture_overrides("builtin:cifar100")
+    assert "data.dim=100" in overrides
+    assert "model.options={in_features: 100, hidden: [200], feature_dim: 100}" in overrides
+    small = tmp_path / "tree.csv"
+    small.write_text("child,parent\na,root\nb,root\nx,a\ny,a\nz,b\nw,b\n")
+    assert "data.dim=32" in tree_mixture_overrides(str(small))  # never below the recipe's
+
+
+def test_reproduce_refuses_a_bad_hierarchy_before_training(tmp_path, capsys):
+    bad = tmp_path / "cycle.csv"
+    bad.write_text("child,parent\na,b\nb,a\n")
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--hierarchy", str(bad), "--out", str(out)]) == 2
+    assert "--hierarchy" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written or trained
+    assert main(["reproduce", "--hierarchy", str(tmp_path / "missing.csv")]) == 2

@@ -10,8 +10,15 @@ from typing import Any
 
 from neuralcollapse._internal.files import atomic_write_text
 from neuralcollapse._internal.jsonio import write_json
-from neuralcollapse.claims import CLAIMS, ClaimRow, Context, Scale, run_claims
-from neuralcollapse.errors import UsageError
+from neuralcollapse.claims import (
+    CLAIMS,
+    ClaimRow,
+    Context,
+    Scale,
+    run_claims,
+    tree_mixture_overrides,
+)
+from neuralcollapse.errors import UsageError, usage_errors
 from neuralcollapse.train.trainer import Trainer
 
 
@@ -46,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--hierarchy",
         metavar="FILE",
         help="also test the [L23] claim on a mixture built on this class tree (edges CSV, "
-        "nested JSON or paths CSV)",
+        "nested JSON, paths CSV or builtin:cifar100)",
     )
     return parser
 
@@ -114,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in args.claims if c not in CLAIMS]
     if unknown:
         raise UsageError(f"unknown claim(s) {unknown}; choose from {', '.join(CLAIMS)}")
+    if args.hierarchy is not None:
+        # Fail before hours of training, not at the last claim.
+        with usage_errors(f"--hierarchy {args.hierarchy}"):
+            tree_mixture_overrides(args.hierarchy)
     scale = Scale.make(quick=args.quick, seeds=args.seeds, epochs=args.epochs)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or Path("runs") / f"reproduce-{stamp}"
