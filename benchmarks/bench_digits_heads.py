@@ -74,6 +74,8 @@ def main() -> None:
                     *overrides,
                     f"train.seed={seed}",
                     f"train.epochs={args.epochs}",
+                    "eval.every=1",  # the test curve of every epoch (epochs to 90%)
+                    "train.select_best_on=test",  # the table's "best top1": test-selected
                     "log.tensorboard=false",
                     "log.report=false",
                 ],

@@ -38,6 +38,9 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 
 # The package with every runtime extra (digits data, image files, reports, TensorBoard,
-# progress bar: what `make demo` uses) plus the test and lint tools (`make test`, `make
-# lint`). EXTRAS overrides the list, e.g. EXTRAS=dev,timm for timm backbones too.
+# progress bar: what `make demo` uses) plus, through dev, the W&B, MLflow, Lightning and
+# torchmetrics integrations and the test, lint and packaging tools (`make test`, `make
+# lint`, `make dist`). torch is already installed here, and no extra asks for a newer one.
+# EXTRAS overrides the list, e.g. EXTRAS=all for the command line alone. timm is no extra
+# (its torchvision pins one torch release): install a matching torchvision, then timm.
 "${pip[@]}" install -q -e ".[${EXTRAS:-all,dev}]"

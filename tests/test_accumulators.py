@@ -55,6 +55,7 @@ class Case:
     compute: Callable[[Any], Any]
     make_other_config: Callable[[], Accumulator]
     rtol: float = 0.0
+    variant: str = ""  # tells apart cases of one kind in the test ids
 
 
 CASES = [
@@ -65,6 +66,15 @@ CASES = [
         lambda acc: acc.compute(),
         lambda: CollapseStats(K, D + 1),
         rtol=1e-10,
+    ),
+    Case(
+        "CollapseStats",
+        lambda: CollapseStats(K, D),
+        lambda rows: (H[rows].float(), Y[rows]),  # float32 products, summed in float64
+        lambda acc: acc.compute(),
+        lambda: CollapseStats(K, D + 1),
+        rtol=1e-6,
+        variant="float32",
     ),
     Case(
         "NCCMismatchCounter",
@@ -89,7 +99,7 @@ CASES = [
         rtol=1e-12,
     ),
 ]
-IDS = [case.name for case in CASES]
+IDS = [f"{case.name}-{case.variant}" if case.variant else case.name for case in CASES]
 ALL = slice(0, N)
 HALVES = (slice(0, 37), slice(37, N))
 

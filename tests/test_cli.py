@@ -61,6 +61,48 @@ def test_only_the_chosen_command_is_imported() -> None:
     assert modules == ["neuralcollapse.commands.ufm"]
 
 
+# What a help page must not pull in: the numerical stack, plotting, images, the trainer.
+_HEAVY = ("torch", "numpy", "yaml", "matplotlib", "PIL", "neuralcollapse.train.trainer")
+
+_HEAVY_IMPORTED = (
+    "import sys\n"
+    "from neuralcollapse.cli import main\n"
+    "try:\n"
+    "    main({argv!r})\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules))\n"
+)
+
+
+def _heavy_after(argv: list[str]) -> list[str]:
+    out = _fresh_python(_HEAVY_IMPORTED.format(argv=argv, heavy=_HEAVY))
+    return eval(out.rpartition("HEAVY ")[2])  # a printed list of module names
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_version_and_help_import_nothing_heavy(argv) -> None:
+    assert _heavy_after(argv) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [
+        ("train", ()),
+        ("eval", ()),
+        ("compare", ()),
+        ("metrics", ()),
+        ("ufm", ("yaml",)),  # its help lists the config keys
+        ("report", ("numpy", "yaml")),  # the image formats come from the report package
+        ("frame", ("numpy", "torch")),  # the frame kinds come from neuralcollapse.frames
+    ],
+)
+def test_command_help_imports_only_what_it_shows(command, allowed) -> None:
+    heavy = _heavy_after([command, "--help"])
+    assert [m for m in heavy if m not in allowed] == []
+    assert "matplotlib" not in heavy and "neuralcollapse.train.trainer" not in heavy
+
+
 def test_python_dash_m_runs_the_command_line() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "neuralcollapse", "--version"],

@@ -365,7 +365,13 @@ def test_resume_allows_epochs_eval_every_and_logging() -> None:
         None, ["train.epochs=60", "eval.every=5", "log.progress=off", "log.tensorboard=false"]
     )
     check_resume_changes(saved, requested)
-    assert RESUMABLE_CHANGES == ("train.epochs", "eval.every", "log.*")
+    assert RESUMABLE_CHANGES == (
+        "train.epochs",
+        "eval.every",
+        "eval.collapse_every",
+        "eval.train_subsample",
+        "log.*",
+    )
 
 
 def test_resume_refuses_other_changes_naming_old_and_new_values() -> None:
@@ -374,7 +380,7 @@ def test_resume_refuses_other_changes_naming_old_and_new_values() -> None:
         check_resume_changes(saved, load_config(None, ["optim.lr=0.05", "train.epochs=40"]))
     assert str(caught.value) == (
         "optim.lr cannot change when resuming (checkpoint 0.1, requested 0.05); only "
-        "train.epochs, eval.every, log.* can"
+        "train.epochs, eval.every, eval.collapse_every, eval.train_subsample, log.* can"
     )
     requested = load_config(None, ["head.kind=spread", "model.options={hidden: [8]}"])
     with pytest.raises(ConfigError) as caught:

@@ -18,9 +18,11 @@ from PIL import Image
 from neuralcollapse.data import (
     CIFAR_ARCHIVES,
     DataFormatError,
+    ImageFiles,
     ImageFolderDataset,
     ListFileDataset,
     class_counts,
+    decode_image,
     load_cifar,
     load_digits,
     make_dataloader,
@@ -412,6 +414,68 @@ def test_image_folder_errors(tmp_path, image_tree):
     (image_tree / "empty").rmdir()
     with pytest.raises(ValueError, match="mode must be 'RGB' or 'L', got 'CMYK'"):
         ImageFolderDataset(image_tree, mode="CMYK")
+
+
+def test_image_folder_is_the_one_file_backed_set(image_tree):
+    """Image folders share ImageFiles' subset, size accounting and in-memory decoding."""
+    ds = ImageFolderDataset(image_tree, mode="L", size=(3, 4))
+    assert isinstance(ds, ImageFiles) and ds.channels == 1
+    assert ds.store_bytes == 6 * 1 * 3 * 4
+    memory = ds.to_memory()
+    assert memory.images.shape == (6, 1, 3, 4) and memory.nbytes == ds.store_bytes
+    assert torch.equal(memory.labels, ds.labels) and memory.class_names == ds.class_names
+    for i in range(len(ds)):
+        assert torch.equal(memory.images[i], ds[i][0])
+    part = ds.subset([5, 0])
+    assert part.labels.tolist() == [2, 0] and part.class_names == ds.class_names
+    assert torch.equal(part[0][0], ds[5][0]) and torch.equal(part[1][0], ds[0][0])
+    scaled = ImageFolderDataset(image_tree, transform=lambda t: t.float() / 255).subset([1])
+    assert scaled[0][0].dtype == torch.float32  # the transform survives subsetting
+    assert ImageFolderDataset(image_tree).store_bytes is None  # no fixed size
+
+
+def test_decode_image_sizes_crops_and_banner(tmp_path):
+    """decode_image against Pillow directly: stretch, centre crop to (H, W), bottom trim."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(6, 10, 3), dtype=np.uint8)  # H 6, W 10
+    path = tmp_path / "a.png"
+    Image.fromarray(pixels, "RGB").save(path)
+
+    def expected(img):
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    original = Image.open(path).convert("RGB")
+    assert torch.equal(decode_image(path), expected(original))
+    stretched = original.resize((5, 4), Image.Resampling.BILINEAR)  # PIL takes (W, H)
+    assert torch.equal(decode_image(path, size=(4, 5)), expected(stretched))
+    assert torch.equal(decode_image(path, size=4), decode_image(path, size=(4, 4)))
+    # centre crop to H 4, W 3: scale by max(3/10, 4/6) to cover, then the central window
+    covered = original.resize((7, 4), Image.Resampling.BILINEAR)  # round(10 * 2/3) = 7
+    window = covered.crop((2, 0, 5, 4))  # left = (7 - 3) // 2
+    assert torch.equal(decode_image(path, size=(4, 3), resize="center_crop"), expected(window))
+    trimmed = decode_image(path, "L", trim_bottom=2)
+    grey = np.asarray(original.convert("L"), dtype=np.uint8)[:4]
+    assert torch.equal(trimmed, torch.from_numpy(grey.copy()).unsqueeze(0))
+    with pytest.raises(DataFormatError, match="too small to drop its 6-pixel bottom banner"):
+        decode_image(path, trim_bottom=6)
+    with pytest.raises(ValueError, match=r"size must be a positive integer, a pair \(H, W\)"):
+        decode_image(path, size=(4, 0))
+    with pytest.raises(ValueError, match="resize must be one of"):
+        decode_image(path, size=4, resize="pad")
+    with pytest.raises(FileNotFoundError, match=r"b.png \(listed in list.txt\) is missing"):
+        decode_image(tmp_path / "b.png", listed_in="list.txt")
+
+
+def test_image_files_checks_its_arguments(tmp_path):
+    paths = [tmp_path / "a.png"]
+    with pytest.raises(ValueError, match="1 paths but 2 labels"):
+        ImageFiles(paths, [0, 1], ["x"])
+    with pytest.raises(ValueError, match="trim_bottom must be an integer >= 0"):
+        ImageFiles(paths, [0], ["x"], trim_bottom=-1)
+    with pytest.raises(ValueError, match="size must be"):
+        ImageFiles(paths, [0], ["x"], size=True)
+    with pytest.raises(ValueError, match="mode must be 'RGB' or 'L'"):
+        ImageFiles(paths, [0], ["x"], mode="P")
 
 
 def test_corrupt_image_file_names_the_path(tmp_path):

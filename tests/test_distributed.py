@@ -91,6 +91,7 @@ def test_two_process_training_writes_one_run_directory(tmp_path):
         "neuralcollapse",
         "train",
         "train.epochs=1",
+        "train.select_best_on=test",  # a best.pt too: written by rank 0 alone
         "log.tensorboard=false",
         "log.report=false",
         "train.ddp_timeout_s=60",
@@ -161,9 +162,11 @@ def test_distributed_evaluation_equals_one_process(tmp_path):
             assert hier_two[key] == pytest.approx(value, rel=1e-12), (split, key)
         for key, value in a.items():
             if isinstance(value, float):
-                # the order of float64 sums differs; NC1 of a barely trained model divides by
-                # tiny between-class eigenvalues, which magnifies that round-off
-                assert b[key] == pytest.approx(value, rel=1e-8, abs=1e-15), (split, key)
+                # each rank rounds its own per-class-shifted chunks to float32 before the
+                # float64 sums (CollapseStats' documented 1e-6 bound), and NC1 of a barely
+                # trained model divides by tiny between-class eigenvalues, which magnifies
+                # that round-off (5e-7 seen): 1e-5 of slack, not more
+                assert b[key] == pytest.approx(value, rel=1e-5, abs=1e-12), (split, key)
             else:
                 assert b[key] == value, (split, key)
 

@@ -7,10 +7,11 @@ import io
 import numpy as np
 import pytest
 import torch
+import torch.fx
 from torch import nn
 
 from neuralcollapse.frames import simplex_etf
-from neuralcollapse.heads import NECKS, FixedFrameHead, LearnableHead, build_neck
+from neuralcollapse.heads import NECKS, FixedFrameHead, LearnableHead, build_neck, head_from_config
 
 
 def etf(k: int = 5, d: int = 8, seed: int = 0) -> torch.Tensor:
@@ -180,3 +181,50 @@ def test_fixed_frame_head_rejects_non_finite_frames_naming_the_rows(bad):
 def test_fixed_frame_head_rejects_an_integer_frame():
     with pytest.raises(ValueError, match="floating-point"):
         FixedFrameHead(8, torch.ones(5, 8, dtype=torch.int64))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        FixedFrameHead(8, etf(5, 4), neck="bn_l2", scale=2.5),
+        FixedFrameHead(8, etf(5, 6), neck="mlp"),
+        LearnableHead(8, 5, bias=False, neck="l2", cosine=True),
+        LearnableHead(8, 5),
+    ],
+)
+def test_head_from_config_rebuilds_the_same_head(head):
+    torch.manual_seed(0)
+    head.train()(batch(n=16, seed=3))  # move BN running statistics off their defaults
+    config = head.get_config()
+    frame = head.frame if isinstance(head, FixedFrameHead) else None
+    other = head_from_config(config, frame)
+    assert type(other) is type(head) and other.get_config() == config
+    other.load_state_dict(head.state_dict())
+    x = batch(seed=4)
+    assert torch.equal(other.eval()(x), head.eval()(x))
+
+
+def test_head_from_config_rejects_what_it_cannot_build():
+    head = FixedFrameHead(8, etf(5, 4))
+    with pytest.raises(ValueError, match=r"frame is \(5, 4\).*got NoneType"):
+        head_from_config(head.get_config())
+    with pytest.raises(ValueError, match=r"got \(5, 6\)"):
+        head_from_config(head.get_config(), etf(5, 6))
+    with pytest.raises(ValueError, match="type 'Linear'"):
+        head_from_config({"type": "Linear"})
+    with pytest.raises(ValueError, match=r"lacks \['scale'\]"):
+        head_from_config({k: v for k, v in head.get_config().items() if k != "scale"}, etf(5, 4))
+    with pytest.raises(ValueError, match="has no frame"):
+        head_from_config(LearnableHead(8, 5).get_config(), etf(5, 4))
+
+
+@pytest.mark.parametrize("head", [FixedFrameHead(8, etf(), scale=3.0), LearnableHead(8, 5)])
+def test_heads_trace_with_torch_fx(head):
+    # The input check must not break symbolic tracing (torchvision's feature extractor).
+    # Traced as the root module, the return_features flag must be fixed (FX cannot branch
+    # on a traced bool); inside a model the default (False) is used.
+    traced = torch.fx.symbolic_trace(head.eval(), concrete_args={"return_features": False})
+    x = batch()
+    assert torch.equal(traced(x), head(x))
+    model = nn.Sequential(nn.Linear(4, 8), head)
+    assert torch.equal(torch.fx.symbolic_trace(model)(x[:, :4]), model(x[:, :4]))

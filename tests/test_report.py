@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.colors as mcolors
@@ -102,7 +103,12 @@ def test_plot_accuracy_in_percent_with_shot_groups():
     # "few" is None in every record, so it has no line; many and medium do.
     assert line_labels(groups) == ["many-shot", "medium-shot"]
     np.testing.assert_allclose(overall.get_lines()[0].get_ydata(), [60.0, 70.0])
-    assert overall.get_ylabel() == "accuracy (%)" and overall.get_ylim() == (0, 100)
+    assert overall.get_ylabel() == "accuracy (%)"
+    # 0-100 % ticks on a range a little wider, lines unclipped: a marker at 100 % shows
+    # whole instead of half hidden under the frame.
+    low, high = overall.get_ylim()
+    assert low < 0 and high > 100 and list(overall.get_yticks()) == [0, 20, 40, 60, 80, 100]
+    assert not any(line.get_clip_on() for ax in fig.axes for line in ax.get_lines())
 
 
 def test_plot_collapse_log_scale_masks_zeros_and_empty_panels():
@@ -140,6 +146,7 @@ def test_plot_per_class_accuracy_log_x_skips_absent_classes():
     (points,) = ax.collections
     np.testing.assert_allclose(points.get_offsets(), [[50, 90], [10, 50]])
     assert len(ax.get_lines()) == 2  # the many / few bounds
+    assert not points.get_clip_on() and ax.get_ylim()[1] > 100
     with pytest.raises(ValueError, match="2 counts but 3"):
         plot_per_class_accuracy({"run": ([1, 2], [0.1, 0.2, 0.3])})
 
@@ -169,11 +176,159 @@ def test_plot_similarity_side_by_side_shared_scale():
         "fixed frame rows",
     ]
     for ax in heatmaps:
-        assert ax.images[0].get_clim() == (-1.0, 1.0) and ax.get_xlabel() == "class index"
+        assert ax.get_xlabel() == "class index"
+        shown = ax.images[0].get_array()
+        assert np.ma.getmaskarray(shown).diagonal().all() or np.isnan(shown.diagonal()).all()
     assert len(fig.axes) == 3  # and one colour bar for both
     assert "epoch 3" in fig.get_suptitle()
     only_frame = plot_similarity(None, np.eye(3))
     assert len([ax for ax in only_frame.axes if ax.images]) == 1
+
+
+def test_similarity_colour_scale_comes_from_the_off_diagonal():
+    """Both panels share a scale symmetric about 0 spanning the largest off-diagonal
+    |cosine| of either; the diagonal (1) is blank, not the top of the scale."""
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(5, 7))
+    frame = simplex_etf(5, 7, seed=0).numpy().astype(np.float64)
+    fig = plot_similarity(means, frame)
+    # Independent float64 reference: normalise the rows, Gram matrix, drop the diagonal.
+    off = []
+    for rows in (means, frame):
+        unit = rows / np.sqrt((rows**2).sum(axis=1, keepdims=True))
+        gram = unit @ unit.T
+        off.append(np.abs(gram[~np.eye(5, dtype=bool)]))
+    limit = max(o.max() for o in off)
+    for ax in (ax for ax in fig.axes if ax.images):
+        low, high = ax.images[0].get_clim()
+        assert (low, high) == pytest.approx((-limit, limit), rel=1e-12)
+        shown = np.ma.filled(np.ma.asarray(ax.images[0].get_array(), dtype=float), np.nan)
+        assert np.isnan(np.diag(shown)).all()
+        assert np.isfinite(shown[~np.eye(5, dtype=bool)]).all()
+    assert limit < 0.999  # the diagonal's 1 would have set the top of the old scale
+    assert "off-diagonal" in fig.axes[-1].get_ylabel()  # the colour bar says so
+    # ETF alone: every off-diagonal entry is -1/(K-1), and that sets the range.
+    etf = plot_similarity(None, frame)
+    assert etf.axes[0].images[0].get_clim() == pytest.approx((-0.25, 0.25), rel=1e-6)
+
+
+def test_few_shot_classes_are_named_on_the_per_class_figure():
+    counts = [100, 50, 12, 5, 3]
+    accuracy = [1.0, 0.9, 0.8, None, 0.0]
+    names = ["cat", "dog", "owl", "eel", "yak"]
+    fig = plot_per_class_accuracy(
+        {"run": (counts, accuracy)}, thresholds=(60.0, 20.0), class_names={"run": names}
+    )
+    ax = fig.axes[0]
+    named = {t.get_text(): t.xy for t in ax.texts if t.get_text() in names}
+    # Few-shot = fewer than 20 images: owl (12), yak (3); eel (5) is absent from the test set.
+    assert named == {"owl": (12.0, 80.0), "yak": (3.0, 0.0)}
+    # Without names the class index stands in; an explicit choice overrides the default.
+    fig = plot_per_class_accuracy({"run": (counts, accuracy)}, labelled={"run": [0, 1]})
+    assert {t.get_text() for t in fig.axes[0].texts} == {"0", "1"}
+    # At most max_labels names, the rarest first.
+    fig = plot_per_class_accuracy(
+        {"run": (counts, accuracy)}, thresholds=(60.0, 200.0), max_labels=2
+    )
+    assert {t.get_text() for t in fig.axes[0].texts if t.get_text().isdigit()} == {"2", "4"}
+
+
+def test_curves_join_the_epochs_that_measured_the_metric():
+    """Collapse metrics every few epochs (eval.collapse_every): the curve joins the
+    measured epochs instead of leaving isolated markers; a null value still is a gap."""
+    recs = records(4)
+    for r in recs[1:3]:  # epochs 2 and 3 measured accuracy only
+        r["train"] = {k: v for k, v in r["train"].items() if k != "collapse"}
+        r["test"] = {k: v for k, v in r["test"].items() if k != "collapse"}
+    recs[3]["test"] = dict(recs[3]["test"], collapse=dict(recs[3]["test"]["collapse"], nc1=None))
+    nc1 = plot_collapse({"run": recs}).axes[0]
+    train, test = nc1.get_lines()
+    np.testing.assert_array_equal(train.get_xdata(), [1, 4])
+    np.testing.assert_allclose(train.get_ydata(), [1.0, 0.25])
+    np.testing.assert_array_equal(test.get_xdata(), [1, 4])
+    assert np.isnan(test.get_ydata()[1])  # measured, but null: a gap
+
+
+def test_report_names_the_few_shot_classes_of_the_run(digits_run, tmp_path, monkeypatch):
+    from neuralcollapse.report import writer
+
+    run = copy_run(digits_run, tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["class_names"] == [str(k) for k in range(10)]  # the trainer saves them
+    names = [f"digit-{k}" for k in range(10)]
+    (run / "summary.json").write_text(json.dumps(dict(summary, class_names=names)))
+    seen = {}
+
+    def spy(points, **kwargs):
+        seen.update(kwargs)
+        return plot_per_class_accuracy(points, **kwargs)
+
+    monkeypatch.setattr(writer, "plot_per_class_accuracy", spy)
+    text = write_report([run]).read_text()
+    label = read_run(run).label
+    counts = read_run(run).records[-1]["train"]["collapse"]["class_counts"]
+    few = [k for k in range(10) if counts[k] < 20]  # eval.few = 20 in the default recipe
+    assert few and sorted(seen["labelled"][label]) == few
+    assert seen["class_names"] == {label: names}
+    assert "labelled by name" in text and "fewer than 20 training images" in text
+    assert "left out of the colour scale" in text  # the similarity caption
+
+
+def test_few_shot_rule_matches_shot_groups():
+    from neuralcollapse.data import shot_groups
+    from neuralcollapse.report.plots import few_shot_classes
+
+    counts = [500, 120, 100, 40, 20, 19, 3, 0]
+    expected = shot_groups(counts, many=100, few=20).few.tolist()
+    assert sorted(few_shot_classes(counts, 20)) == sorted(expected)
+    assert few_shot_classes(counts, 20) == [7, 6, 5]  # rarest first
+
+
+@pytest.mark.parametrize(
+    ("limits", "ticks"),
+    [
+        ((0.04, 0.33), [0.05, 0.1, 0.2]),  # 1-2-5 multiples
+        ((0.316, 0.518), [0.4, 0.5]),  # too short for 1-2-5: every multiple
+        ((0.0654, 0.167), [0.07, 0.08, 0.09, 0.1]),
+        ((0.01176, 0.01837), [0.012, 0.014, 0.016, 0.018]),  # shorter: round values
+    ],
+)
+def test_log_axis_ticks_are_plain_and_without_minor_ticks(limits, ticks):
+    from matplotlib.figure import Figure
+
+    from neuralcollapse.report.plots import plain_log_ticks
+
+    ax = Figure().add_subplot()
+    ax.set_yscale("log")
+    ax.set_ylim(*limits)
+    plain_log_ticks(ax.yaxis, limits)
+    np.testing.assert_allclose(ax.yaxis.get_majorticklocs(), ticks, rtol=1e-12)
+    assert len(ax.yaxis.get_minorticklocs()) == 0
+    labels = ax.yaxis.get_major_formatter().format_ticks(ax.yaxis.get_majorticklocs())
+    assert labels == [f"{t:g}" for t in ticks]  # 0.2, not 2 x 10^-1
+
+
+def test_round_ticks_are_inside_the_limits_and_few():
+    from neuralcollapse.report.plots import round_ticks
+
+    assert round_ticks(-0.45, 31.45, most=5) == [0, 10, 20, 30]
+    assert round_ticks(0.95, 2.05, most=5) == [1, 2]
+    assert round_ticks(-0.5, 9.5, most=10) == list(range(10))
+    assert round_ticks(-0.5, 99.5, most=10) == list(range(0, 100, 10))
+    assert round_ticks(3.0, 1.0, most=4) == [] and round_ticks(0, float("nan"), most=4) == []
+    for high in (7, 13, 55, 180, 999):
+        ticks = round_ticks(0.0, float(high), most=6)
+        assert 1 <= len(ticks) <= 6 and all(0 <= t <= high for t in ticks)
+    with pytest.raises(ValueError, match="most"):
+        round_ticks(0, 1, most=0)
+
+
+@pytest.mark.parametrize("module", ["neuralcollapse.report", "neuralcollapse.ufm.plots"])
+def test_importing_the_report_does_not_import_matplotlib(module):
+    code = f"import sys, {module}; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(
@@ -263,9 +418,33 @@ def test_report_of_default_run_is_self_contained(digits_run, tmp_path):
         "Configuration",
     ):
         assert f"<h2>{heading}</h2>" in text
-    assert "digits_lt" in text and "final" in text and "best (epoch" in text
+    assert "digits_lt" in text and "final" in text
     assert any("no class hierarchy" in n for n in notes(text))
     assert path.stat().st_mode & 0o044  # readable beyond its owner, like the run's files
+
+
+def test_summary_table_shows_best_and_validation_rows_only_when_there(digits_run, tmp_path):
+    run = copy_run(digits_run, tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    final = summary["final"]
+    chosen = dict(
+        summary,
+        final=dict(final, val=dict(final, top1=0.5)),
+        best=dict(final, split="val", metric="top1", epoch=1),
+        best_epoch=1,
+    )
+    (run / "summary.json").write_text(json.dumps(chosen))
+    text = write_report([run]).read_text()
+    assert "best (epoch 1, on val top1)" in text and "final, validation split" in text
+    assert "<td>50.0</td>" in text  # the validation row's top-1
+    assert not any("no best epoch" in n for n in notes(text))
+    rule = "none: no validation split to choose on"
+    (run / "summary.json").write_text(
+        json.dumps(dict(summary, best=None, best_epoch=None, best_rule=rule))
+    )
+    text = write_report([run]).read_text()
+    assert "<td>best (epoch" not in text and "final, validation split" not in text
+    assert any(f"no best epoch ({rule})" in n for n in notes(text))
 
 
 def test_class_geometry_comes_from_the_run_files(digits_run):
@@ -331,7 +510,10 @@ def test_several_runs_overlay_and_compare(digits_run, hier_run, tmp_path):
     assert all(mime == "image/svg+xml" for mime, _ in embedded_images(text))
     assert "<h2>Comparison</h2>" in text
     table = text.split("<h2>Comparison</h2>")[1].split("</section>")[0]
-    assert table.count("<tr><td>digits</td>") == 3 and table.count("<tr><td>hier</td>") == 3
+    for run in (digits_run, hier_run):
+        # The facts row, the final row and a best row when the run chose a best epoch.
+        best = json.loads((run / "summary.json").read_text())["best"]
+        assert table.count(f"<tr><td>{run.name}</td>") == 2 + isinstance(best, dict)
     # Runs with the same directory name stay apart in legends and tables.
     same = write_report(
         [digits_run, copy_run(digits_run, tmp_path, "digits")],
@@ -346,8 +528,8 @@ def test_several_runs_overlay_and_compare(digits_run, hier_run, tmp_path):
 def test_interrupted_run_leaves_sections_out_with_notes(digits_run, tmp_path):
     run = copy_run(digits_run, tmp_path)
     (run / "summary.json").unlink()
-    first = (run / "metrics.jsonl").read_text().splitlines()[0]
-    (run / "metrics.jsonl").write_text(first + "\n" + first[:40])  # cut short mid-line
+    last = (run / "metrics.jsonl").read_text().splitlines()[-1]  # fully evaluated
+    (run / "metrics.jsonl").write_text(last + "\n" + last[:40])  # cut short mid-line
     (run / "geometry.npz").unlink()
     text = write_report([run]).read_text()
     found = notes(text)
@@ -355,7 +537,7 @@ def test_interrupted_run_leaves_sections_out_with_notes(digits_run, tmp_path):
     assert any("1 unreadable line" in n for n in found)
     assert any("only 1 evaluated epoch" in n for n in found)
     assert any("no readable geometry.npz" in n for n in found)
-    assert "last evaluated (epoch 1)" in text
+    assert "last evaluated (epoch 2)" in text
     # Curves need two epochs; per-class accuracy needs only one.
     assert {p.stem for p in (run / "report_figures").iterdir()} == {"per_class_accuracy"}
 

@@ -149,7 +149,11 @@ def test_retraining_refuses_a_fixed_frame():
 @pytest.mark.parametrize("method", ["crt", "lws", "tau_norm"])
 def test_stage2_in_a_run(tmp_path, method):
     stage1, plain = train(tmp_path, "plain")
-    trainer, summary = train(tmp_path, method, f"train.stage2={method}", "train.stage2_epochs=2")
+    # every epoch evaluated, and the best chosen (on the test split) over both stages
+    chosen = ["eval.every=1", "train.select_best_on=test"]
+    trainer, summary = train(
+        tmp_path, method, f"train.stage2={method}", "train.stage2_epochs=2", *chosen
+    )
     # stage 1 is the same run: the backbone ends where the plain run's ended
     assert_same_state(backbone_state(stage1.model), backbone_state(trainer.model))
     assert not torch.equal(stage1.model.head.weight, trainer.model.head.weight)
@@ -168,6 +172,11 @@ def test_stage2_in_a_run(tmp_path, method):
     }
     assert summary["epochs"] == 3 + extra
     assert summary["final"]["top1"] == records[-1]["test"]["top1"]
+    best = max(records, key=lambda r: r["test"]["top1"])  # the first of equal ones
+    assert summary["best_epoch"] == best["epoch"] and summary["best"]["split"] == "test"
+    # the last epoch of each stage gets the collapse metrics (eval.collapse_every=10)
+    stage2_collapse = [True] if method == "tau_norm" else [False, True]
+    assert [r["measured"]["collapse"] for r in records] == [False, False, True, *stage2_collapse]
     assert plain["stages"]["final_from"] == "stage1" and plain["stages"]["stage2"] == "none"
     state = load_checkpoint(tmp_path / method / "checkpoints" / "last.pt")
     assert state["stage2_done"] and state["epoch"] == 3 + extra

@@ -188,16 +188,26 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
         "metrics.jsonl",
         "summary.json",
         "checkpoints/last.pt",
-        "checkpoints/best.pt",
         "geometry.npz",
         "report.html",
     } <= files
+    # no validation split by default: no best epoch is chosen (never on the test set)
+    assert "checkpoints/best.pt" not in files
     assert any(name.startswith("tensorboard/events.out.tfevents") for name in files)
     assert not any(name.endswith(".tmp") for name in files)
     summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("final", "best"):
-        assert {"top1", "balanced", "many", "medium", "few", "collapse"} <= set(summary[key])
-        assert summary[key]["collapse"]["num_classes"] == 10
+    assert {"top1", "balanced", "many", "medium", "few", "collapse"} <= set(summary["final"])
+    assert summary["final"]["collapse"]["num_classes"] == 10
+    assert summary["best"] is None and summary["best_epoch"] is None
+    assert "no validation split" in summary["best_rule"]
+    assert summary["splits"] == {"train": 503, "val": 0, "test": 500}
+    assert summary["evaluation"]["final"] == {
+        "splits": ["train", "test"],
+        "collapse": True,
+        "train_samples": 503,
+        "train_size": 503,
+    }
+    assert summary["num_threads"] == 1  # train.num_threads=auto: the digits CNN is small
     assert summary["epochs"] == 2 and summary["seed"] == 0
     assert summary["versions"]["torch"] == torch.__version__
     records = read_jsonl(run_dir / "metrics.jsonl")
@@ -226,6 +236,8 @@ def test_eval_command_reproduces_the_final_metrics(capsys, tmp_path):
 
 def test_resume_is_exact(capsys, tmp_path):
     common = [*FAST, "train.epochs=4", "train.mixup_alpha=0.5", "schedule.name=cosine"]
+    # accuracy every epoch, collapse metrics on a training subsample every other epoch
+    common += ["eval.every=1", "eval.collapse_every=2", "eval.train_subsample=60"]
     assert cli(capsys, "train", *common, "--run-dir", tmp_path / "full")[0] == 0
     code, out, _ = cli(
         capsys, "train", *common, "--run-dir", tmp_path / "split", "--stop-after", "2"
@@ -514,14 +526,31 @@ def test_gradient_accumulation_and_clipping(tmp_path):
         load_config(DEFAULT, ["train.batch_size=63", "train.accumulate=2"])
 
 
-def test_train_metrics_on_a_fixed_subsample(tmp_path):
-    config = load_config(DEFAULT, [*FAST, "train.epochs=1", "eval.train_subsample=100"])
+def test_train_metrics_on_a_fixed_subsample_and_whole_at_the_end(tmp_path):
+    schedule = ["eval.every=1", "eval.collapse_every=1", "eval.train_subsample=100"]
+    config = load_config(DEFAULT, [*FAST, "train.epochs=3", *schedule])
     first = Trainer(config, tmp_path / "a").fit()
-    second = Trainer(config, tmp_path / "b").fit()
-    train = first["final"]["train"]
-    assert train["collapse"]["num_samples"] == 100
-    assert first["final"]["collapse"]["num_samples"] == 500  # the test set is never cut
-    assert train["collapse"]["class_counts"] == second["final"]["train"]["collapse"]["class_counts"]
+    Trainer(config, tmp_path / "b").fit()
+    records = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    again = read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    counts = []
+    for record in records[:2]:  # before the last epoch: the stratified subsample
+        train = record["train"]
+        assert train["collapse"]["num_samples"] == train["num_samples"] == 100
+        assert record["measured"] == {
+            "splits": ["train", "test"],
+            "collapse": True,
+            "train_samples": 100,
+            "train_size": 503,
+        }
+        assert record["test"]["collapse"]["num_samples"] == 500  # the test set is never cut
+        counts.append(train["collapse"]["class_counts"])
+    # the same subset every epoch and every run, one sample at least of every class
+    assert counts[0] == counts[1] == again[0]["train"]["collapse"]["class_counts"]
+    assert min(counts[0]) >= 1 and sum(counts[0]) == 100
+    # the last epoch, and so summary.json, measure the whole training split
+    assert records[-1]["measured"]["train_samples"] == 503
+    assert first["final"]["train"]["collapse"]["num_samples"] == 503
 
 
 def test_d_equal_k_recipe_reaches_every_class_for_any_seed():

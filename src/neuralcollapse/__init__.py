@@ -8,9 +8,9 @@ Import as ``import neuralcollapse as nc``; the submodules load on first use::
 
 Conventions: a frame W is (K, d) with one row per class and logits are ``h @ W.T``; class
 trees are ``nc.Hierarchy`` (one leaf order everywhere). The mathematics, the conventions
-and the papers' numbers are in docs/theory.md. The core needs only torch, numpy and
-pyyaml; plots, TensorBoard, the digits data, image files and the progress bar are extras
-(``pip install 'neuralcollapse[all]'``).
+and the papers' numbers are in docs/theory.md. The core needs only torch, numpy,
+pyyaml and safetensors; plots, trackers, the digits data, image files, the progress bar and
+the Lightning/torchmetrics integrations are extras (``pip install 'neuralcollapse[all]'``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,24 @@ __version__ = "0.1.0"
 
 # Submodules are imported lazily so that `import neuralcollapse` stays cheap and a
 # module's optional dependencies are only needed when that module is used.
-_SUBMODULES = ("frames", "heads", "losses", "metrics", "data", "models", "hierarchy", "ufm")
+_SUBMODULES = (
+    "frames",
+    "heads",
+    "losses",
+    "metrics",
+    "data",
+    "models",
+    "hierarchy",
+    "ufm",
+    "export",
+)
 
-# Classes re-exported at the top level, with the submodule that defines them.
-_CLASSES = {"Hierarchy": "hierarchy", "ClassDistances": "hierarchy"}
+# Names re-exported at the top level, with the submodule that defines them.
+_CLASSES = {
+    "Hierarchy": "hierarchy",
+    "ClassDistances": "hierarchy",
+    "load_pretrained": "export",
+}
 
 __all__ = ["__version__", *_SUBMODULES, *_CLASSES]
 

@@ -29,7 +29,6 @@ from typing import Any
 
 from neuralcollapse._internal.text import format_sci
 from neuralcollapse.errors import UsageError
-from neuralcollapse.hierarchy import Hierarchy, load_hierarchy
 from neuralcollapse.rundir import RunDir
 from neuralcollapse.train.config import Config, config_to_dict, load_config
 from neuralcollapse.train.recipes import resolve_config_path
@@ -259,7 +258,8 @@ def _dataset_settings(ctx: Context) -> list[tuple[str, str, list[str]]]:
         (
             f"digits LT ratio {r}",
             "digits_lt",
-            [f"data.imbalance_ratio={r}", f"train.epochs={s.digits_epochs}"],
+            # test accuracy every epoch: the convergence claim counts epochs
+            ["eval.every=1", f"data.imbalance_ratio={r}", f"train.epochs={s.digits_epochs}"],
         )
         for r in (10, 50, 100)
     ]
@@ -590,6 +590,8 @@ def tree_mixture_overrides(spec: str) -> list[str]:
     leaves (the frame's Gram matrix has full rank K), so inputs, hidden width and features
     grow with K; the recipe's 32 dimensions only fit its own 24-class tree.
     """
+    from neuralcollapse.hierarchy import Hierarchy, load_hierarchy  # torch: not for --help
+
     tree = load_hierarchy(spec)
     if not isinstance(tree, Hierarchy):
         raise UsageError(

@@ -6,8 +6,11 @@ Each subcommand lives in its own module under :mod:`neuralcollapse.commands`, ex
 * ``run(args: argparse.Namespace) -> int`` to execute (returns the exit code).
 
 :data:`COMMANDS` lists them with a one-line help each, so ``neuralcollapse --help`` and
-``--version`` import no command module (and no torch); only the chosen command's module
-is imported, and its parser parses the arguments.
+``--version`` import no command module (no torch, numpy or yaml either); only the chosen
+command's module is imported, and its parser parses the arguments. Command modules in
+turn import their heavy dependencies (torch, the trainer, matplotlib) inside ``run``, so
+that ``neuralcollapse COMMAND --help`` imports only what its help shows.
+benchmarks/bench_startup.py measures both.
 
 ``KEY=VALUE`` overrides may come before or after a command's options: argparse gathers
 only the first run of positionals, so :func:`main` hands the later ones (recognised by
@@ -31,7 +34,6 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from neuralcollapse import __version__
-from neuralcollapse.config import split_overrides
 from neuralcollapse.errors import RunFailed, UsageError
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
@@ -142,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, command_parser = build_parser(_chosen_command(argv))
     args, extra = parser.parse_known_args(argv)
+    # After parsing: --help and --version have exited, without the config machinery.
+    from neuralcollapse.config import split_overrides
+
     overrides, unknown = split_overrides(extra)
     target = next((t for t in ("overrides", "configs") if hasattr(args, t)), None)
     reporter = command_parser or parser

@@ -19,9 +19,18 @@ Necks (what sits between backbone and frame, docs/theory.md §2):
   Linear from the input, then L2 normalisation (the FSCIL follow-up's neck).
 * ``"haframe"`` -- [L23]'s head: BatchNorm1d, then two residual blocks (Linear without
   bias, BN, PReLU, twice, identity skip); no normalisation (the norm is a temperature).
+
+Both heads trace with ``torch.fx`` (and so with torchvision's ``create_feature_extractor``)
+inside a model: the input check is skipped for symbolic values. A head traced as the root
+module needs ``concrete_args={"return_features": False}`` (FX cannot branch on a traced
+flag). :meth:`FixedFrameHead.get_config` and
+:func:`head_from_config` describe and rebuild a head (what ``nc.export`` saves).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +46,7 @@ __all__ = [
     "MLPNeck",
     "ResidualBlock",
     "build_neck",
+    "head_from_config",
 ]
 
 NECKS = ("none", "l2", "bn", "bn_l2", "mlp", "haframe")
@@ -151,6 +161,11 @@ def _check_frame(frame: object) -> torch.Tensor:
 
 
 def _check_input(x: torch.Tensor, in_features: int) -> None:
+    # A symbolic value (torch.fx tracing, e.g. torchvision's create_feature_extractor) has
+    # no shape to check. The traced graph runs without this check: a wrong width then
+    # fails inside the projection or the product with the frame.
+    if isinstance(x, torch.fx.Proxy):
+        return
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != in_features:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(
@@ -236,6 +251,19 @@ class FixedFrameHead(nn.Module):
             f"neck={self.neck_name!r}, scale={self.scale}"
         )
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments but the frame, as JSON types, plus ``num_classes``
+        and ``dim`` (the frame's shape): ``head_from_config(head.get_config(),
+        frame=head.frame)`` builds an identical head (then load the state dict)."""
+        return {
+            "type": "FixedFrameHead",
+            "in_features": self.in_features,
+            "num_classes": self.num_classes,
+            "dim": self.dim,
+            "neck": self.neck_name,
+            "scale": self.scale,
+        }
+
 
 class LearnableHead(nn.Module):
     """An ordinary learnable linear classifier with the same interface as FixedFrameHead.
@@ -300,3 +328,67 @@ class LearnableHead(nn.Module):
         h = self.features(x)
         logits = h @ self.weight.to(h.dtype).T if self.cosine else self.classifier(h)
         return (logits, h) if return_features else logits
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON types: ``head_from_config(head.get_config())``
+        builds a head of the same shape (then load the state dict)."""
+        return {
+            "type": "LearnableHead",
+            "in_features": self.in_features,
+            "num_classes": self.num_classes,
+            "bias": self.classifier.bias is not None,
+            "neck": self.neck_name,
+            "cosine": self.cosine,
+        }
+
+
+def head_from_config(
+    config: Mapping[str, Any], frame: torch.Tensor | None = None
+) -> FixedFrameHead | LearnableHead:
+    """The head described by ``head.get_config()``; a FixedFrameHead needs its ``frame``.
+
+    Args:
+        config: the dict of :meth:`FixedFrameHead.get_config` or
+            :meth:`LearnableHead.get_config`.
+        frame: the (K, d) frame of a FixedFrameHead; its shape must match the config's
+            ``num_classes`` and ``dim``. Ignored (must be None) for a LearnableHead.
+
+    Raises:
+        ValueError: an unknown ``type``, missing keys, or a frame that is missing or of
+            another shape than the config says.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"head config must be a dict, got {type(config).__name__}")
+    kind = config.get("type")
+    required = {
+        "FixedFrameHead": ("in_features", "num_classes", "dim", "neck", "scale"),
+        "LearnableHead": ("in_features", "num_classes", "bias", "neck", "cosine"),
+    }
+    if kind not in required:
+        raise ValueError(
+            f"head config has type {kind!r}; expected one of {sorted(required)} (the dict "
+            "that head.get_config() returns)"
+        )
+    missing = [key for key in required[kind] if key not in config]
+    if missing:
+        raise ValueError(f"{kind} config lacks {missing}; pass the dict of head.get_config()")
+    if kind == "LearnableHead":
+        if frame is not None:
+            raise ValueError("a LearnableHead has no frame; pass frame=None")
+        return LearnableHead(
+            config["in_features"],
+            config["num_classes"],
+            bias=bool(config["bias"]),
+            neck=config["neck"],
+            cosine=bool(config["cosine"]),
+        )
+    expected = (config["num_classes"], config["dim"])
+    if not isinstance(frame, torch.Tensor) or tuple(frame.shape) != tuple(expected):
+        found = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+        raise ValueError(
+            f"the FixedFrameHead config says the frame is {tuple(expected)} (num_classes, "
+            f"dim), got {found}; pass the head's saved frame"
+        )
+    return FixedFrameHead(
+        config["in_features"], frame, neck=config["neck"], scale=float(config["scale"])
+    )

@@ -62,11 +62,15 @@ SUMMARY = "summary.json"
 GEOMETRY = "geometry.npz"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+WANDB = "wandb"  # log.wandb: W&B writes its run here (wandb.init(dir=RUN_DIR))
+MLFLOW = "mlruns"  # log.mlflow without log.mlflow_uri: the MLflow file store
 REPORT = "report.html"
 LOCK = ".lock"
 # What a start that failed before its first checkpoint can leave behind: such a directory
 # is as good as new. Anything else in it (a user's own files) makes it off limits.
-START_RESIDUE = frozenset({CONFIG, METRICS, GEOMETRY, CHECKPOINTS, TENSORBOARD, LOCK})
+START_RESIDUE = frozenset(
+    {CONFIG, METRICS, GEOMETRY, CHECKPOINTS, TENSORBOARD, WANDB, MLFLOW, LOCK}
+)
 RUN_FILES = (CONFIG, METRICS, SUMMARY)
 
 

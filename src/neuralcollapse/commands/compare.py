@@ -1,25 +1,21 @@
-"""``neuralcollapse compare``: variants x seeds, one table, paired differences to the first."""
+"""``neuralcollapse compare``: variants x seeds, one table, paired differences to the first.
+
+The experiment and training modules (and torch) are imported by :func:`run`, not here,
+so that ``neuralcollapse compare --help`` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuralcollapse._internal.jsonio import write_json
 from neuralcollapse._internal.text import format_sci
-from neuralcollapse.experiments import (
-    Column,
-    VariantResult,
-    aggregate,
-    columns_for,
-    paired_statistics,
-    resolve_variants,
-    run_variants,
-)
-from neuralcollapse.train.config import config_to_dict
-from neuralcollapse.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from neuralcollapse.experiments import Column, VariantResult
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -106,6 +102,8 @@ def format_table(
 
 
 def _train(config, run_dir: Path) -> dict[str, Any]:
+    from neuralcollapse.train.trainer import Trainer
+
     trainer = Trainer(config, run_dir)
     try:
         return trainer.fit()
@@ -114,6 +112,15 @@ def _train(config, run_dir: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuralcollapse.experiments import (
+        aggregate,
+        columns_for,
+        paired_statistics,
+        resolve_variants,
+        run_variants,
+    )
+    from neuralcollapse.train.config import config_to_dict
+
     variants = resolve_variants(args.configs, common=args.common, labels=args.labels)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = args.runs_dir or Path("runs") / f"compare-{stamp}"

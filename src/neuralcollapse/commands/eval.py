@@ -1,18 +1,20 @@
-"""``neuralcollapse eval``: re-evaluate a run directory or a checkpoint."""
+"""``neuralcollapse eval``: re-evaluate a run directory or a checkpoint.
+
+The training modules (and torch) are imported by :func:`run`, not here, so that
+``neuralcollapse eval --help`` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neuralcollapse._internal.jsonio import write_json
 from neuralcollapse._internal.text import format_percent, format_sci
-from neuralcollapse.rundir import RunDir
-from neuralcollapse.train.checkpoint import load_checkpoint
-from neuralcollapse.train.config import config_from_dict
-from neuralcollapse.train.distributed import DistContext, init_distributed, shutdown_distributed
-from neuralcollapse.train.evaluation import evaluate_splits
-from neuralcollapse.train.trainer import assemble
+
+if TYPE_CHECKING:
+    from neuralcollapse.train.distributed import DistContext
 
 SPLITS = {"test": ("test",), "train": ("train",), "both": ("train", "test")}
 
@@ -39,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _checkpoint_path(target: Path, which: str) -> Path:
+    from neuralcollapse.rundir import RunDir
+
     return RunDir(target).checkpoint(which) if target.is_dir() else target
 
 
@@ -63,6 +67,10 @@ def format_evaluation(results: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuralcollapse.train.checkpoint import load_checkpoint
+    from neuralcollapse.train.config import config_from_dict
+    from neuralcollapse.train.distributed import init_distributed, shutdown_distributed
+
     path = _checkpoint_path(args.target, args.checkpoint)
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
@@ -74,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> int:
+    from neuralcollapse.train.evaluation import evaluate_splits
+    from neuralcollapse.train.trainer import assemble
+
     data, loaders, model = assemble(config, context)
     model.load_state_dict(state["model"])
     evaluations = evaluate_splits(

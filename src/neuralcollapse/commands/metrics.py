@@ -1,18 +1,23 @@
-"""``neuralcollapse metrics FILE``: neural-collapse metrics of saved features."""
+"""``neuralcollapse metrics FILE``: neural-collapse metrics of saved features.
+
+numpy, torch and the metrics are imported when the command runs, not here, so that
+``neuralcollapse metrics --help`` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from neuralcollapse._internal.jsonio import write_json
 from neuralcollapse._internal.text import format_sci
 from neuralcollapse.errors import UsageError, usage_errors
-from neuralcollapse.metrics import CollapseReport, collapse_report
+
+if TYPE_CHECKING:
+    import torch
+
+    from neuralcollapse.metrics import CollapseReport
 
 FEATURE_SUFFIXES = (".pt", ".npz")
 TENSOR_SUFFIXES = (".pt", ".npy", ".npz")
@@ -65,6 +70,9 @@ def _require_file(path: Path, what: str, suffixes: tuple[str, ...]) -> None:
 
 def _load_mapping(path: Path) -> dict[str, Any]:
     """Arrays saved under names: a .pt dict or a .npz archive (no pickled objects)."""
+    import numpy as np
+    import torch
+
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             return {name: torch.from_numpy(archive[name]) for name in archive.files}
@@ -83,6 +91,9 @@ def _load_mapping(path: Path) -> dict[str, Any]:
 
 
 def _tensor(mapping: dict[str, Any], key: str, path: Path) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     if key not in mapping:
         keys = sorted(k for k in mapping if k)
         raise UsageError(
@@ -105,6 +116,9 @@ def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _load_single(path: Path, what: str, key: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A tensor file, or a dict holding ``key`` (and maybe 'bias'): returns (tensor, bias)."""
+    import numpy as np
+    import torch
+
     _require_file(path, what, TENSOR_SUFFIXES)
     if path.suffix == ".npy":
         return torch.from_numpy(np.load(path, allow_pickle=False)), None
@@ -163,6 +177,8 @@ def _list(values: tuple[int, ...], limit: int = 12) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuralcollapse.metrics import collapse_report
+
     features, labels = load_features(args.file)
     classifier = bias = None
     if args.classifier is not None:

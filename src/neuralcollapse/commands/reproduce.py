@@ -19,7 +19,6 @@ from neuralcollapse.claims import (
     tree_mixture_overrides,
 )
 from neuralcollapse.errors import UsageError, usage_errors
-from neuralcollapse.train.trainer import Trainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,6 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _train(config, run_dir: Path) -> dict[str, Any]:
+    from neuralcollapse.train.trainer import Trainer
+
     trainer = Trainer(config, run_dir)
     try:
         return trainer.fit()

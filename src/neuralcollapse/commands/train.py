@@ -1,22 +1,20 @@
-"""``neuralcollapse train``: train a config into a run directory and print the result."""
+"""``neuralcollapse train``: train a config into a run directory and print the result.
+
+The training modules (and torch) are imported by :func:`run`, not here, so that
+``neuralcollapse train --help`` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neuralcollapse._internal.text import format_percent, format_sci
 from neuralcollapse.errors import UsageError
-from neuralcollapse.train.config import (
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    to_yaml,
-)
-from neuralcollapse.train.distributed import DistContext, init_distributed, shutdown_distributed
-from neuralcollapse.train.recipes import resolve_config_path
-from neuralcollapse.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from neuralcollapse.train.distributed import DistContext
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=Path,
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from checkpoints/last.pt (only train.epochs, "
-        "eval.every and log.* may be overridden)",
+        "eval.every, eval.collapse_every, eval.train_subsample and log.* may be overridden)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
@@ -62,6 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _resume_config(run_dir: Path, overrides: list[str]):
     """The run's own config.yaml plus overrides; the Trainer checks it against the
     checkpoint's config under the resume policy."""
+    from neuralcollapse.train.config import (
+        apply_overrides,
+        config_from_dict,
+        config_to_dict,
+        load_config,
+    )
+
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise UsageError(f"cannot resume {str(run_dir)!r}: it has no config.yaml")
@@ -73,7 +78,10 @@ def format_result(summary: dict) -> str:
     """The final table: accuracy overall and by shot group, and the collapse metrics."""
     final, best = summary["final"], summary["best"]
     lines = [f"{'test set':16}{'top1':>7}{'balanced':>10}{'many':>7}{'medium':>8}{'few':>7}"]
-    for label, row in (("final", final), (f"best (epoch {summary['best_epoch']})", best)):
+    rows = [("final", final)]
+    if best is not None:  # None without a split to choose on (train.select_best_on)
+        rows.append((f"best ({best.get('split', 'test')}, {summary['best_epoch']})", best))
+    for label, row in rows:
         cells = (format_percent(row[key]) for key in ("top1", "balanced", "many", "medium", "few"))
         widths = (7, 10, 7, 8, 7)
         lines.append(
@@ -103,6 +111,9 @@ def format_result(summary: dict) -> str:
 
 
 def _config_and_run_dir(args: argparse.Namespace):
+    from neuralcollapse.train.config import load_config
+    from neuralcollapse.train.recipes import resolve_config_path
+
     if args.resume is not None:
         if args.config is not None:
             raise UsageError("--resume reads the run's own config.yaml; drop --config")
@@ -114,6 +125,9 @@ def _config_and_run_dir(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuralcollapse.train.config import to_yaml
+    from neuralcollapse.train.distributed import init_distributed, shutdown_distributed
+
     if args.stop_after is not None and args.stop_after < 1:
         raise UsageError(f"--stop-after must be >= 1 epoch, got {args.stop_after}")
     config, run_dir = _config_and_run_dir(args)
@@ -128,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config, run_dir: Path | None, context: DistContext) -> int:
+    from neuralcollapse.train.trainer import Trainer
+
     say = print if context.is_main else (lambda *_: None)
     resume = args.resume is not None
     trainer = Trainer(

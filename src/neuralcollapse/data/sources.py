@@ -1,8 +1,12 @@
 """Real data sources: CIFAR-10/100 (the official python-pickle archives), the scikit-learn
 8x8 digits (the project's embedded default data), image folders and list files.
 
-In-memory sources return :class:`LabeledImages`; file-backed sources are
-``torch.utils.data.Dataset`` objects decoded with PIL, usable with DataLoader workers.
+In-memory sources return :class:`LabeledImages`. File-backed sources are
+:class:`ImageFiles`, the one ``torch.utils.data.Dataset`` of labelled image files decoded
+with Pillow on access (usable with DataLoader workers; ``to_memory()`` / :func:`materialize`
+decode them into a :class:`LabeledImages`): :class:`ImageFolderDataset` and
+:class:`ListFileDataset` here, and the CUB, FGVC-Aircraft and iNaturalist readers of
+:mod:`neuralcollapse.data.formats`.
 
 scikit-learn (the digits) and Pillow (image files) are optional extras, imported only when
 a function needs them: ``pip install 'neuralcollapse[digits]'`` / ``'neuralcollapse[images]'``.
@@ -10,7 +14,6 @@ a function needs them: ``pip install 'neuralcollapse[digits]'`` / ``'neuralcolla
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import io
@@ -18,8 +21,7 @@ import os
 import pickle
 import re
 import tarfile
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .longtail import long_tailed_indices, long_tailed_subset
 
 __all__ = [
     "CIFAR_ARCHIVES",
     "IMAGE_EXTENSIONS",
+    "RESIZE_MODES",
     "DataFormatError",
     "DataSplit",
+    "ImageFiles",
     "ImageFolderDataset",
     "LabeledImages",
     "ListFileDataset",
@@ -43,6 +47,7 @@ __all__ = [
     "load_cifar",
     "load_digits",
     "load_mnist5k",
+    "materialize",
 ]
 
 
@@ -210,18 +215,21 @@ def load_cifar(
 
 
 def _locate_cifar(root: Path, fmt: _CifarFormat, download: bool) -> Path:
+    # the one home of md5 checks and downloads; imported here because it imports this module
+    from .formats._common import check_md5, fetch
+
     if root.is_dir() and root.name == fmt.folder:
         return root
     if root.is_file():
         if download:
-            _verify_md5(root, fmt.md5)
+            check_md5(root, fmt.md5, "archive")
         return root
     folder, archive = root / fmt.folder, root / fmt.archive
     if folder.is_dir():
         return folder
     if archive.is_file():
         if download:
-            _verify_md5(archive, fmt.md5)
+            check_md5(archive, fmt.md5, "archive")
         return archive
     if not download:
         raise FileNotFoundError(
@@ -229,33 +237,8 @@ def _locate_cifar(root: Path, fmt: _CifarFormat, download: bool) -> Path:
             f"(or pass download=True to fetch {fmt.url})"
         )
     root.mkdir(parents=True, exist_ok=True)
-    _download(fmt.url, archive, fmt.md5)
+    fetch(fmt.url, archive, fmt.md5)
     return archive
-
-
-def _download(url: str, target: Path, md5: str) -> None:
-    partial = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
-    try:
-        _verify_md5(partial, md5)
-    except DataFormatError:
-        partial.unlink()
-        raise
-    partial.replace(target)
-
-
-def _verify_md5(path: Path, expected: str) -> None:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
-        raise DataFormatError(
-            f"md5 of {path} is {digest.hexdigest()}, expected {expected} (the official archive); "
-            f"delete the file and download it again"
-        )
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -542,27 +525,146 @@ def load_mnist5k(
 Transform = Callable[[Tensor], Tensor]
 
 
-class _FileImageDataset(Dataset):
-    """Shared decoding for the file-backed datasets: PIL -> uint8 tensor (C, H, W)."""
+RESIZE_MODES = ("stretch", "center_crop")
+ImageSize = int | tuple[int, int]
+
+
+def _image_shape(size: object) -> tuple[int, int] | None:
+    """``size`` (None, a side, or (H, W)) as (H, W) or None; a ValueError naming it."""
+    if size is None:
+        return None
+    sides = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (
+        not isinstance(sides, (tuple, list))
+        or len(sides) != 2
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sides)
+    ):
+        raise ValueError(
+            f"size must be a positive integer, a pair (H, W) of them, or None; got {size!r}"
+        )
+    return int(sides[0]), int(sides[1])
+
+
+def _resize(img: Any, shape: tuple[int, int], mode: str, pil: Any) -> Any:
+    """A PIL image at (H, W) = ``shape``: stretched, or scaled to cover it and then cut to
+    its central (H, W) window (``center_crop``)."""
+    height, width = shape
+    bilinear = pil.Resampling.BILINEAR
+    if mode == "stretch":
+        return img.resize((width, height), bilinear)
+    scale = max(width / img.width, height / img.height)
+    new_w = max(width, round(img.width * scale))
+    new_h = max(height, round(img.height * scale))
+    img = img.resize((new_w, new_h), bilinear)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+def decode_image(
+    path: str | os.PathLike[str],
+    mode: str = "RGB",
+    size: ImageSize | None = None,
+    *,
+    resize: str = "stretch",
+    trim_bottom: int = 0,
+    listed_in: str = "",
+) -> Tensor:
+    """Decode one image file with Pillow into a uint8 tensor (C, H, W).
+
+    Args:
+        path: image file.
+        mode: ``"RGB"`` (C = 3) or ``"L"`` (C = 1).
+        size: None (the file's own size), a side ``s`` (s x s) or (H, W), reached by
+            ``resize`` (bilinear) so that batches can be stacked.
+        resize: ``"stretch"`` (aspect ratio not kept) or ``"center_crop"`` (scaled to
+            cover the size, then its central window).
+        trim_bottom: pixel rows removed from the bottom first (FGVC-Aircraft's banner).
+        listed_in: the annotation or list file that names ``path`` (named in errors).
+
+    Raises:
+        FileNotFoundError: the file is missing; DataFormatError: not a readable image, or
+            not higher than ``trim_bottom``.
+    """
+    shape = _image_shape(size)
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    pil_image = _optional("PIL.Image", "Pillow", "images", "decoding image files")
+    try:
+        with pil_image.open(path) as img:
+            img = img.convert(mode)
+            if trim_bottom:
+                if img.height <= trim_bottom:
+                    raise DataFormatError(
+                        f"{path} is {img.height} pixels high, too small to drop its "
+                        f"{trim_bottom}-pixel bottom banner"
+                    )
+                img = img.crop((0, 0, img.width, img.height - trim_bottom))
+            if shape is not None:
+                img = _resize(img, shape, resize, pil_image)
+            array = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError as err:
+        where = f" (listed in {listed_in})" if listed_in else ""
+        raise FileNotFoundError(f"image file {path}{where} is missing") from err
+    except (pil_image.UnidentifiedImageError, OSError) as err:
+        raise DataFormatError(f"{path} is not a readable image ({err})") from err
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+class ImageFiles(Dataset):
+    """Labelled image files, decoded with Pillow when an item is read (so it works with
+    ``DataLoader`` workers): the one file-backed image set behind image folders, list
+    files and the CUB, FGVC-Aircraft and iNaturalist readers.
+
+    Items are ``(image, label)``: image uint8 (C, H, W) (C = 3 for ``"RGB"``, 1 for
+    ``"L"``), resized when ``size`` is given so that batches stack, then passed through
+    ``transform`` if one is given. ``labels`` holds every label without decoding anything
+    (for long-tailed subsets and class-aware samplers).
+
+    Args:
+        paths: N image files.
+        labels: N class indices in [0, K).
+        class_names: K names, index = label.
+        size: None (each image keeps its own size), a side ``s`` (s x s) or (H, W).
+        resize: ``"stretch"`` (aspect ratio not kept) or ``"center_crop"`` (scaled to
+            cover the size, then the central window).
+        trim_bottom: rows removed from the bottom of every image before resizing
+            (FGVC-Aircraft's 20-pixel copyright banner).
+        mode: ``"RGB"`` or ``"L"`` (grey).
+        transform: optional function applied to each decoded uint8 (C, H, W) tensor.
+        source: the annotation file, named in errors about a listed image.
+    """
 
     def __init__(
         self,
-        paths: list[Path],
-        labels: list[int],
-        class_names: tuple[str, ...],
-        mode: str,
-        size: int | tuple[int, int] | None,
-        transform: Transform | None,
+        paths: Sequence[Path],
+        labels: Sequence[int] | Tensor,
+        class_names: Sequence[str],
+        *,
+        size: ImageSize | None = None,
+        resize: str = "stretch",
+        trim_bottom: int = 0,
+        mode: str = "RGB",
+        transform: Transform | None = None,
+        source: str = "",
     ) -> None:
         if mode not in ("RGB", "L"):
             raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        if isinstance(trim_bottom, bool) or not isinstance(trim_bottom, int) or trim_bottom < 0:
+            raise ValueError(f"trim_bottom must be an integer >= 0, got {trim_bottom!r}")
+        self.shape = _image_shape(size)  # (H, W) or None
         _optional("PIL.Image", "Pillow", "images", "reading image files")  # fail early
-        self.paths = paths
-        self.labels = torch.tensor(labels, dtype=torch.int64)
-        self.class_names = class_names
-        self.mode = mode
-        self.size = (size, size) if isinstance(size, int) else size
-        self.transform = transform
+        self.paths = list(paths)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+        if self.labels.numel() != len(self.paths):
+            raise ValueError(f"{len(self.paths)} paths but {self.labels.numel()} labels")
+        self.class_names = tuple(class_names)
+        self.size = size
+        self.resize, self.trim_bottom, self.mode = resize, trim_bottom, mode
+        self.transform, self.source = transform, source
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -571,43 +673,91 @@ class _FileImageDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def channels(self) -> int:
+        """3 for RGB, 1 for grey images."""
+        return 3 if self.mode == "RGB" else 1
+
     def class_counts(self) -> Tensor:
+        """(K,) int64 images per class."""
         return torch.bincount(self.labels, minlength=self.num_classes)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        image = decode_image(self.paths[index], self.mode, self.size)
+        image = decode_image(
+            self.paths[index],
+            self.mode,
+            self.shape,
+            resize=self.resize,
+            trim_bottom=self.trim_bottom,
+            listed_in=self.source,
+        )
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
 
+    def subset(self, indices: Tensor | Sequence[int]) -> ImageFiles:
+        """The images at ``indices`` (same classes, size, decoding policies and transform)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        return ImageFiles(
+            [self.paths[int(i)] for i in idx],
+            self.labels[idx],
+            self.class_names,
+            size=self.size,
+            resize=self.resize,
+            trim_bottom=self.trim_bottom,
+            mode=self.mode,
+            transform=self.transform,
+            source=self.source,
+        )
 
-def decode_image(
-    path: str | os.PathLike[str], mode: str = "RGB", size: tuple[int, int] | None = None
-) -> Tensor:
-    """Decode one image file with PIL into a uint8 tensor (C, H, W).
+    @property
+    def store_bytes(self) -> int | None:
+        """Bytes the decoded uint8 set takes in memory (N x C x H x W), or None without a
+        fixed ``size``."""
+        if self.shape is None:
+            return None
+        return len(self) * self.channels * self.shape[0] * self.shape[1]
 
-    Args:
-        path: image file.
-        mode: ``"RGB"`` (C = 3) or ``"L"`` (C = 1).
-        size: optional (H, W) to resize to (bilinear), so that batches can be stacked.
+    def to_memory(self, *, num_workers: int = 0, batch_size: int = 64) -> LabeledImages:
+        """Decode every item (after ``transform``) into one (N, C, H, W) tensor (needs
+        ``size``); ``num_workers`` DataLoader processes decode in parallel."""
+        if self.shape is None:
+            raise ValueError("to_memory needs a fixed image size: build the set with size=...")
+        return materialize(self, self.class_names, num_workers=num_workers, batch_size=batch_size)
+
+
+def materialize(
+    dataset: Dataset,
+    class_names: Iterable[str],
+    *,
+    num_workers: int = 0,
+    batch_size: int = 64,
+) -> LabeledImages:
+    """Decode a file-backed set whose items are ``(image (C, H, W), label)`` of one shape
+    into an in-memory :class:`LabeledImages` (items in order; ``num_workers`` processes
+    decode in parallel).
+
+    Returns:
+        LabeledImages with the items' images stacked (N, C, H, W) (uint8 for
+        :class:`ImageFiles` without a transform: ``nbytes`` is then N*C*H*W).
     """
-    pil_image = _optional("PIL.Image", "Pillow", "images", "decoding image files")
-    try:
-        with pil_image.open(path) as img:
-            img = img.convert(mode)
-            if size is not None:
-                img = img.resize((size[1], size[0]), pil_image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"image file {path} is missing") from err
-    except (pil_image.UnidentifiedImageError, OSError) as err:
-        raise DataFormatError(f"{path} is not a readable image ({err})") from err
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the data set is empty: nothing to decode")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    images: Tensor | None = None
+    labels = torch.empty(n, dtype=torch.int64)
+    start = 0
+    for batch, batch_labels in loader:
+        if images is None:
+            images = torch.empty((n, *batch.shape[1:]), dtype=batch.dtype)
+        images[start : start + batch.shape[0]] = batch
+        labels[start : start + batch.shape[0]] = batch_labels
+        start += batch.shape[0]
+    return LabeledImages(images, labels, tuple(class_names))
 
 
-class ImageFolderDataset(_FileImageDataset):
+class ImageFolderDataset(ImageFiles):
     """One sub-folder per class (``root/<class name>/<image>``); classes sorted by name.
 
     Items are ``(image uint8 (C, H, W) or transform(image), label)``. ``labels`` holds all
@@ -638,13 +788,13 @@ class ImageFolderDataset(_FileImageDataset):
             paths += files
             labels += [label] * len(files)
         names = tuple(p.name for p in class_dirs)
-        super().__init__(paths, labels, names, mode, size, transform)
+        super().__init__(paths, labels, names, size=size, mode=mode, transform=transform)
 
 
 _LINE = re.compile(r"^(?P<path>.+?)\s+(?P<label>-?\d+)\s*$")
 
 
-class ListFileDataset(_FileImageDataset):
+class ListFileDataset(ImageFiles):
     """Images named by a list file: one ``relative/path label`` per line (ImageNet-LT,
     Places-LT format), paths relative to ``root``. Blank lines are skipped.
 
@@ -682,7 +832,7 @@ class ListFileDataset(_FileImageDataset):
                 if not path.is_file():
                     raise FileNotFoundError(f"{listing}: entry {lineno} names {path}, missing")
         names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(k))
-        super().__init__(paths, labels, names, mode, size, transform)
+        super().__init__(paths, labels, names, size=size, mode=mode, transform=transform)
 
 
 def _parse_list_file(base: Path, listing: Path) -> tuple[list[Path], list[int]]:

@@ -32,7 +32,7 @@ from neuralcollapse.metrics import functional
 from neuralcollapse.metrics.base import Accumulator
 from neuralcollapse.metrics.classification import AccuracyCounter
 from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats
-from neuralcollapse.metrics.collect import collapse_report, collect
+from neuralcollapse.metrics.collect import collapse_report, collect, collect_evaluation
 from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model, evaluate_stream
 from neuralcollapse.metrics.hierarchical import (
     HierarchicalCounter,
@@ -58,6 +58,7 @@ __all__ = [
     "best_hierarchical_distance_at_k",
     "collapse_report",
     "collect",
+    "collect_evaluation",
     "crm_predict",
     "evaluate_model",
     "evaluate_stream",

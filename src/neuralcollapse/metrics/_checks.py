@@ -17,12 +17,23 @@ from neuralcollapse._internal.checks import check_labels
 
 GlobalMean = Literal["weighted", "balanced"]
 GLOBAL_MEANS = ("weighted", "balanced")
+Precision = Literal["auto", "float32", "float64"]
+PRECISIONS = ("auto", "float32", "float64")
 
 
 def check_global_mean(value: object) -> GlobalMean:
     if value not in GLOBAL_MEANS:
         raise ValueError(f"global_mean must be one of {GLOBAL_MEANS}, got {value!r}")
     return cast(GlobalMean, value)
+
+
+def check_precision(value: object) -> Precision:
+    if value not in PRECISIONS:
+        raise ValueError(
+            f'precision must be one of {PRECISIONS}, got {value!r}; "float64" is the slow '
+            'all-float64 path, "auto" picks float32 products for float32 features'
+        )
+    return cast(Precision, value)
 
 
 def check_tensor(name: str, value: object) -> Tensor:
@@ -54,16 +65,25 @@ def check_finite_rows(row_values: Tensor) -> None:
     """Raise if any of the ``(B,)`` per-row values (e.g. squared norms) is NaN or inf.
 
     A NaN or inf anywhere in a feature row makes its squared norm non-finite, so this
-    checks the whole batch at the cost of B values.
+    checks the whole batch at the cost of B values. One sum decides in the common case;
+    it is also non-finite when the values only overflow together (their float32 sum
+    bounds every partial sum of a product of those rows), which is reported as such.
     """
+    if row_values.numel() == 0 or bool(torch.isfinite(row_values.sum())):
+        return
     finite = torch.isfinite(row_values)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    bad = int((~finite).sum())
+    if bad == 0:
         raise ValueError(
-            f"features contain NaN or inf (or values too large to square in float64) in "
-            f"{bad} of {row_values.shape[0]} rows; remove or repair those samples (e.g. from "
-            "a diverged model) before computing metrics"
+            f"features are too large: the squared norms of {row_values.shape[0]} rows overflow "
+            f"{row_values.dtype} when summed; rescale the features (or pass "
+            'precision="float64") before computing metrics'
         )
+    raise ValueError(
+        f"features contain NaN or inf (or values too large to square in {row_values.dtype}) "
+        f"in {bad} of {row_values.shape[0]} rows; remove or repair those samples (e.g. from "
+        "a diverged model) before computing metrics"
+    )
 
 
 def check_all_finite(features: Tensor) -> None:

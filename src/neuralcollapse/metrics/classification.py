@@ -74,17 +74,37 @@ def as_class_groups(groups: Any, num_classes: int) -> dict[str, Tensor]:
 class AccuracyCounter(Accumulator):
     """Per-class correct / total counts of top-1 predictions.
 
+    The accumulator contract (:mod:`neuralcollapse.metrics.base`): ``update(predictions,
+    labels)`` per batch, ``compute()`` for the numbers, ``reset()``, ``merge(other)``,
+    ``all_reduce()``, ``state_dict()`` / ``load_state_dict()``::
+
+        acc = AccuracyCounter(10, groups=nc.data.shot_groups(train_counts))
+        for x, y in loader:
+            acc.update(model(x), y)
+        acc.compute()   # {"top1", "balanced", "num_samples", "per_class", "many", ...}
+
     Args:
         num_classes: K, at least 2.
         device: where the (K,) int64 counts live (default CPU).
+        groups: optional named groups of classes that :meth:`compute` reports by default:
+            the ShotGroups of ``nc.data.shot_groups(...)`` as it is, or a dict name ->
+            class indices. Checked now; not part of the state (counters with different
+            groups merge).
 
     State: ``correct`` and ``total``, (K,) int64 each.
     """
 
     _compatibility_hint = "build both counters with the same num_classes"
 
-    def __init__(self, num_classes: int, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        device: torch.device | str | None = None,
+        *,
+        groups: Mapping[str, Tensor] | ShotGroups | None = None,
+    ) -> None:
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.groups = as_class_groups(groups, self.num_classes)
         super().__init__(device)
         self.add_state("correct", torch.zeros(num_classes, dtype=torch.int64))
         self.add_state("total", torch.zeros(num_classes, dtype=torch.int64))
@@ -152,7 +172,8 @@ class AccuracyCounter(Accumulator):
         Args:
             groups: optional named groups of classes: a dict name -> class indices, or the
                 :class:`~neuralcollapse.data.ShotGroups` of ``nc.data.shot_groups(...)`` /
-                ``shot_groups_by_index(...)`` as it is (no ``.as_dict()`` needed).
+                ``shot_groups_by_index(...)`` as it is (no ``.as_dict()`` needed). Default:
+                the groups given to the constructor.
 
         Returns:
             ``top1`` (fraction of all samples, NaN without samples), ``balanced`` (mean
@@ -160,7 +181,7 @@ class AccuracyCounter(Accumulator):
             ``per_class`` (list of K, None where a class has no sample), and per group
             the mean per-class accuracy of its classes with samples (None if it has none).
         """
-        named = as_class_groups(groups, self.num_classes)
+        named = self.groups if groups is None else as_class_groups(groups, self.num_classes)
         per_class = self.per_class().cpu()
         present = ~torch.isnan(per_class)
         total = int(self._total.sum())

@@ -1,12 +1,16 @@
 """One-call drivers: a collapse report from tensors in memory, or from a model and a loader.
 
-Both run the two-pass driver :func:`~neuralcollapse.metrics.evaluation.evaluate_stream`.
+All run the two-pass driver :func:`~neuralcollapse.metrics.evaluation.evaluate_stream`:
+:func:`collapse_report` (features in memory), :func:`collect` (a model and a loader, the
+features read at a layer or returned by the model) and :func:`collect_evaluation` (the
+same with accuracy and shot groups, what the Lightning callback uses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +18,10 @@ from torch import Tensor, nn
 from neuralcollapse._internal.checks import check_labels
 from neuralcollapse.metrics._checks import check_bias, check_classifier, check_features
 from neuralcollapse.metrics.collapse import CollapseReport, GlobalMean
-from neuralcollapse.metrics.evaluation import Batch, evaluate_stream
+from neuralcollapse.metrics.evaluation import Batch, Evaluation, evaluate_stream
+
+if TYPE_CHECKING:
+    from neuralcollapse.data.longtail import ShotGroups
 
 _CHUNK = 8192
 
@@ -103,23 +110,30 @@ def collect(
 ) -> CollapseReport:
     """Run ``model`` over ``loader`` and return the collapse report of its features.
 
-    Features are the input of the module named ``layer`` (a name from
-    ``model.named_modules()``, e.g. ``"fc"``), captured with a forward pre-hook; with
-    ``layer=None`` the model must return ``(logits, features, ...)`` as this package's
-    heads do with ``return_features=True`` (pass ``forward_kwargs={"return_features":
-    True}`` to a bare head). The model runs in eval mode under
-    ``torch.no_grad()`` and its mode is restored afterwards; nothing is printed.
+    Features are what the classifier module named ``layer`` (a name from
+    ``model.named_modules()``, e.g. ``"fc"``) sees: its input, captured with a forward
+    pre-hook, or, when that module has a ``features(x)`` method (this package's
+    :class:`~neuralcollapse.heads.FixedFrameHead` and ``LearnableHead``, or any head that
+    exposes one), ``module.features(input)``: the vectors after the head's neck and
+    projection that meet its frame, of the frame's dimension d. With ``layer=None`` the
+    model must return ``(logits, features, ...)`` as this package's heads do with
+    ``return_features=True`` (pass ``forward_kwargs={"return_features": True}`` to a bare
+    head). The model runs in eval mode under ``torch.no_grad()`` and its mode is restored
+    afterwards; nothing is printed.
 
     Args:
         model: any ``nn.Module``; inputs are moved to the device of its first parameter.
         loader: re-iterable batches ``(inputs, labels, ...)``; with ``ncc=True`` it is read
             twice, so it should yield the same samples both times (eval transforms).
-        layer: module whose input is the feature vector ``(B, d)``.
+        layer: the classifier module whose input (or ``features(input)``) is the
+            ``(B, d)`` feature vector.
         device: where the statistics are accumulated (default: the model's device).
         classifier: ``(K, d)`` rows W, ``(W, b)``, or a module with ``weight`` (K, d) and
-            ``bias`` attributes (``nn.Linear``, this package's heads). Default: the module
-            named ``layer`` when its ``weight`` is ``(K, d)`` for the K logits the model
-            returns and the d features it receives; otherwise no classifier metrics.
+            ``bias`` attributes (``nn.Linear``, this package's heads, whose ``weight`` is
+            the effective classifier ``scale * frame``). Default: the module named
+            ``layer`` when its ``weight`` is ``(K, d)`` for the K logits the model returns
+            and the d features it sees; otherwise no classifier metrics (e.g. when
+            ``layer`` is a hidden layer).
         ncc: run the second pass for NC4. Its logits are ``h @ W.T + b`` when a classifier
             is known, else the model's output (the first element of a tuple output).
         progress: optional wrapper called once per pass as ``progress(loader)`` that
@@ -127,8 +141,60 @@ def collect(
         num_classes: K; default the classifier's rows, else the width of the logits.
         global_mean: ``"weighted"`` or ``"balanced"``, see :class:`CollapseStats`.
         forward_kwargs: extra keyword arguments for every ``model(inputs, **kwargs)`` call.
+
+    Raises:
+        ValueError: naming the layer and what was found: no such module, a module that
+            forward never called, features that are not ``(batch, d)``, or a classifier
+            whose rows do not have the width d of those features.
     """
-    if ncc and iter(loader) is loader:
+    return collect_evaluation(
+        model,
+        loader,
+        layer=layer,
+        device=device,
+        classifier=classifier,
+        ncc=ncc,
+        progress=progress,
+        num_classes=num_classes,
+        global_mean=global_mean,
+        forward_kwargs=forward_kwargs,
+    ).report
+
+
+def collect_evaluation(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    layer: str | None = None,
+    device: torch.device | str | None = None,
+    classifier: Tensor | nn.Module | tuple[Tensor, Tensor | None] | None = None,
+    ncc: bool = True,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    num_classes: int | None = None,
+    global_mean: GlobalMean = "weighted",
+    forward_kwargs: dict[str, Any] | None = None,
+    groups: Mapping[str, Tensor] | ShotGroups | None = None,
+    train_counts: Tensor | None = None,
+    distributed: bool = False,
+    cache_limit: int = 0,
+) -> Evaluation:
+    """:func:`collect` with the whole :class:`~neuralcollapse.metrics.Evaluation`:
+    accuracy (overall, balanced, per class and per group of ``groups``) next to the
+    collapse report, from the same two passes.
+
+    Args:
+        groups: named groups of classes for per-group accuracy: a dict name -> class
+            indices or the ShotGroups of ``nc.data.shot_groups(train_counts)`` as it is.
+        train_counts: optional ``(K,)`` training samples per class (the minority classes
+            of the report then follow them).
+        distributed: all-reduce the statistics over the default process group (every
+            process reads its own shard of the split and must call this).
+        cache_limit: keep the first pass's features and logits while they total at most
+            this many values, so that the second pass reads them instead of the loader
+            (0, the default of :func:`collect`, reads the loader twice).
+        Other arguments: see :func:`collect`.
+    """
+    if ncc and cache_limit == 0 and iter(loader) is loader:
         raise ValueError(
             "loader is a one-shot iterator but ncc=True reads it twice; pass a re-iterable "
             "(a list, a DataLoader) or ncc=False"
@@ -138,7 +204,7 @@ def collect(
     adopt_layer = classifier is None and module is not None
     model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stats_device = torch.device(device) if device is not None else model_device
-    forward = _Forward(model, module, model_device, forward_kwargs or {})
+    forward = _Forward(model, layer, module, model_device, forward_kwargs or {})
 
     def one_pass() -> Iterable[Any]:
         return progress(loader) if progress is not None else loader
@@ -157,22 +223,42 @@ def collect(
                 w, b = _layer_classifier(module, logits.shape[-1], h.shape[1])
             k = num_classes or (w.shape[0] if w is not None else logits.shape[-1])
             if w is not None:
+                _check_classifier_width(w, h.shape[1], logits.shape[-1], forward.source)
                 w = check_classifier(w, k, h.shape[1])
                 b = None if b is None else check_bias(b, k)
             passes = _Passes(forward, (h, y, logits), batches, one_pass, w, b, logits=ncc)
-            evaluation = evaluate_stream(
+            return evaluate_stream(
                 passes,
                 num_classes=k,
                 classifier=w,
                 bias=b,
+                groups=groups,
+                train_counts=train_counts,
                 device=stats_device,
+                distributed=distributed,
                 global_mean=global_mean,
-                cache_limit=0,  # the loader is read twice, as documented
+                cache_limit=cache_limit,
                 ncc=ncc,
             )
     finally:
         model.train(was_training)
-    return evaluation.report
+
+
+def _check_classifier_width(w: Tensor, dim: int, num_logits: int, source: str) -> None:
+    """A classifier whose rows do not have the width d of the features, named plainly."""
+    if not isinstance(w, Tensor) or w.ndim != 2 or w.shape[1] == dim:
+        return
+    shape = tuple(w.shape)
+    if shape == (dim, num_logits):
+        fix = "it looks transposed: frames are rows (logits = h @ W.T), pass W.T"
+    else:
+        fix = (
+            "pass the classifier that is applied to these features, or hook the layer whose "
+            f"input (or features()) is {shape[1]}-dimensional"
+        )
+    raise ValueError(
+        f"the classifier is {shape} (num_classes, d) but {source} are {dim}-dimensional; {fix}"
+    )
 
 
 class _Passes:
@@ -263,18 +349,35 @@ def _layer_classifier(
 
 class _Forward:
     """Runs one batch and returns ``(features, labels, logits)``; a context manager that
-    installs and removes the feature hook."""
+    installs and removes the feature hook.
+
+    The features are the hooked module's input, passed through the module's own
+    ``features`` method when it has one (a head: what its frame or classifier sees).
+    """
 
     def __init__(
         self,
         model: nn.Module,
+        layer: str | None,
         module: nn.Module | None,
         device: torch.device,
         kwargs: dict[str, Any],
     ):
         self.model, self.module, self.device, self.kwargs = model, module, device, kwargs
+        self.layer = layer
+        self.project = _features_method(module) if module is not None else None
         self._captured: list[Tensor] = []
         self._handle: Any = None
+
+    @property
+    def source(self) -> str:
+        """Where the features come from, for messages."""
+        if self.module is None:
+            return "the features the model returned"
+        kind = type(self.module).__name__
+        if self.project is not None:
+            return f"the features {kind}.features() gives at layer {self.layer!r}"
+        return f"the inputs of layer {self.layer!r} ({kind})"
 
     def __enter__(self) -> _Forward:
         if self.module is not None:
@@ -299,8 +402,13 @@ class _Forward:
         output = self.model(_move(inputs, self.device), **self.kwargs)
         if self.module is not None:
             if not self._captured:
-                raise ValueError("the hooked layer was not called during forward; pick another")
+                raise ValueError(
+                    f"layer {self.layer!r} ({type(self.module).__name__}) was not called "
+                    "during forward; pick a module that the forward pass runs"
+                )
             features = self._captured[-1]
+            if self.project is not None and isinstance(features, Tensor):
+                features = self.project(features)
             logits = output[0] if isinstance(output, (tuple, list)) else output
         elif isinstance(output, (tuple, list)) and len(output) >= 2:
             logits, features = output[0], output[1]
@@ -311,13 +419,23 @@ class _Forward:
                 "(logits, features)"
             )
         if not isinstance(features, Tensor) or features.ndim != 2:
-            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features)
+            shape = (
+                tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            )
             raise ValueError(
-                f"features must be (batch, d) vectors, got {shape}; hook the module whose "
-                "input is the pooled, flattened feature (usually the final Linear)"
+                f"features must be (batch, d) vectors, but {self.source} are {shape}; hook "
+                "the module whose input is the pooled, flattened feature (usually the final "
+                "Linear or the head)"
             )
         labels = torch.as_tensor(labels)
         return features.detach(), labels, logits.detach()
+
+
+def _features_method(module: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """The module's ``features(x)`` method, if it has one (not a submodule called
+    ``features``, as torchvision's VGG has)."""
+    method = getattr(module, "features", None)
+    return method if inspect.ismethod(method) else None
 
 
 def _move(inputs: Any, device: torch.device) -> Any:

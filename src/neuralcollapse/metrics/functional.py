@@ -23,6 +23,11 @@ function             value
 ``nc3_zhu``          ``etf_distance(W M^T)`` (NC3, Zhu et al.)
 ===================  ========================================================================
 
+When the Gram matrix ``V V^T`` is at hand (``CollapseStats`` builds it once per report),
+:func:`nc2_from_gram` gives the four NC2 measures and :func:`cdnv_from_gram` the CDNV
+from it alone, without another ``K x K x d`` product; the values equal those of the
+vector functions up to float64 round-off.
+
 :func:`etf_distance` takes a square matrix, not vectors, because the right matrix depends
 on the question: the Gram matrix ``V V^T`` when norms count (NC2 of class means and
 classifier rows, where unequal norms are a departure from the ETF too), the cosine
@@ -42,11 +47,14 @@ from torch import Tensor
 
 __all__ = [
     "cdnv",
+    "cdnv_from_gram",
     "cosine_matrix",
+    "cosines_from_gram",
     "cosine_std",
     "equiangularity",
     "equinorm",
     "etf_distance",
+    "nc2_from_gram",
     "nc3_zhu",
     "pairwise_cosines",
     "self_duality",
@@ -85,6 +93,56 @@ def _upper(cos: Tensor) -> Tensor:
     return cos[i, j]
 
 
+def _square(name: str, value: object) -> Tensor:
+    """``value`` as a ``(K, K)`` float64 tensor with K >= 2."""
+    a = _matrix(name, value)
+    if a.shape[1] != a.shape[0]:
+        raise ValueError(
+            f"{name} must be square (K, K), e.g. a Gram matrix V @ V.T, got {tuple(a.shape)}"
+        )
+    return a
+
+
+def _gram_cosines(gram: Tensor) -> Tensor:
+    norms = torch.diagonal(gram).clamp(min=0.0).sqrt()
+    return gram / (norms.unsqueeze(1) * norms.unsqueeze(0))
+
+
+def _equinorm(norms: Tensor) -> float:
+    return float(norms.std(correction=0) / norms.mean())
+
+
+def _equiangularity(pairs: Tensor, k: int) -> float:
+    """From the cosines of the ``k (k-1) / 2`` pairs of ``k`` vectors."""
+    return float((pairs + 1.0 / (k - 1)).abs().mean())
+
+
+def _cosine_std(pairs: Tensor) -> float:
+    return float(pairs.std(correction=0))
+
+
+def _etf_distance(a: Tensor) -> float:
+    k = a.shape[0]
+    eye = torch.eye(k, dtype=torch.float64, device=a.device)
+    target = (eye - 1.0 / k) / math.sqrt(k - 1)
+    return float(torch.linalg.matrix_norm(a / torch.linalg.matrix_norm(a) - target))
+
+
+def _cdnv(gram: Tensor, variances: Tensor) -> float:
+    s = variances.detach().to(gram.device, torch.float64)
+    sq = torch.diagonal(gram)
+    dist2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * gram).clamp(min=0.0)
+    i, j = _pair_indices(gram.shape[0], gram.device)
+    return float(((s[i] + s[j]) / (2.0 * dist2[i, j])).mean())
+
+
+def _check_variances(variances: object, k: int) -> Tensor:
+    if not isinstance(variances, Tensor) or tuple(variances.shape) != (k,):
+        shape = tuple(variances.shape) if isinstance(variances, Tensor) else type(variances)
+        raise ValueError(f"variances must be a ({k},) tensor, one per class, got {shape}")
+    return variances
+
+
 def cosine_matrix(vectors: Tensor) -> Tensor:
     """``(K, K)`` float64 matrix of ``cos(v_k, v_l)`` of the rows of ``vectors`` ``(K, d)``.
 
@@ -102,8 +160,7 @@ def pairwise_cosines(vectors: Tensor) -> Tensor:
 def equinorm(vectors: Tensor) -> float:
     """``std_k ||v_k|| / mean_k ||v_k||`` of the rows of ``vectors`` ``(K, d)``: 0 when all
     norms are equal; scale- and rotation-invariant."""
-    norms = torch.linalg.vector_norm(_matrix("vectors", vectors), dim=1)
-    return float(norms.std(correction=0) / norms.mean())
+    return _equinorm(torch.linalg.vector_norm(_matrix("vectors", vectors), dim=1))
 
 
 def equiangularity(vectors: Tensor) -> float:
@@ -111,13 +168,13 @@ def equiangularity(vectors: Tensor) -> float:
     every pair meets at the simplex angle ``arccos(-1/(K-1))``. (The mean over ordered
     pairs ``k != l`` is the same number.)"""
     v = _matrix("vectors", vectors)
-    return float((_upper(_cosines(v)) + 1.0 / (v.shape[0] - 1)).abs().mean())
+    return _equiangularity(_upper(_cosines(v)), v.shape[0])
 
 
 def cosine_std(vectors: Tensor) -> float:
     """Population standard deviation of ``cos(v_k, v_l)`` over the pairs ``k < l`` of the
     rows of ``vectors`` ``(K, d)``: 0 when all angles are equal (whatever the angle)."""
-    return float(pairwise_cosines(vectors).std(correction=0))
+    return _cosine_std(_upper(_cosines(_matrix("vectors", vectors))))
 
 
 def etf_distance(matrix: Tensor) -> float:
@@ -128,15 +185,31 @@ def etf_distance(matrix: Tensor) -> float:
     the module docstring). 0 exactly for the Gram matrix of a simplex ETF in any rotation
     and scale; between 0 and 2. NaN for a zero matrix.
     """
-    a = _matrix("matrix", matrix)
-    k = a.shape[0]
-    if a.shape[1] != k:
-        raise ValueError(
-            f"matrix must be square (K, K), e.g. a Gram matrix V @ V.T, got {tuple(a.shape)}"
-        )
-    eye = torch.eye(k, dtype=torch.float64, device=a.device)
-    target = (eye - 1.0 / k) / math.sqrt(k - 1)
-    return float(torch.linalg.matrix_norm(a / torch.linalg.matrix_norm(a) - target))
+    return _etf_distance(_square("matrix", matrix))
+
+
+def cosines_from_gram(gram: Tensor) -> Tensor:
+    """``(K, K)`` float64 cosines ``G_kl / sqrt(G_kk G_ll)`` of the vectors whose Gram
+    matrix is ``gram`` ``(K, K)``; rows of zero norm give NaN cosines."""
+    return _gram_cosines(_square("gram", gram))
+
+
+def nc2_from_gram(gram: Tensor) -> dict[str, float]:
+    """The four NC2 measures of K vectors from their ``(K, K)`` Gram matrix ``V V^T``.
+
+    Returns:
+        ``{"equinorm", "equiangularity", "cosine_std", "etf_distance"}``: the values of
+        :func:`equinorm`, :func:`equiangularity`, :func:`cosine_std` on ``V`` and
+        :func:`etf_distance` on ``V V^T``, from one ``(K, K)`` matrix.
+    """
+    g = _square("gram", gram)
+    pairs = _upper(_gram_cosines(g))
+    return {
+        "equinorm": _equinorm(torch.diagonal(g).clamp(min=0.0).sqrt()),
+        "equiangularity": _equiangularity(pairs, g.shape[0]),
+        "cosine_std": _cosine_std(pairs),
+        "etf_distance": _etf_distance(g),
+    }
 
 
 def cdnv(means: Tensor, variances: Tensor) -> float:
@@ -153,19 +226,18 @@ def cdnv(means: Tensor, variances: Tensor) -> float:
         0 when every class has collapsed to its mean; inf when two means coincide.
     """
     m = _matrix("means", means)
-    if not isinstance(variances, Tensor) or tuple(variances.shape) != (m.shape[0],):
-        shape = tuple(variances.shape) if isinstance(variances, Tensor) else type(variances)
-        raise ValueError(
-            f"variances must be a ({m.shape[0]},) tensor, one per row of means, got {shape}"
-        )
-    s = variances.detach().to(m.device, torch.float64)
+    s = _check_variances(variances, m.shape[0])
     # Distances are translation invariant; centring keeps the Gram products small.
     m = m - m.mean(dim=0)
-    gram = m @ m.T
-    sq = torch.diagonal(gram)
-    dist2 = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2.0 * gram).clamp(min=0.0)
-    i, j = _pair_indices(m.shape[0], m.device)
-    return float(((s[i] + s[j]) / (2.0 * dist2[i, j])).mean())
+    return _cdnv(m @ m.T, s)
+
+
+def cdnv_from_gram(gram: Tensor, variances: Tensor) -> float:
+    """:func:`cdnv` from the ``(K, K)`` Gram matrix ``M M^T`` of the class means (best
+    centred, e.g. on the global mean: ``||mu_k - mu_l||^2 = G_kk + G_ll - 2 G_kl`` then
+    cancels little) and the ``(K,)`` within-class variances."""
+    g = _square("gram", gram)
+    return _cdnv(g, _check_variances(variances, g.shape[0]))
 
 
 def _pair(classifier: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,5 @@
-"""Any timm model as a feature backbone (optional extra: ``pip install neuralcollapse[timm]``)."""
+"""Any timm model as a feature backbone (``pip install timm`` after the torchvision that
+matches your torch: timm is no extra of this package, see its ImportError)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,13 @@ class TimmBackbone(Backbone):
         try:
             timm = importlib.import_module("timm")
         except ImportError as err:
+            import torch
+
             raise ImportError(
-                f"model 'timm:{name}' needs the timm package: pip install neuralcollapse[timm]"
+                f"model 'timm:{name}' needs the timm package, which is not installed. timm "
+                "requires torchvision, whose every release pins one torch release: first "
+                f"install the torchvision built for your torch {torch.__version__} (or pip "
+                "replaces torch), then pip install timm"
             ) from err
         try:
             self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)

@@ -35,6 +35,8 @@ class RunData:
         frame_kind: what ``frame`` is, for titles (``"fixed etf frame"``, ``"learned
             classifier"``).
         checkpoint_epoch: the epoch of the evaluation the matrices come from.
+        class_names: the name of each class in label order (``summary.json``), or None
+            (an interrupted run, or one written before the names were saved).
         notes: one line per thing that could not be read, keyed by section.
     """
 
@@ -47,6 +49,7 @@ class RunData:
     frame: np.ndarray | None = None
     frame_kind: str = "classifier"
     checkpoint_epoch: int | None = None
+    class_names: list[str] | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -62,6 +65,25 @@ def lookup(record: dict[str, Any], dotted: str) -> Any:
             return None
         value = value[key]
     return value
+
+
+def has_key(record: dict[str, Any], dotted: str) -> bool:
+    """Whether ``record`` holds ``dotted`` at all (even as null): False for a metric that
+    was not measured that epoch (``eval.collapse_every``, ``eval.every``)."""
+    value: Any = record
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return True
+
+
+def latest(records: Sequence[dict[str, Any]], dotted: str) -> Any:
+    """The value of ``dotted`` in the last record that holds it, or None."""
+    for record in reversed(records):
+        if has_key(record, dotted):
+            return lookup(record, dotted)
+    return None
 
 
 def as_float(value: Any) -> float:
@@ -110,6 +132,9 @@ def read_run(path: str | Path, label: str | None = None) -> RunData:
     if config is None and run.summary is not None:
         config = run.summary.get("config")
     run.config = config if isinstance(config, dict) else {}
+    names = (run.summary or {}).get("class_names")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        run.class_names = names
     if run_dir.metrics_path.is_file():
         records = run_dir.read_records()
         run.records = records.records

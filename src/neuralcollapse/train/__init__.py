@@ -5,22 +5,40 @@
     from neuralcollapse.train import Trainer, load_config
     config = load_config("configs/digits_lt.yaml", overrides=["train.epochs=5"])
     summary = Trainer(config, "runs/demo", echo=print).fit()
+
+The names below are loaded on first use (PEP 562), so that importing one light submodule
+(``neuralcollapse.train.config``, as ``reproduce --help`` does) does not import the trainer
+and torch with it.
 """
 
-from neuralcollapse.errors import ConfigError
-from neuralcollapse.train.checkpoint import load_checkpoint, save_checkpoint
-from neuralcollapse.train.config import Config, load_config, to_yaml
-from neuralcollapse.train.recipes import available_recipes, resolve_config_path
-from neuralcollapse.train.trainer import Trainer
+from __future__ import annotations
 
-__all__ = [
-    "Config",
-    "ConfigError",
-    "Trainer",
-    "available_recipes",
-    "load_checkpoint",
-    "load_config",
-    "resolve_config_path",
-    "save_checkpoint",
-    "to_yaml",
-]
+import importlib
+from typing import Any
+
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "ConfigError": "neuralcollapse.errors",
+    "load_checkpoint": "neuralcollapse.train.checkpoint",
+    "save_checkpoint": "neuralcollapse.train.checkpoint",
+    "Config": "neuralcollapse.train.config",
+    "load_config": "neuralcollapse.train.config",
+    "to_yaml": "neuralcollapse.train.config",
+    "available_recipes": "neuralcollapse.train.recipes",
+    "resolve_config_path": "neuralcollapse.train.recipes",
+    "Trainer": "neuralcollapse.train.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

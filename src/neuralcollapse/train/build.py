@@ -24,14 +24,24 @@ from neuralcollapse.train.baselines import longtail_loss, uses_class_counts
 from neuralcollapse.train.config import Config, ConfigError
 
 __all__ = [
+    "SMALL_MODEL_MACS",
     "Classifier",
     "RunLoss",
     "build_loss",
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "forward_macs",
     "run_frame",
+    "run_threads",
 ]
+
+#: ``train.num_threads=auto`` runs on one CPU thread when one training micro-batch's
+#: forward pass takes fewer multiply-accumulates than this (the digits default: 3e7;
+#: a CIFAR ResNet-32 at batch 128: 9e9). Below it the operations are so small that
+#: synchronising two or more threads costs more than it saves, badly so on a busy machine
+#: (measured: benchmarks/RESULTS.md, one training epoch of the digits default).
+SMALL_MODEL_MACS = 1_000_000_000
 
 
 class Classifier(nn.Module):
@@ -100,6 +110,53 @@ def run_frame(
                 "(head.neck=bn or bn_l2)"
             )
     return frame
+
+
+def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one sample's forward pass through the convolution and
+    linear layers of ``model`` (the rest is comparatively free), counted on a zero input
+    of ``input_shape`` (C, H, W) in eval mode, without gradients; the model's mode is
+    restored and nothing else about it changes."""
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+        else:  # convolution: every output value sums in_channels/groups x kernel products
+            kernel = math.prod(module.kernel_size)
+            total += output.numel() * (module.in_channels // module.groups) * kernel
+
+    layers = (nn.Linear, nn.modules.conv._ConvNd)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def run_threads(
+    config: Config, model: nn.Module, input_shape: tuple[int, ...], device: torch.device
+) -> int | None:
+    """The torch CPU threads of a run (``train.num_threads``): the number asked for, or
+    under "auto" 1 when a training micro-batch's forward pass takes fewer than
+    :data:`SMALL_MODEL_MACS` multiply-accumulates, else None (torch's own setting). None
+    off the CPU as well: the accelerator does the work there."""
+    wanted = config.train.num_threads
+    if device.type != "cpu":
+        return None
+    if wanted != "auto":
+        return int(wanted)
+    micro_batch = config.train.batch_size // config.train.accumulate
+    return 1 if forward_macs(model, input_shape) * micro_batch < SMALL_MODEL_MACS else None
 
 
 def _input_options(name: str, input_shape: tuple[int, ...]) -> dict[str, int]:

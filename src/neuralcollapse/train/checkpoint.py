@@ -2,10 +2,17 @@
 
 A checkpoint is a dict saved with ``torch.save`` holding only tensors, numbers, strings and
 containers of them, so it loads with ``torch.load(weights_only=True)`` (no arbitrary code).
+
+:class:`BackgroundWriter` runs a run's disk writes (records, checkpoints, geometry) in
+order on one background thread, so that their fsyncs overlap the next epoch's training;
+:func:`snapshot` copies a state first, so that training on does not change what is written.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,14 @@ import torch
 from neuralcollapse._internal.files import atomic_write
 from neuralcollapse.errors import UsageError
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "BackgroundWriter",
+    "load_checkpoint",
+    "save_checkpoint",
+    "snapshot",
+]
 
 CHECKPOINT_FORMAT = "neuralcollapse-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -62,3 +76,67 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"neuralcollapse reads ({CHECKPOINT_VERSION}): upgrade neuralcollapse"
         )
     return state
+
+
+def snapshot(state: Any) -> Any:
+    """A copy of ``state`` whose tensors are detached CPU copies (containers rebuilt,
+    other values shared): what training does next leaves it unchanged."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: snapshot(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(snapshot(value) for value in state)
+    return state
+
+
+class BackgroundWriter:
+    """Runs jobs (disk writes) one at a time, in the order submitted, on one background
+    thread.
+
+    A job that raises stops every later job (so a record is never followed by the
+    checkpoint that should have come after a write which failed); the error is raised in
+    the submitting thread by the next :meth:`submit`, :meth:`wait` or :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neuralcollapse-io")
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._failed = False
+
+    def _run(self, job: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self._failed:
+            return
+        try:
+            job(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+            with self._lock:
+                self._failed, self._error = True, exc
+
+    def _raise(self) -> None:
+        with self._lock:
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def submit(self, job: Callable[..., Any], *args: Any) -> None:
+        """Queue ``job(*args)`` after the jobs already queued."""
+        self._raise()
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._run, job, args))
+
+    def wait(self) -> None:
+        """Block until every queued job has run; raise the first failure."""
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
+        self._raise()
+
+    def close(self) -> None:
+        """:meth:`wait`, then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)

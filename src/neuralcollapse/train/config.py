@@ -50,10 +50,12 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
+    "best_split",
     "check_config",
     "check_resume_changes",
     "config_from_dict",
     "config_to_dict",
+    "has_validation",
     "load_config",
     "read_yaml_mapping",
     "to_yaml",
@@ -63,9 +65,15 @@ __all__ = [
 # the config.yaml and checkpoints of earlier runs keep loading.
 RETIRED_KEYS = ("data.device_resident",)
 
-# What a resumed run may change: how long it trains, how often it evaluates, how it logs.
-# A key ending in ".*" covers its whole section.
-RESUMABLE_CHANGES = ("train.epochs", "eval.every", "log.*")
+# What a resumed run may change: how long it trains, how often and on how many training
+# samples it evaluates, how it logs. A key ending in ".*" covers its whole section.
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "eval.every",
+    "eval.collapse_every",
+    "eval.train_subsample",
+    "log.*",
+)
 
 # Data sets read from their official releases (neuralcollapse.data.formats), and those of
 # them made of image files of any size.
@@ -110,6 +118,13 @@ class DataConfig:
     root: str | None = None
     train_list: str | None = None  # list_file: "relative/path label" lines, training set
     test_list: str | None = None  # list_file: same, evaluation set
+    # validation split held out of the loaded training split BEFORE the long-tailed subset
+    # (so it keeps the loaded split's class proportions): val_fraction of every class
+    # (round(f * n_k) samples of class k, stratified, drawn with train.seed), or val_list, a
+    # text file of 0-based indices into the loaded training split (one or more per line,
+    # "#" comments). At most one of them; 0 / null = no validation split.
+    val_fraction: float = bounded(0.0, ge=0, lt=1)
+    val_list: str | None = None
     # training and evaluation split of the official release; default per data set:
     # [train, test], fgvc_aircraft [trainval, test], inaturalist [train, val]
     splits: list[str] | None = None
@@ -261,6 +276,19 @@ class TrainConfig:
     accumulate: int = bounded(1, ge=1)  # micro-batches per optimiser step
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA, under torchrun)
     ddp_timeout_s: float = bounded(600.0, gt=0)  # a failed or hung rank stops the others
+    # torch's intra-op CPU threads during the run (restored afterwards); "auto": 1 thread
+    # when one training micro-batch's forward pass is under SMALL_MODEL_MACS
+    # multiply-accumulates (thread synchronisation costs more than it saves on such small
+    # operations, badly so on a busy machine), torch's own setting otherwise. CPU only.
+    num_threads: Literal["auto"] | int = bounded("auto", ge=1)
+    # which evaluated epoch checkpoints/best.pt and summary.json's "best" hold: the highest
+    # select_best_metric on the validation split ("val", needs data.val_fraction or
+    # data.val_list), on the test split ("test": optimistic, test-set selection, named so
+    # in summary.json) or none; "auto" = val when a validation split exists, else none
+    select_best_on: Literal["auto", "val", "test", "none"] = "auto"
+    # top1, or balanced (mean per-class accuracy: a long-tailed split's estimate of the
+    # top-1 on a balanced test set)
+    select_best_metric: Literal["top1", "balanced"] = "top1"
     # Decoupled classifier learning (Kang et al. 2020) after the main training, learnable
     # heads only (neuralcollapse.train.stage2): crt re-trains the classifier, lws learns
     # per-class scales, tau_norm rescales class vectors (post hoc); backbone frozen.
@@ -275,9 +303,18 @@ class TrainConfig:
 class EvalConfig:
     """When and how the run is evaluated, and the shot groups of the accuracy table."""
 
-    every: int = bounded(1, ge=1)  # evaluate every N epochs (and always after the last)
+    # accuracy (top-1, balanced, shot groups) of the validation and test splits every N
+    # epochs, one forward pass per split (a test split as large as a long-tailed training
+    # set costs about a quarter of a training epoch per pass)
+    every: int = bounded(5, ge=1)
+    # collapse metrics (NC1-NC4, class geometry) of every evaluated split, and the training
+    # split (without augmentation), every N epochs; the last epoch always gets everything
+    collapse_every: int = bounded(10, ge=1)
     batch_size: int = bounded(512, ge=1)
-    train_subsample: int | None = bounded(None, ge=1)  # collapse metrics on a train subset
+    # the training split is evaluated on a fixed stratified subsample of this many samples
+    # (drawn once with train.seed, at least one per class), except at the last epoch, which
+    # always evaluates the whole split; null = always the whole split
+    train_subsample: int | None = bounded(10000, ge=1)
     many: int = bounded(100, ge=0)  # shot groups: many > this many training images
     few: int = bounded(20, ge=0)  # few < this many
     shot_split: Literal["count", "index"] = "count"  # index = [Y22]'s fixed ranges
@@ -293,6 +330,13 @@ class LogConfig:
     tensorboard: bool = True
     progress: Literal["auto", "on", "off"] = "auto"  # auto: only on a terminal
     report: bool = True  # write the HTML report at the end (when available)
+    # Trackers besides TensorBoard (neuralcollapse.train.trackers; extras wandb, mlflow).
+    wandb: bool = False  # a Weights & Biases run under RUN_DIR/wandb
+    wandb_project: str = "neuralcollapse"
+    wandb_mode: Literal["offline", "online"] = "offline"  # offline: upload with wandb sync
+    mlflow: bool = False  # an MLflow run: file store RUN_DIR/mlruns, or at mlflow_uri
+    mlflow_uri: str | None = None  # tracking URI: http://host:5000, file:///..., sqlite:///...
+    mlflow_experiment: str = "neuralcollapse"
 
 
 @dataclass
@@ -437,6 +481,53 @@ def check_config(config: Config) -> None:
     )
     _check_longtail_keys(c)
     _check_dataset_keys(c)
+    _check_validation_keys(c)
+    _check_log_keys(c)
+
+
+def _check_log_keys(c: Config) -> None:
+    """Tracker names W&B and MLflow would refuse, caught before training starts."""
+    project = c.log.wandb_project
+    _require(
+        0 < len(project) <= 128 and not set(project) & set("/\\#?%:"),
+        f"log.wandb_project must be 1-128 characters without / \\ # ? % :, got {project!r}",
+    )
+    _require(
+        c.log.mlflow_experiment.strip() != "",
+        "log.mlflow_experiment must name an experiment, got an empty string",
+    )
+    _require(
+        c.log.mlflow_uri is None or c.log.mlflow_uri.strip() != "",
+        "log.mlflow_uri must be a tracking URI or null (the file store RUN_DIR/mlruns)",
+    )
+
+
+def has_validation(config: Config) -> bool:
+    """Whether the run holds out a validation split (data.val_fraction or data.val_list)."""
+    return config.data.val_fraction > 0 or config.data.val_list is not None
+
+
+def best_split(config: Config) -> str | None:
+    """The split ``train.select_best_on`` chooses the best epoch on: "val", "test" or None
+    (no best epoch: "none", or "auto" without a validation split)."""
+    choice = config.train.select_best_on
+    if choice == "auto":
+        return "val" if has_validation(config) else None
+    return None if choice == "none" else choice
+
+
+def _check_validation_keys(c: Config) -> None:
+    """The validation split and what chooses the best epoch."""
+    _require(
+        not (c.data.val_fraction > 0 and c.data.val_list is not None),
+        f"data.val_fraction={c.data.val_fraction} and data.val_list={c.data.val_list!r} both "
+        "name a validation split: set only one of them",
+    )
+    _require(
+        c.train.select_best_on != "val" or has_validation(c),
+        "train.select_best_on='val' needs a validation split: set data.val_fraction (e.g. "
+        "0.1) or data.val_list, or choose train.select_best_on=auto/test/none",
+    )
 
 
 def _check_dataset_keys(c: Config) -> None:
@@ -554,7 +645,7 @@ def check_resume_changes(saved: Config, requested: Config) -> None:
     Raises:
         ConfigError: naming every key that differs, with its checkpoint and requested
             value: ``optim.lr cannot change when resuming (checkpoint 0.1, requested
-            0.05); only train.epochs, eval.every, log.* can``.
+            0.05); only train.epochs, eval.every, ..., log.* can``.
     """
     old, new = _flatten(config_to_dict(saved)), _flatten(config_to_dict(requested))
     keys = list(old) + [k for k in new if k not in old]

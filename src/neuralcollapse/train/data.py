@@ -4,10 +4,23 @@ Tensor data sets (digits, CIFAR, Gaussian mixtures) live whole on the training d
 are batched by :class:`~neuralcollapse.data.DeviceLoader` (augmentation per batch on the
 device). File-backed sets (image folders, list files) go through a standard ``DataLoader``
 with workers, and are augmented and normalised on the device after transfer.
+
+The splits of a run, in the order they are made:
+
+1. the training and test splits as loaded (the release's, the folder's, the list files');
+2. the validation split (``data.val_fraction`` or ``data.val_list``), held out of the loaded
+   training split, so it keeps that split's class proportions (balanced for CIFAR-LT,
+   digits and the other artificially long-tailed sets, like their test splits);
+3. the long-tailed training subset (``data.imbalance_ratio``) of what is left. Its class
+   counts, ``TrainingData.train_counts``, define the shot groups.
+
+The training split is evaluated without augmentation, on a fixed stratified subsample of
+``eval.train_subsample`` samples except at the last epoch (:func:`train_eval_subset`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from neuralcollapse._internal.seeding import derive_generator
+from neuralcollapse._internal.seeding import derive_generator, derive_seed
 from neuralcollapse.data import (
     DeviceLoader,
     ImageFolderDataset,
@@ -30,8 +43,10 @@ from neuralcollapse.data import (
     load_cifar,
     load_digits,
     load_mnist5k,
+    long_tailed_indices,
     long_tailed_subset,
     make_dataloader,
+    materialize,
     normalize,
     random_crop_flip,
     random_resized_crop,
@@ -48,7 +63,17 @@ from neuralcollapse.train.release_data import (
     store_images,
 )
 
-__all__ = ["Batches", "Loaders", "TrainingData", "build_loaders", "load_training_data"]
+__all__ = [
+    "Batches",
+    "Loaders",
+    "TrainingData",
+    "build_loaders",
+    "load_training_data",
+    "read_index_list",
+    "subsample_counts",
+    "train_eval_subset",
+    "validation_counts",
+]
 
 # Normalisation of file-backed (ImageNet-style) images: the usual ImageNet statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,11 +83,12 @@ GAUSSIAN_TEST_PER_CLASS = 100
 
 @dataclass
 class TrainingData:
-    """Train and test sets of one run.
+    """Train, validation and test sets of one run.
 
-    ``train`` / ``test`` are :class:`LabeledImages` for tensor sets, or datasets with a
-    ``labels`` tensor for file-backed sets. ``train_counts`` (K,) are the training samples
-    per class after long-tailed subsetting; ``mean`` / ``std`` normalise channels.
+    ``train`` / ``val`` / ``test`` are :class:`LabeledImages` for tensor sets, or datasets
+    with a ``labels`` tensor for file-backed sets; ``val`` is None without a validation
+    split. ``train_counts`` (K,) are the training samples per class after the validation
+    split and the long-tailed subset; ``mean`` / ``std`` normalise channels.
     """
 
     train: LabeledImages | Dataset
@@ -72,6 +98,7 @@ class TrainingData:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     hierarchy: Hierarchy | ClassDistances | None = None  # classes in data-set order
+    val: LabeledImages | Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -140,7 +167,7 @@ class _LabelledSubset(Dataset):
         return self.base[int(self.indices[index])]
 
 
-def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
+def _file_sets(cfg: DataConfig) -> tuple[Dataset, Dataset]:
     root = Path(cfg.root)
     if cfg.name == "image_folder":
         for part in ("train", "test"):
@@ -158,11 +185,12 @@ def _file_sets(cfg: DataConfig, seed: int) -> tuple[Dataset, Dataset]:
         test = ListFileDataset(
             root, cfg.test_list, num_classes=train.num_classes, size=cfg.image_size
         )
-    return _long_tailed(train, cfg, seed), test
+    return train, test
 
 
 def load_training_data(config: Config) -> TrainingData:
-    """Load, subset and describe the data of ``config`` (the subset is seeded by train.seed)."""
+    """Load the data of ``config``: the splits as loaded, the validation split held out of
+    the training split, the long-tailed subset of the rest (all seeded by train.seed)."""
     cfg, seed = config.data, config.train.seed
     if cfg.hierarchy == "dataset":
         hierarchy = shipped_hierarchy(cfg)
@@ -175,16 +203,19 @@ def load_training_data(config: Config) -> TrainingData:
         hierarchy = None
     if cfg.name in ("image_folder", "list_file", "cub", "fgvc_aircraft", "inaturalist"):
         if cfg.name in ("image_folder", "list_file"):
-            train, test = _file_sets(cfg, seed)
+            train, test = _file_sets(cfg)
         else:
             train, test = load_image_file_sets(cfg)
-            train = _long_tailed(train, cfg, seed)
         names = tuple(test.class_names)
+        train, val = _hold_out_validation(train, cfg, seed, names)
+        train = _long_tailed(train, cfg, seed)
         counts = torch.bincount(train.labels, minlength=len(names))
         # decoded into the device-resident store when they fit, else streamed; ImageNet
         # statistics either way (the convention of the pretrained backbones they start from)
         train, test = store_images(train, test, names, cfg)
-        data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy)
+        if val is not None and isinstance(train, LabeledImages):
+            val = materialize(val, names, num_workers=cfg.num_workers)  # stored like train
+        data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy, val)
     else:
         if cfg.name in ("digits", "mnist5k"):
             split = load_digits(seed=seed) if cfg.name == "digits" else load_mnist5k()
@@ -196,6 +227,7 @@ def load_training_data(config: Config) -> TrainingData:
             train, test = load_array_sets(cfg)
         else:
             train, test = _mixture(cfg, seed, hierarchy)
+        train, val = _hold_out_validation(train, cfg, seed, train.class_names)
         train = _long_tailed(train, cfg, seed)
         mean, std = channel_stats(train.images)
         data = TrainingData(
@@ -206,10 +238,97 @@ def load_training_data(config: Config) -> TrainingData:
             tuple(mean.tolist()),
             tuple(std.tolist()),
             hierarchy,
+            val,
         )
     if hierarchy is not None:
         data.hierarchy = _match_classes(hierarchy, data.class_names, cfg.hierarchy)
     return data
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validation_counts(counts: Tensor, fraction: float) -> Tensor:
+    """(K,) samples per class that ``data.val_fraction`` = ``fraction`` holds out of a
+    split with ``counts`` (K,) per class: ``round(fraction * n_k)`` (halves up)."""
+    return torch.floor(counts.double() * fraction + 0.5).long()
+
+
+def read_index_list(path: str | Path, size: int) -> Tensor:
+    """The sorted (M,) int64 indices of an index-list file (``data.val_list``): 0-based
+    integers into a split of ``size`` samples, separated by whitespace or commas, ``#``
+    starting a comment.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: a word that is not an integer, an index outside ``[0, size)``, an
+            index listed twice, or no index at all (naming the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.val_list={str(path)!r} does not exist")
+    indices: list[int] = []
+    seen: dict[int, int] = {}
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        for word in line.split("#", 1)[0].replace(",", " ").split():
+            where = f"data.val_list={str(path)!r} line {number}"
+            if not re.fullmatch(r"[0-9]+", word):
+                raise ConfigError(f"{where}: {word!r} is not a 0-based sample index")
+            index = int(word)
+            if index >= size:
+                raise ConfigError(
+                    f"{where}: index {index} is outside the training split's {size} samples "
+                    f"(0..{size - 1})"
+                )
+            if index in seen:
+                raise ConfigError(
+                    f"{where}: index {index} is listed twice (also line {seen[index]})"
+                )
+            seen[index] = number
+            indices.append(index)
+    if not indices:
+        raise ConfigError(f"data.val_list={str(path)!r} lists no index")
+    return torch.tensor(sorted(indices), dtype=torch.int64)
+
+
+def _hold_out_validation(
+    train: LabeledImages | Dataset, cfg: DataConfig, seed: int, class_names: tuple[str, ...]
+) -> tuple[LabeledImages | Dataset, LabeledImages | Dataset | None]:
+    """(what stays for training, the validation split) of the loaded training split;
+    the split is None without data.val_fraction / data.val_list."""
+    if cfg.val_fraction == 0 and cfg.val_list is None:
+        return train, None
+    labels = train.labels
+    counts = torch.bincount(labels, minlength=len(class_names))
+    if cfg.val_list is not None:
+        held = torch.zeros(len(labels), dtype=torch.bool)
+        held[read_index_list(cfg.val_list, len(labels))] = True
+        key = f"data.val_list={cfg.val_list!r}"
+    else:
+        want = validation_counts(counts, cfg.val_fraction)
+        if int(want.sum()) == 0:
+            raise ConfigError(
+                f"data.val_fraction={cfg.val_fraction} holds out no sample of the {len(labels)} "
+                "training samples (round(f * n) is 0 for every class): raise it"
+            )
+        chosen = long_tailed_indices(labels, want, seed=derive_seed(seed, "validation-split"))
+        held = torch.zeros(len(labels), dtype=torch.bool)
+        held[chosen] = True
+        key = f"data.val_fraction={cfg.val_fraction}"
+    left = torch.bincount(labels[~held], minlength=len(class_names))
+    emptied = [k for k in range(len(class_names)) if counts[k] > 0 and left[k] == 0]
+    if emptied:
+        shown = ", ".join(f"{class_names[k]!r} ({int(counts[k])} samples)" for k in emptied[:5])
+        more = f" and {len(emptied) - 5} more" if len(emptied) > 5 else ""
+        raise ConfigError(
+            f"{key} leaves class(es) {shown}{more} with no training sample: hold out fewer "
+            "samples of them"
+        )
+    return (
+        _subset(train, torch.nonzero(~held).flatten()),
+        _subset(train, torch.nonzero(held).flatten()),
+    )
 
 
 def _match_classes(
@@ -353,28 +472,72 @@ def _check_batch_split(config: Config, context: DistContext) -> None:
         )
 
 
-def train_eval_subset(data: TrainingData, config: Config) -> LabeledImages | Dataset:
-    """The training set for evaluation: all of it, or ``eval.train_subsample`` samples drawn
-    once with train.seed (the same subset every epoch and on every rank)."""
+def subsample_counts(counts: Tensor, size: int) -> Tensor:
+    """(K,) per-class sizes of a stratified subsample of ``size`` samples of a split with
+    ``counts`` (K,) per class: every class present keeps one sample, the other
+    ``size - (classes present)`` are shared in proportion to ``n_k - 1`` (largest
+    remainder, ties to the lower class index), so the sizes sum to exactly ``size``.
+    ``size`` >= the split's size gives ``counts`` itself.
+
+    Raises:
+        ValueError: ``size`` is below the number of classes present.
+    """
+    counts = counts.long()
+    total, present = int(counts.sum()), int((counts > 0).sum())
+    if size >= total:
+        return counts.clone()
+    if size < present:
+        raise ValueError(
+            f"a subsample of {size} cannot hold one sample of each of the {present} classes"
+        )
+    spare = (counts - 1).clamp(min=0)
+    share = (size - present) * spare.double() / max(int(spare.sum()), 1)
+    extra = torch.floor(share).long()
+    left = size - present - int(extra.sum())
+    order = torch.argsort(-(share - extra.double()), stable=True)
+    extra[order[:left]] += 1
+    return (counts > 0).long() + extra
+
+
+def train_eval_subset(
+    data: TrainingData, config: Config, *, full: bool = False
+) -> LabeledImages | Dataset:
+    """The training set for evaluation: all of it (``full``, or ``eval.train_subsample``
+    null or >= its size), else the stratified subsample of ``eval.train_subsample``
+    samples (:func:`subsample_counts`) drawn once with train.seed: the same subset every
+    epoch and on every rank.
+
+    Raises:
+        ConfigError: eval.train_subsample is below the number of classes.
+    """
     limit, n = config.eval.train_subsample, len(data.train.labels)
-    if limit is None or limit >= n:
+    if full or limit is None or limit >= n:
         return data.train
-    generator = derive_generator(config.train.seed, "train-eval-subset")
-    keep = torch.randperm(n, generator=generator)[:limit].sort().values
+    try:
+        sizes = subsample_counts(data.train_counts, limit)
+    except ValueError as exc:
+        raise ConfigError(f"eval.train_subsample={limit}: {exc}; raise it or set null") from None
+    keep = long_tailed_indices(
+        data.train.labels, sizes, seed=derive_seed(config.train.seed, "train-eval-subset")
+    )
     return _subset(data.train, keep)
 
 
 class Loaders(NamedTuple):
-    """The batches of a run: ``train`` (augmented, sampled), ``train_eval`` (the training
-    set, or its ``eval.train_subsample``, without augmentation) and ``test``."""
+    """The batches of a run, the evaluated ones without augmentation: ``train`` (augmented,
+    sampled), ``train_eval`` (the whole training set), ``test``, ``train_sample`` (the
+    ``eval.train_subsample`` of the training set; the same object as ``train_eval`` when
+    that is the whole set) and ``val`` (None without a validation split)."""
 
     train: Batches
     train_eval: Batches
     test: Batches
+    train_sample: Batches | None = None
+    val: Batches | None = None
 
 
 def build_loaders(data: TrainingData, config: Config, context: DistContext) -> Loaders:
-    """The three :class:`Loaders` of a run.
+    """The :class:`Loaders` of a run.
 
     Training batches hold ``train.batch_size / train.accumulate`` samples (summed over
     processes): the optimiser steps once per ``train.accumulate`` of them.
@@ -383,14 +546,12 @@ def build_loaders(data: TrainingData, config: Config, context: DistContext) -> L
     micro_batch = config.train.batch_size // config.train.accumulate
     common = dict(config=config, context=context)
     train = Batches(data.train, data, batch_size=micro_batch, training=True, **common)
-    train_eval = Batches(
-        train_eval_subset(data, config),
-        data,
-        batch_size=config.eval.batch_size,
-        training=False,
-        **common,
-    )
-    test_eval = Batches(
-        data.test, data, batch_size=config.eval.batch_size, training=False, **common
-    )
-    return Loaders(train, train_eval, test_eval)
+
+    def evaluated(dataset: LabeledImages | Dataset) -> Batches:
+        return Batches(dataset, data, batch_size=config.eval.batch_size, training=False, **common)
+
+    train_eval = evaluated(data.train)
+    sample = train_eval_subset(data, config)
+    train_sample = train_eval if sample is data.train else evaluated(sample)
+    val = None if data.val is None else evaluated(data.val)
+    return Loaders(train, train_eval, evaluated(data.test), train_sample, val)

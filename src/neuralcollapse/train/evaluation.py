@@ -1,10 +1,19 @@
-"""Evaluation of a run's model on its splits, through the one two-pass driver.
+"""Evaluation of a run's model on its splits, and the schedule that decides what is measured.
 
-Accuracy (overall, balanced, per class and per shot group), the collapse report and, with a
-class tree, the hierarchical metrics all come from
-:func:`neuralcollapse.metrics.evaluation.evaluate_model`; this module only says which
-loaders, classifier and class groups a run uses. Shot groups and the minority classes of the
-collapse report always follow the TRAINING counts, also when the test split is evaluated.
+Two kinds of evaluation, each ONE forward pass per split:
+
+* :func:`evaluate_splits`: accuracy (overall, balanced, per class and per shot group), the
+  collapse report and, with a class tree, the hierarchical metrics, all from the one
+  two-pass driver :func:`neuralcollapse.metrics.evaluation.evaluate_model` (its second pass
+  reads the cached first pass, not the model);
+* :func:`accuracy_splits`: accuracy (and the hierarchical metrics) alone, for the epochs
+  without collapse metrics.
+
+:func:`eval_plan` says which one an epoch gets (``eval.every``, ``eval.collapse_every``,
+the last epoch). This module only says which loaders, classifier and class groups a run
+uses. Shot groups and the minority classes of the collapse report always follow the
+TRAINING counts (of the training set left after the validation split and the long-tailed
+subset), also when the validation or test split is evaluated.
 
 With ``eval.logit_adjust_tau`` = tau > 0 the predictions are post-hoc logit-adjusted
 (Menon et al. 2021): accuracies and NC4 use ``logits - tau * log prior`` (training prior);
@@ -14,22 +23,64 @@ the features, class means and classifier of the collapse report are unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from neuralcollapse._internal.jsonio import to_jsonable
 from neuralcollapse.data import shot_groups, shot_groups_by_index
 from neuralcollapse.errors import usage_errors
 from neuralcollapse.hierarchy import distance_matrix
 from neuralcollapse.longtail_losses import log_prior, posthoc_logit_adjustment
-from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model
+from neuralcollapse.metrics import AccuracyCounter, HierarchicalCounter
+from neuralcollapse.metrics.evaluation import HIERARCHICAL_KS, Evaluation, evaluate_model
 from neuralcollapse.train.build import Classifier
 from neuralcollapse.train.config import Config
-from neuralcollapse.train.data import Loaders, TrainingData
+from neuralcollapse.train.data import Batches, Loaders, TrainingData
 
-__all__ = ["evaluate_splits", "shot_group_classes"]
+__all__ = [
+    "SPLITS",
+    "EvalPlan",
+    "accuracy_splits",
+    "eval_plan",
+    "evaluate_splits",
+    "shot_group_classes",
+]
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What one evaluated epoch measures.
+
+    Attributes:
+        collapse: the collapse metrics of every evaluated split, and the training split
+            (accuracy and collapse); otherwise the accuracy of the validation and test
+            splits only.
+        full: the training split whole, not its ``eval.train_subsample`` (the last epoch).
+    """
+
+    collapse: bool
+    full: bool
+
+
+def eval_plan(config: Config, epoch: int, *, last: bool) -> EvalPlan | None:
+    """The evaluation of 1-based ``epoch`` (of a stage), or None when it is not evaluated.
+
+    An epoch is evaluated when it is a multiple of ``eval.every`` (accuracy) or of
+    ``eval.collapse_every`` (everything, the training split subsampled), and the ``last``
+    epoch always gets everything on the whole training split, so that the final numbers
+    of a run are exact.
+    """
+    if last:
+        return EvalPlan(collapse=True, full=True)
+    collapse = epoch % config.eval.collapse_every == 0
+    if collapse or epoch % config.eval.every == 0:
+        return EvalPlan(collapse=collapse, full=False)
+    return None
 
 
 def shot_group_classes(config: Config, data: TrainingData) -> dict[str, Tensor]:
@@ -40,6 +91,30 @@ def shot_group_classes(config: Config, data: TrainingData) -> dict[str, Tensor]:
     return shot_groups(data.train_counts, many=config.eval.many, few=config.eval.few).as_dict()
 
 
+def _batches(loaders: Loaders, split: str, train_sample: bool) -> Batches:
+    if split == "train":
+        return loaders.train_sample if train_sample and loaders.train_sample else loaders.train_eval
+    if split == "val":
+        if loaders.val is None:
+            raise ValueError(
+                "the run has no validation split: set data.val_fraction or data.val_list"
+            )
+        return loaders.val
+    return loaders.test
+
+
+def _check_splits(splits: Sequence[str]) -> None:
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; use {SPLITS}")
+
+
+def _scored(model: Classifier, config: Config, data: TrainingData) -> nn.Module:
+    if config.eval.logit_adjust_tau > 0:
+        return _PosthocAdjusted(model, data.train_counts, config.eval.logit_adjust_tau)
+    return model
+
+
 def evaluate_splits(
     model: Classifier,
     loaders: Loaders,
@@ -47,15 +122,16 @@ def evaluate_splits(
     config: Config,
     device: torch.device,
     *,
-    splits: Sequence[str] = SPLITS,
+    splits: Sequence[str] = ("train", "test"),
+    train_sample: bool = False,
     distributed: bool = False,
 ) -> dict[str, Evaluation]:
-    """Evaluate ``model`` on the training split (no augmentation; ``eval.train_subsample``)
-    and/or the test split, keyed by split name. Under ``distributed`` each process
-    evaluates its shard and the statistics are summed exactly across processes."""
-    unknown = set(splits) - set(SPLITS)
-    if unknown:
-        raise ValueError(f"unknown split(s) {sorted(unknown)}; use {SPLITS}")
+    """Accuracy, collapse report (and hierarchical metrics) of ``model`` on ``splits``
+    (of "train", "val", "test"), keyed by split name. The training split is evaluated
+    without augmentation, whole, or on its ``eval.train_subsample`` with ``train_sample``.
+    Under ``distributed`` each process evaluates its shard and the statistics are summed
+    exactly across processes."""
+    _check_splits(splits)
     head = model.head
     tree, convention = data.hierarchy, config.data.lca_convention
     common = dict(
@@ -68,11 +144,61 @@ def evaluate_splits(
         device=device,
         distributed=distributed,
     )
-    batches = {"train": loaders.train_eval, "test": loaders.test}
-    scored: nn.Module = model
-    if config.eval.logit_adjust_tau > 0:
-        scored = _PosthocAdjusted(model, data.train_counts, config.eval.logit_adjust_tau)
-    return {split: evaluate_model(scored, batches[split], **common) for split in splits}
+    scored = _scored(model, config, data)
+    return {
+        split: evaluate_model(scored, _batches(loaders, split, train_sample), **common)
+        for split in splits
+    }
+
+
+def accuracy_splits(
+    model: Classifier,
+    loaders: Loaders,
+    data: TrainingData,
+    config: Config,
+    device: torch.device,
+    *,
+    splits: Sequence[str] = ("test",),
+    train_sample: bool = False,
+    distributed: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Accuracy alone (the keys of :meth:`AccuracyCounter.compute` with the shot groups,
+    plus ``hierarchical`` with a class tree) of ``model`` on ``splits``: one forward pass
+    per split and no feature statistics. JSON-ready, keyed by split name."""
+    _check_splits(splits)
+    k = model.head.num_classes
+    groups = shot_group_classes(config, data)
+    tree = data.hierarchy
+    lca = None if tree is None else distance_matrix(tree, convention=config.data.lca_convention)
+    scored = _scored(model, config, data)
+    results: dict[str, dict[str, Any]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for split in splits:
+                accuracy = AccuracyCounter(k, device=device)
+                hierarchy = None
+                if lca is not None:
+                    ks = tuple(j for j in HIERARCHICAL_KS if j <= k)
+                    hierarchy = HierarchicalCounter(lca, ks=ks, device=device)
+                for batch in _batches(loaders, split, train_sample):
+                    x, y = batch[0], batch[1]
+                    logits = scored(x)
+                    accuracy.update(logits, y)
+                    if hierarchy is not None:
+                        hierarchy.update(logits, y)
+                if distributed:
+                    accuracy.all_reduce()
+                    if hierarchy is not None:
+                        hierarchy.all_reduce()
+                metrics = accuracy.compute(groups)
+                if hierarchy is not None:
+                    metrics["hierarchical"] = hierarchy.compute()
+                results[split] = to_jsonable(metrics)
+    finally:
+        model.train(was_training)
+    return results
 
 
 class _PosthocAdjusted(nn.Module):

@@ -1,14 +1,16 @@
-"""What a run tells the world: progress, one line per epoch, TensorBoard scalars, records.
+"""What a run tells the world: progress, one line per epoch, trackers, records.
 
 Only the main process (rank 0) logs. With ``log.progress=auto`` a progress bar shows the
 steps on a terminal; when stderr is not a terminal (SLURM, nohup, CI), or with
 ``log.progress=off``, no bar is drawn and every epoch prints one plain line instead (epoch,
-loss, lr, test top-1 and NC1 when evaluated, elapsed time). ``log.progress=on`` forces the bar.
+loss, lr, test top-1 and NC1 when evaluated, validation top-1 when there is a validation
+split, elapsed time). ``log.progress=on`` forces the bar. The scalars of every epoch also go
+to the trackers the ``log.*`` keys switch on (:mod:`neuralcollapse.train.trackers`:
+TensorBoard, Weights & Biases, MLflow).
 """
 
 from __future__ import annotations
 
-import math
 import platform
 import sys
 from collections.abc import Callable
@@ -20,24 +22,15 @@ import neuralcollapse
 from neuralcollapse._internal.text import format_percent, format_sci
 from neuralcollapse.rundir import RunDir
 from neuralcollapse.train.config import Config, config_to_dict
-
-__all__ = ["RunLog", "SUMMARY_KEYS", "build_summary"]
-
-SUMMARY_KEYS = ("top1", "balanced", "many", "medium", "few")
-# Scalars of the collapse report worth a TensorBoard curve.
-COLLAPSE_SCALARS = (
-    "nc1",
-    "nc1_cdnv",
-    "nc2_etf_distance_means",
-    "nc2_equinorm_means",
-    "nc3_self_duality",
-    "nc4_ncc_mismatch",
-    "minority_cosine",
+from neuralcollapse.train.trackers import (
+    SUMMARY_KEYS,
+    Status,
+    Tracker,
+    epoch_scalars,
+    open_trackers,
 )
 
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+__all__ = ["RunLog", "SUMMARY_KEYS", "build_summary"]
 
 
 class _NoBar:
@@ -57,14 +50,18 @@ class _NoBar:
 
 
 class RunLog:
-    """Progress bar or plain lines, TensorBoard and ``metrics.jsonl`` of one run.
+    """Progress bar or plain lines, the trackers and ``metrics.jsonl`` of one run.
 
     Args:
         config: the run's config (``log.*`` keys).
         run: the run directory (None on ranks other than 0: nothing is written there).
         echo: where lines go (the CLI passes ``print``).
         total_steps: training steps left, for the progress bar.
-        first_epoch: the epoch the run (re)starts from, so TensorBoard drops later events.
+        first_epoch: the epoch the run (re)starts from, so trackers continue from there.
+
+    Raises:
+        ConfigError: a switched-on tracker's package is missing (the message names the
+            extra to install) or the tracker could not start.
     """
 
     def __init__(
@@ -81,12 +78,10 @@ class RunLog:
         mode = config.log.progress
         self.bar_enabled = main and (mode == "on" or (mode == "auto" and sys.stderr.isatty()))
         self.lines = main and not self.bar_enabled
+        self.trackers: list[Tracker] = (
+            open_trackers(config, run, first_epoch=first_epoch) if run is not None else []
+        )
         self.bar: Any = self._make_bar(total_steps) if self.bar_enabled else _NoBar()
-        self.writer = None
-        if main and config.log.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=first_epoch + 1)
 
     @staticmethod
     def _make_bar(total: int) -> Any:
@@ -94,28 +89,37 @@ class RunLog:
 
         return tqdm(total=total, unit="step", dynamic_ncols=True, leave=True)
 
-    def close(self) -> None:
+    def close(self, status: Status = "finished") -> None:
+        """Close the bar and the trackers (``status``: how the run ended)."""
         self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.close(status)
 
     def __enter__(self) -> RunLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close("finished")
+        else:
+            self.close("killed" if issubclass(kind, KeyboardInterrupt) else "failed")
 
     def record(self, record: dict[str, Any]) -> None:
-        """Write one finished epoch: ``metrics.jsonl``, TensorBoard, and a plain line."""
+        """Write one finished epoch: ``metrics.jsonl``, the trackers, and a plain line."""
         if self.run is None:
             return
         self.run.append_record(record)
         if self.lines:
-            self.echo(self._line(record))
-        if self.writer is not None:
-            self._scalars(record)
+            self.echo(self.line(record))
+        if self.trackers:
+            scalars = epoch_scalars(record)
+            for tracker in self.trackers:
+                tracker.log_scalars(scalars, record["epoch"])
 
-    def _line(self, record: dict[str, Any]) -> str:
+    def line(self, record: dict[str, Any]) -> str:
+        """The plain one-line summary of an epoch's record: ``epoch 3/30  loss 0.0123  lr
+        0.1  test top1 93.1%  nc1 0.21  val top1 92.0%  4.2s`` (what was measured)."""
         stage = record.get("stage")  # stage-2 epochs continue the numbering
         parts = [
             f"{stage} epoch {record['epoch']}"
@@ -127,29 +131,14 @@ class RunLog:
         test = record.get("test")
         if isinstance(test, dict):
             parts.append(f"test top1 {format_percent(test.get('top1'))}%")
-            parts.append(f"nc1 {format_sci(test.get('collapse', {}).get('nc1'))}")
+            collapse = test.get("collapse")
+            if isinstance(collapse, dict) and collapse.get("nc1") is not None:
+                parts.append(f"nc1 {format_sci(collapse.get('nc1'))}")
+        val = record.get("val")
+        if isinstance(val, dict):
+            parts.append(f"val top1 {format_percent(val.get('top1'))}%")
         parts.append(f"{record['elapsed_s']:.1f}s")
         return "  ".join(parts)
-
-    def _scalars(self, record: dict[str, Any]) -> None:
-        writer, step = self.writer, record["epoch"]
-        if "train_loss" in record:
-            writer.add_scalar("train/loss", record["train_loss"], step)
-            writer.add_scalar("train/lr", record["lr"], step)
-        for split in ("train", "test"):
-            result = record.get(split)
-            if not isinstance(result, dict):
-                continue
-            for key in SUMMARY_KEYS:
-                if _finite(result.get(key)):
-                    writer.add_scalar(f"{split}/{key}", result[key], step)
-            for key in COLLAPSE_SCALARS:
-                value = result["collapse"].get(key)
-                if _finite(value):
-                    writer.add_scalar(f"{split}/collapse/{key}", value, step)
-            for key, value in result.get("hierarchical", {}).items():
-                if key != "num_samples" and _finite(value):
-                    writer.add_scalar(f"{split}/hierarchical/{key}", value, step)
 
 
 def _pick(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -53,6 +53,7 @@ from neuralcollapse._internal.seeding import derive_seed
 from neuralcollapse.errors import ConfigError
 from neuralcollapse.train.config import Config
 from neuralcollapse.train.data import Batches
+from neuralcollapse.train.evaluation import EvalPlan, eval_plan
 
 if TYPE_CHECKING:
     from neuralcollapse.train.log import RunLog
@@ -307,9 +308,10 @@ def _stage2_batches(trainer: Trainer) -> Batches:
 def run_stage2(trainer: Trainer, log: RunLog) -> dict[str, Any] | None:
     """Stage 2 of ``trainer``'s run, after its last stage-1 epoch (called by ``fit``).
 
-    Each stage-2 epoch is recorded like a training epoch (``"stage"`` added; evaluated
-    every ``eval.every`` epochs and after the last) and enters the best-epoch tracking;
-    tau-normalisation records one evaluated epoch. At the end ``checkpoints/last.pt`` holds
+    Each stage-2 epoch is recorded like a training epoch (``"stage"`` added; evaluated on
+    the schedule of :func:`~neuralcollapse.train.evaluation.eval_plan`, counted from the
+    stage's first epoch, everything after its last) and enters the best-epoch tracking;
+    tau-normalisation records one fully evaluated epoch. At the end ``checkpoints/last.pt`` holds
     the final model with the stage marked done.
 
     Returns:
@@ -324,7 +326,10 @@ def run_stage2(trainer: Trainer, log: RunLog) -> dict[str, Any] | None:
         started = time.perf_counter()
         tau_normalize_(_classifier_of(trainer.model), config.train.stage2_tau)
         epoch += 1
-        evaluation = _record(trainer, log, epoch, {"tau": config.train.stage2_tau}, started)
+        plan = eval_plan(config, 1, last=True)
+        evaluation = _record(
+            trainer, log, epoch, {"tau": config.train.stage2_tau}, started, plan=plan
+        )
     else:
         context = trainer.context
         retrain = ClassifierRetraining(
@@ -350,8 +355,8 @@ def run_stage2(trainer: Trainer, log: RunLog) -> dict[str, Any] | None:
                 "train_loss": stats["loss"],
                 "train_batch_accuracy": stats["batch_accuracy"],
             }
-            evaluate = last or (index + 1) % config.eval.every == 0
-            result = _record(trainer, log, epoch, fields, started, evaluate=evaluate)
+            plan = eval_plan(config, index + 1, last=last)
+            result = _record(trainer, log, epoch, fields, started, plan=plan)
             evaluation = result if result is not None else evaluation
         retrain.finish()
     trainer.epoch, trainer.stage2_done = epoch, True
@@ -366,9 +371,10 @@ def _record(
     fields: dict[str, Any],
     started: float,
     *,
-    evaluate: bool = True,
+    plan: EvalPlan | None,
 ) -> dict[str, Any] | None:
-    """Evaluate (when asked), track the best epoch and write the record of a stage-2 epoch."""
+    """Evaluate (as ``plan`` says; not at all when None), track the best epoch and write
+    the record of a stage-2 epoch."""
     record: dict[str, Any] = {
         "epoch": epoch,
         "stage": trainer.config.train.stage2,
@@ -376,17 +382,17 @@ def _record(
         **fields,
     }
     evaluation = None
-    if evaluate:
+    if plan is not None:
         # The epoch the geometry and a best checkpoint are of; until stage 2 ends,
         # trainer.epoch stays at the checkpointed (last stage-1) epoch for resume messages.
         checkpointed, trainer.epoch = trainer.epoch, epoch
         try:
-            evaluation = trainer.evaluate()
+            evaluation = trainer.evaluate(collapse=plan.collapse, full=plan.full)
             record.update(evaluation)
             trainer._track_best(evaluation)
         finally:
             trainer.epoch = checkpointed
     trainer.elapsed += time.perf_counter() - started
     record["elapsed_s"] = trainer.elapsed
-    log.record(record)
+    trainer.record(log, record)
     return evaluation

@@ -9,6 +9,11 @@ processes and devices (:mod:`.distributed`), and what may change on resume
 The loop is deterministic for a given config: the data order and augmentation of epoch e
 depend only on (train.seed, e), and every RNG state is checkpointed, so a resumed run
 continues exactly as an uninterrupted one.
+
+What each epoch measures follows :func:`.evaluation.eval_plan`: validation and test
+accuracy every ``eval.every`` epochs, the collapse metrics (and the training split, on its
+``eval.train_subsample``) every ``eval.collapse_every`` epochs, and everything on the whole
+training split at the last epoch. Each record says what it holds (``measured``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from neuralcollapse._internal.jsonio import dumps
 from neuralcollapse._internal.seeding import derive_generator
+from neuralcollapse._internal.threads import torch_threads
 from neuralcollapse.data import mixup
 from neuralcollapse.errors import RunFailed
 from neuralcollapse.rundir import RunDir, default_run_name
@@ -40,10 +46,17 @@ from neuralcollapse.train.build import (
     build_model,
     build_optimizer,
     build_scheduler,
+    run_threads,
 )
-from neuralcollapse.train.checkpoint import load_checkpoint, save_checkpoint
+from neuralcollapse.train.checkpoint import (
+    BackgroundWriter,
+    load_checkpoint,
+    save_checkpoint,
+    snapshot,
+)
 from neuralcollapse.train.config import (
     Config,
+    best_split,
     check_resume_changes,
     config_from_dict,
     config_to_dict,
@@ -57,8 +70,8 @@ from neuralcollapse.train.distributed import (
     check_same_frame,
     init_distributed,
 )
-from neuralcollapse.train.evaluation import evaluate_splits
-from neuralcollapse.train.log import RunLog, build_summary
+from neuralcollapse.train.evaluation import accuracy_splits, eval_plan, evaluate_splits
+from neuralcollapse.train.log import SUMMARY_KEYS, RunLog, build_summary
 
 __all__ = ["Trainer", "assemble"]
 
@@ -117,7 +130,8 @@ class Trainer:
             set), made unique when another run took that name in the same second.
         resume: continue the run in ``run_dir`` from ``checkpoints/last.pt``. ``config``
             may differ from the checkpoint's only where the resume policy allows
-            (train.epochs, eval.every, log.*); anything else raises ConfigError.
+            (:data:`~neuralcollapse.train.config.RESUMABLE_CHANGES`: train.epochs, the
+            evaluation schedule, log.*); anything else raises ConfigError.
         echo: where progress lines go (the CLI passes ``print``; the default is silent).
         stop_after: stop (with a checkpoint) after this many completed epochs, as an
             interruption would; ``resume`` then finishes the run.
@@ -169,6 +183,8 @@ class Trainer:
             check_resume_changes(saved, config)
             stage2.check_resume(saved, config, bool(state.get("stage2_done", False)))
         self.data, self.loaders, self.model = assemble(config, self.context)
+        shape = _input_shape(self.data, config.data.crop_size)
+        self.threads = run_threads(config, self.model, shape, self.device)  # None: torch's
         if config.head.kind != "learnable":
             check_same_frame(self.model.head.frame, self.context)
         counts = self.data.train_counts
@@ -182,6 +198,8 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.best_epoch: int | None = None
         self.stage2_done = False  # train.stage2 finished (its model is in last.pt)
+        self.saved_epoch: int | None = None  # the epoch checkpoints/last.pt holds
+        self._writes: BackgroundWriter | None = None  # during fit: run-directory writes
         if state is not None:
             self._restore(state)
         if self.run is not None:
@@ -208,15 +226,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, copy: bool = False) -> dict[str, Any]:
+        """The checkpoint's content; with ``copy`` its tensors are copies (the rest is
+        built afresh anyway), so that it can be written while training goes on."""
+        keep = snapshot if copy else (lambda value: value)
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
             "config": config_to_dict(self.config),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "model": keep(self.model.state_dict()),
+            "optimizer": keep(self.optimizer.state_dict()),
+            "scheduler": keep(self.scheduler.state_dict()),
+            "scaler": keep(self.scaler.state_dict()),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -242,17 +263,40 @@ class Trainer:
         self.best, self.best_epoch = json.loads(state["best"]), state["best_epoch"]
         self.elapsed = state["elapsed"]
         self.stage2_done = bool(state.get("stage2_done", False))
+        self.saved_epoch = self.epoch
+
+    def _write(self, job: Callable[..., Any], *args: Any) -> None:
+        """Run a write into the run directory (rank 0 only): during :meth:`fit` queued on
+        its background thread, in order, so that its fsync overlaps training; else now."""
+        if self.run is None:
+            return
+        if self._writes is None:
+            job(*args)
+        else:
+            self._writes.submit(job, *args)
 
     def _save(self, name: str) -> None:
+        """Checkpoint the current state as ``checkpoints/<name>.pt`` (a snapshot: the
+        write may finish while training goes on)."""
         if self.run is not None:
-            save_checkpoint(self._state(), self.run.checkpoint(name))
+            self._write(self._save_now, self._state(copy=True), name)
+
+    def _save_now(self, state: dict[str, Any], name: str) -> None:
+        save_checkpoint(state, self.run.checkpoint(name))
+        if name == "last":
+            self.saved_epoch = state["epoch"]
+
+    def record(self, log: RunLog, record: dict[str, Any]) -> None:
+        """Write one epoch's record (``metrics.jsonl``, trackers, the plain line) in order
+        with the checkpoints: before the epoch's ``last.pt``."""
+        self._write(log.record, record)
 
     def saved_state_line(self) -> str:
         """What the run directory holds now, for messages."""
-        if (self.run_dir / "checkpoints" / "last.pt").is_file():
+        if self.saved_epoch is not None and (self.run_dir / "checkpoints" / "last.pt").is_file():
             return (
-                f"checkpoints/last.pt holds epoch {self.epoch}; continue with: neuralcollapse "
-                f"train --resume {self.run_dir}"
+                f"checkpoints/last.pt holds epoch {self.saved_epoch}; continue with: "
+                f"neuralcollapse train --resume {self.run_dir}"
             )
         return f"no epoch was saved; start again with --run-dir {self.run_dir}"
 
@@ -275,7 +319,7 @@ class Trainer:
                 logits, h = self.forward(x, return_features=True)
                 frame = getattr(self.model.head, "frame", None)
                 loss = self.loss_fn(logits, h, targets, frame)
-            self.scaler.scale(loss * scale).backward()
+            self.scaler.scale(loss if scale == 1 else loss * scale).backward()
         return loss.detach(), logits.detach()
 
     def _optimizer_step(self) -> None:
@@ -295,13 +339,26 @@ class Trainer:
                 f"{self.global_step}): lower optim.lr or set optim.grad_clip"
             )
 
+    def _sums(
+        self, losses: list[torch.Tensor], correct: list[torch.Tensor], sizes: list[int]
+    ) -> torch.Tensor:
+        """(3,) float64: the summed loss (per-batch means x batch sizes), correct
+        predictions and samples of the micro-batches so far."""
+        weights = torch.tensor(sizes, dtype=torch.float64, device=self.device)
+        loss_sum = (torch.stack(losses).double() * weights).sum()
+        return torch.stack([loss_sum, torch.stack(correct).sum().double(), weights.sum()])
+
     def _train_epoch(self, log: RunLog) -> dict[str, float]:
         cfg, accumulate, loader = self.config, self.config.train.accumulate, self.loaders.train
         self.model.train()
         loader.set_epoch(self.epoch)
         self.loss_fn.set_epoch(self.epoch)  # deferred re-weighting switches here
         mix_rng = derive_generator(cfg.train.seed, "mixup", self.epoch)
-        # Running sums stay on the device; reading them (a sync) happens every few steps only.
+        # Per micro-batch mean losses and hits stay on the device, summed (a sync) every
+        # few steps only; the fewer small operations per step, the closer to a bare loop.
+        losses: list[torch.Tensor] = []
+        correct: list[torch.Tensor] = []
+        sizes: list[int] = []
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, seen
         batches = len(loader)
         self.optimizer.zero_grad(set_to_none=True)
@@ -312,13 +369,14 @@ class Trainer:
                 targets = (y_a, y_b, lam)
             boundary = (index + 1) % accumulate == 0 or index + 1 == batches
             loss, logits = self._micro_step(x, targets, sync=boundary, scale=1 / accumulate)
-            seen = torch.tensor(float(y.shape[0]), device=self.device)
-            correct = (logits.argmax(1) == y).sum().double()
-            totals += torch.stack([loss.double() * y.shape[0], correct, seen])
+            losses.append(loss)
+            correct.append((logits.argmax(1) == y).sum())
+            sizes.append(y.shape[0])
             if boundary:
                 self._optimizer_step()
             log.bar.update(1)
             if index % 20 == 0 or index + 1 == batches:
+                totals = self._sums(losses, correct, sizes)
                 self._check_finite(totals[0])
                 loss_sum, hits, count = totals.tolist()
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -332,34 +390,94 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self) -> dict[str, Any]:
-        """Train-set (no augmentation; optionally subsampled) and test-set metrics; also
-        saves the test-set class geometry for the report."""
-        results = evaluate_splits(
-            self.model,
-            self.loaders,
-            self.data,
-            self.config,
-            self.device,
-            distributed=self.context.enabled,
-        )
-        if self.run is not None:
-            kind = "learned classifier" if self.config.head.kind == "learnable" else "fixed frame"
-            self.run.write_geometry(
-                class_means=results["test"].class_means.numpy(),
-                classifier=self.model.head.weight.detach().double().cpu().numpy(),
-                kind=f"{kind} ({self.config.head.kind})",
-                epoch=self.epoch,
+    def evaluate(self, *, collapse: bool = True, full: bool = True) -> dict[str, Any]:
+        """Evaluate the model now: the validation (when there is one) and test splits, and
+        with ``collapse`` the training split too (no augmentation; whole with ``full``,
+        else its ``eval.train_subsample``), with every collapse metric; without
+        ``collapse`` accuracy only. A collapse evaluation also saves the test-set class
+        geometry for the report.
+
+        Returns:
+            ``{split: metrics}`` (``collapse`` is ``{}`` for an accuracy-only evaluation)
+            and ``measured``: ``splits``, ``collapse``, ``train_samples`` (None when the
+            training split was not evaluated) and ``train_size``.
+        """
+        held_out = ("val", "test") if self.loaders.val is not None else ("test",)
+        common = dict(distributed=self.context.enabled)
+        evaluation: dict[str, Any]
+        if collapse:
+            splits = ("train", *held_out)
+            results = evaluate_splits(
+                self.model,
+                self.loaders,
+                self.data,
+                self.config,
+                self.device,
+                splits=splits,
+                train_sample=not full,
+                **common,
             )
-        return {split: result.metrics for split, result in results.items()}
+            evaluation = {split: result.metrics for split, result in results.items()}
+            train_samples = evaluation["train"]["num_samples"]
+            if self.run is not None:
+                head = self.config.head.kind
+                kind = "learned classifier" if head == "learnable" else "fixed frame"
+                geometry = dict(
+                    class_means=results["test"].class_means.numpy(),
+                    classifier=self.model.head.weight.detach().double().cpu().numpy(),
+                    kind=f"{kind} ({head})",
+                    epoch=self.epoch,
+                )
+                self._write(lambda: self.run.write_geometry(**geometry))
+        else:
+            splits = held_out
+            evaluation = accuracy_splits(
+                self.model,
+                self.loaders,
+                self.data,
+                self.config,
+                self.device,
+                splits=splits,
+                **common,
+            )
+            for metrics in evaluation.values():
+                metrics["collapse"] = {}  # not measured at this epoch (eval.collapse_every)
+            train_samples = None
+        evaluation["measured"] = {
+            "splits": list(splits),
+            "collapse": collapse,
+            "train_samples": train_samples,
+            "train_size": len(self.data.train.labels),
+        }
+        return evaluation
 
     def _track_best(self, evaluation: dict[str, Any]) -> None:
-        top1 = evaluation["test"]["top1"]
-        if self.best is None or top1 > self.best["test"]["top1"]:
+        """Keep (and checkpoint) the evaluation with the highest
+        ``train.select_best_metric`` on the ``train.select_best_on`` split (the first of
+        equal ones); nothing without such a split."""
+        split = best_split(self.config)
+        if split is None:
+            return
+        metric = self.config.train.select_best_metric
+        value = evaluation[split].get(metric)
+        if value is None:
+            return
+        if self.best is None or value > (self.best[split].get(metric) or -math.inf):
             self.best, self.best_epoch = evaluation, self.epoch
             self._save("best")
 
     # ------------------------------------------------------------------ the loop
+
+    @contextlib.contextmanager
+    def _background_writes(self) -> Iterator[None]:
+        """Queue the run-directory writes inside on a background thread; on the way out
+        wait for them (also after an error or Ctrl-C), raising the first failed write."""
+        self._writes = BackgroundWriter()
+        try:
+            yield
+        finally:
+            writes, self._writes = self._writes, None
+            writes.close()
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.epochs`` (from the resumed epoch) and return the summary.
@@ -374,7 +492,12 @@ class Trainer:
         total = max(cfg.train.epochs - self.epoch, 0) * len(self.loaders.train)
         log = RunLog(cfg, self.run, self.echo, total_steps=total, first_epoch=self.epoch)
         try:
-            with log, deterministic_algorithms(cfg.train.deterministic, self.device):
+            with (
+                log,
+                torch_threads(self.threads),
+                deterministic_algorithms(cfg.train.deterministic, self.device),
+                self._background_writes(),
+            ):
                 while self.epoch < cfg.train.epochs:
                     started = time.perf_counter()
                     log.bar.set_description(f"epoch {self.epoch + 1}/{cfg.train.epochs}")
@@ -387,15 +510,16 @@ class Trainer:
                         "train_loss": stats["loss"],
                         "train_batch_accuracy": stats["batch_accuracy"],
                     }
-                    if self.epoch % cfg.eval.every == 0 or self.epoch == cfg.train.epochs:
-                        last_eval = self.evaluate()
+                    plan = eval_plan(cfg, self.epoch, last=self.epoch == cfg.train.epochs)
+                    if plan is not None:
+                        last_eval = self.evaluate(collapse=plan.collapse, full=plan.full)
                         record.update(last_eval)
                         self._track_best(last_eval)
                     self.elapsed += time.perf_counter() - started
                     record["elapsed_s"] = self.elapsed
                     # The record first, then the checkpoint: a crash in between leaves a
                     # record past the checkpoint, which resume drops.
-                    log.record(record)
+                    self.record(log, record)
                     self._save("last")
                     if self.stop_after is not None and self.epoch >= self.stop_after:
                         break
@@ -403,7 +527,9 @@ class Trainer:
                     self.stop_after is None or self.stop_after > cfg.train.epochs
                 ):
                     last_eval = stage2.run_stage2(self, log) or last_eval  # train.stage2
-                if last_eval is None:
+                if last_eval is None or not _whole(last_eval):
+                    # stopped early, or resumed when done: the final numbers are exact
+                    # (the whole training split, every metric), recorded in summary.json
                     last_eval = self.evaluate()
         except KeyboardInterrupt:
             self.echo(f"interrupted in epoch {self.epoch + 1}: {self.saved_state_line()}")
@@ -420,13 +546,86 @@ class Trainer:
             run_dir=str(self.run_dir),
             epochs=self.epoch,
             final=last_eval,
-            best=self.best,
+            best=None,
             best_epoch=self.best_epoch,
             wall_time_s=self.elapsed,
             device=self.device,
             world_size=self.context.world_size,
         )
+        self._complete_summary(summary, last_eval)
         summary["stages"] = stage2.stage_summary(cfg, self.best_epoch, self.stage2_done)
+        summary["class_names"] = list(self.data.class_names)  # labels the report's points
         if self.run is not None:
             self.run.write_summary(summary)
         return summary
+
+    def _complete_summary(self, summary: dict[str, Any], final: dict[str, Any]) -> None:
+        """Add to ``summary`` (of :func:`build_summary`) the validation numbers, the best
+        epoch and how it was chosen, the evaluation schedule, the split sizes and the CPU
+        threads."""
+        cfg = self.config
+        parts: dict[str, Any] = {}
+        if "val" in final:
+            summary["final"]["val"] = _numbers(final["val"])
+        split, metric = best_split(cfg), cfg.train.select_best_metric
+        best = None
+        if split is not None and self.best is not None:
+            best = {"split": split, "metric": metric, "epoch": self.best_epoch}
+            best.update(_numbers(self.best["test"]))
+            for name in ("val", "train"):
+                if name in self.best:
+                    best[name] = _numbers(self.best[name])
+            best["measured"] = self.best.get("measured")
+        else:
+            parts["best_epoch"] = None
+        parts["best"] = best
+        parts["best_rule"] = _best_rule(cfg, split)
+        held = self.data.val
+        parts["splits"] = {
+            "train": len(self.data.train.labels),
+            "val": 0 if held is None else len(held.labels),
+            "test": len(self.data.test.labels),
+        }
+        parts["evaluation"] = {
+            "every": cfg.eval.every,
+            "collapse_every": cfg.eval.collapse_every,
+            "train_subsample": cfg.eval.train_subsample,
+            "final": final.get("measured"),
+        }
+        parts["num_threads"] = torch.get_num_threads() if self.threads is None else self.threads
+        summary.update(parts)
+
+
+def _whole(evaluation: dict[str, Any]) -> bool:
+    """Whether ``evaluation`` measured everything on the whole training split."""
+    measured = evaluation.get("measured", {})
+    return bool(measured.get("collapse")) and measured.get("train_samples") == measured.get(
+        "train_size"
+    )
+
+
+def _numbers(result: dict[str, Any]) -> dict[str, Any]:
+    """The summary numbers of one evaluated split (accuracy by shot group, the collapse
+    report, the hierarchical metrics when measured)."""
+    picked = {key: result.get(key) for key in SUMMARY_KEYS}
+    picked["collapse"] = result.get("collapse", {})
+    if "hierarchical" in result:
+        picked["hierarchical"] = result["hierarchical"]
+    return picked
+
+
+def _best_rule(config: Config, split: str | None) -> str:
+    metric = config.train.select_best_metric
+    if split == "val":
+        return f"highest validation {metric} over the evaluated epochs (the first of equal ones)"
+    if split == "test":
+        return (
+            f"highest TEST {metric} over the evaluated epochs (train.select_best_on=test: "
+            "chosen on the test set, an optimistic estimate)"
+        )
+    return (
+        "none: no validation split to choose on (set data.val_fraction or data.val_list; "
+        "train.select_best_on=test chooses on the test set)"
+        if config.train.select_best_on == "auto"
+        else "none (train.select_best_on=none)"
+    )

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from neuralcollapse._internal.checks import check_float, check_int
+from neuralcollapse._internal.threads import torch_threads
 from neuralcollapse.data import class_counts
 from neuralcollapse.errors import ConfigError
 from neuralcollapse.frames import build_frame, simplex_etf, target_similarity
@@ -374,20 +375,6 @@ def _check_start(config: UFMConfig, problem: UFMProblem) -> None:
 
 
 @contextlib.contextmanager
-def _threads(wanted: int) -> Iterator[None]:
-    """Set torch's intra-op CPU threads inside, restoring the previous value after."""
-    previous = torch.get_num_threads()
-    if wanted == previous:
-        yield
-        return
-    torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
 def _cpu_threads(config: UFMConfig, work: int) -> Iterator[None]:
     """Set torch's intra-op CPU threads for the run, restoring the previous value after."""
     wanted = config.num_threads
@@ -396,7 +383,7 @@ def _cpu_threads(config: UFMConfig, work: int) -> Iterator[None]:
     if torch.device(config.device).type != "cpu":
         yield
         return
-    with _threads(wanted):
+    with torch_threads(wanted):
         yield
 
 
@@ -802,7 +789,7 @@ def lr_sweep(
     feature_budget = check_float("feature_budget", feature_budget, minimum=0.0, strict_minimum=True)
     weight_decay = check_float("weight_decay", weight_decay, minimum=0.0)
     nc1_target = check_float("nc1_target", nc1_target, minimum=0.0, strict_minimum=True)
-    with _threads(1):
+    with torch_threads(1):
         return _sweep(
             problem, loss, rates, steps, model, constraint, feature_budget, weight_decay, nc1_target
         )
