@@ -1,6 +1,7 @@
 """Claim: a whole epoch of the default run through the Trainer (training, evaluation on its
 default schedule, records, TensorBoard, checkpoints) costs at most 1.10x the epoch of a
-hand-written minimal loop over the same model, data, loss, optimiser, schedule and batches.
+hand-written minimal loop over the same model, data, loss, optimiser, schedule and batches,
+under the same kernel setting (``train.deterministic``).
 
 Each round trains the whole run (``train.epochs`` epochs, default the recipe's 30) both
 ways, in alternating order, in one process so that machine noise hits both alike; building
@@ -38,7 +39,7 @@ from neuralcollapse.train import Trainer, load_config
 from neuralcollapse.train.build import build_loss, build_optimizer, build_scheduler
 from neuralcollapse.train.config import EvalConfig, TrainConfig
 from neuralcollapse.train.recipes import resolve_config_path
-from neuralcollapse.train.trainer import assemble
+from neuralcollapse.train.trainer import assemble, deterministic_algorithms
 
 OLD_SCHEDULE = ["eval.every=1", "eval.collapse_every=1", "eval.train_subsample=null"]
 
@@ -64,6 +65,12 @@ def hand_loop_seconds(config, epochs: int) -> tuple[float, float]:
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer, len(loaders.train))
     frame = getattr(model.head, "frame", None)
+    # the same kernels as the Trainer: train.deterministic selects them for both sides
+    with deterministic_algorithms(config.train.deterministic, device):
+        return _hand_epochs(model, loaders, loss_fn, optimizer, scheduler, frame, epochs)
+
+
+def _hand_epochs(model, loaders, loss_fn, optimizer, scheduler, frame, epochs: int):
     start = _clocks()
     for epoch in range(epochs):
         model.train()

@@ -344,3 +344,34 @@ def test_bad_streams_are_clear_errors():
         evaluate_stream(lambda: iter([(h, y, h @ w[:5].T)]), num_classes=K)
     with pytest.raises(ValueError, match="at least two classes"):
         evaluate_stream(lambda: iter([(h[y == 0], y[y == 0], None)]), num_classes=K)
+
+
+def test_accuracy_only_evaluation_equals_the_full_one_in_one_pass():
+    h, y, w, b = make_split(seed=3)
+    groups = shot_groups(torch.bincount(y, minlength=K), many=20, few=10)
+    full = evaluate_stream(
+        Stream(h, y, w, b),
+        num_classes=K,
+        classifier=w,
+        bias=b,
+        groups=groups,
+        lca=LCA,
+        cache_limit=0,
+    )
+    stream = Stream(h, y, w, b)
+    alone = evaluate_stream(stream, num_classes=K, groups=groups, lca=LCA, collapse=False)
+    assert stream.calls == 1  # no second pass and no feature statistics
+    assert alone.report is None and alone.class_means is None
+    assert alone.metrics["collapse"] == {}
+    assert {key: full.metrics[key] for key in alone.metrics if key != "collapse"} == {
+        key: value for key, value in alone.metrics.items() if key != "collapse"
+    }
+    # independent float64 count
+    hits = ((h @ w.T + b).argmax(1) == y).double()
+    assert alone.metrics["top1"] == pytest.approx(float(hits.mean()), rel=1e-12)
+
+
+def test_accuracy_only_evaluation_needs_logits():
+    h, y, w, _ = make_split(seed=4)
+    with pytest.raises(ValueError, match="collapse=False measures accuracy alone"):
+        evaluate_stream(Stream(h, y, w, logits=False), num_classes=K, collapse=False)

@@ -27,7 +27,7 @@ from neuralcollapse.train.data import (
     subsample_counts,
     validation_counts,
 )
-from neuralcollapse.train.evaluation import accuracy_splits, eval_plan, evaluate_splits
+from neuralcollapse.train.evaluation import eval_plan, evaluate_splits
 from neuralcollapse.train.recipes import resolve_config_path
 
 DEFAULT = resolve_config_path(None)
@@ -136,9 +136,17 @@ def test_accuracy_only_pass_matches_a_hand_count(tmp_path):
     hits = (torch.cat(logits).argmax(1) == torch.cat(labels)).double()
     y = torch.cat(labels)
     per_class = [float(hits[y == k].mean()) for k in range(10)]
-    result = accuracy_splits(
-        trainer.model, trainer.loaders, trainer.data, config, torch.device("cpu")
-    )["test"]
+    result = evaluate_splits(
+        trainer.model,
+        trainer.loaders,
+        trainer.data,
+        config,
+        torch.device("cpu"),
+        splits=["test"],
+        collapse=False,
+    )["test"].metrics
+    assert result["collapse"] == {}  # accuracy alone: no feature statistics
+    del result["collapse"]
     assert result["top1"] == pytest.approx(float(hits.mean()), rel=1e-12)
     assert result["per_class"] == pytest.approx(per_class, rel=1e-12)
     assert result["balanced"] == pytest.approx(sum(per_class) / 10, rel=1e-12)

@@ -67,12 +67,13 @@ class Evaluation:
             given, ``hierarchical`` (:meth:`HierarchicalCounter.compute`).
         class_means: ``(K, d)`` float64 class means on CPU, centred on the global mean the
             report used (``global_mean``); rows of classes absent from the split are NaN.
-        report: the :class:`CollapseReport`.
+            None for an accuracy-only evaluation (``collapse=False``).
+        report: the :class:`CollapseReport`; None for an accuracy-only evaluation.
     """
 
     metrics: dict[str, Any]
-    class_means: Tensor
-    report: CollapseReport
+    class_means: Tensor | None
+    report: CollapseReport | None
 
 
 def evaluate_stream(
@@ -89,6 +90,7 @@ def evaluate_stream(
     global_mean: str = "weighted",
     cache_limit: int = CACHE_LIMIT,
     ncc: bool = True,
+    collapse: bool = True,
 ) -> Evaluation:
     """Accuracy, hierarchical metrics and the collapse report of one split, in two passes.
 
@@ -122,6 +124,9 @@ def evaluate_stream(
             their device) while their values total at most this; then the second pass
             reads the cache instead of calling ``stream`` again. 0 never caches.
         ncc: run the second pass (NC4); needs logits.
+        collapse: False measures accuracy (and the hierarchical metrics) alone, in one
+            pass with no feature statistics: ``metrics["collapse"]`` is ``{}`` and
+            ``class_means`` and ``report`` are None. Needs logits.
 
     Raises:
         ValueError: bad arguments (before any pass), a batch of the wrong shape or with
@@ -152,16 +157,16 @@ def evaluate_stream(
     reference = None if train_counts is None else check_counts("train_counts", train_counts, k)
     if device is None and w is not None:
         device = w.device
-    accumulators = _Accumulators(k, global_mean, lca)
+    accumulators = _Accumulators(k, global_mean, lca, collapse=collapse)
     if device is not None and w is not None:
         accumulators.create(torch.device(device), w.shape[1])
 
     # First pass.
-    cache: list[Batch] | None = [] if cache_limit > 0 else None
+    cache: list[Batch] | None = [] if cache_limit > 0 and collapse and ncc else None
     cached = first_rows = 0
     for batch in stream():
         h, y, logits = _unpack(batch)
-        if accumulators.stats is None:
+        if accumulators.accuracy is None:  # the first batch: now the device and d are known
             h = check_tensor("features", h)
             target = torch.device(device) if device is not None else h.device
             accumulators.create(target, h.shape[-1] if h.ndim else 1)
@@ -175,6 +180,12 @@ def evaluate_stream(
                 cache = None  # too large to keep: the second pass reads the stream again
     stats, accuracy, hierarchy = accumulators.reduced(distributed)
     has_logits = int(accuracy.total.sum()) > 0
+    if stats is None:  # collapse=False: accuracy alone
+        metrics = accuracy.compute(named_groups)
+        metrics["collapse"] = {}
+        if hierarchy is not None:
+            metrics["hierarchical"] = hierarchy.compute()
+        return Evaluation(to_jsonable(metrics), None, None)
 
     # Second pass: NC4 against the final class means.
     counter = None
@@ -221,6 +232,7 @@ def evaluate_model(
     global_mean: str = "weighted",
     cache_limit: int = CACHE_LIMIT,
     ncc: bool = True,
+    collapse: bool = True,
 ) -> Evaluation:
     """:func:`evaluate_stream` of a model that returns ``(logits, h)`` for
     ``model(x, return_features=True)`` (this package's classifiers).
@@ -258,6 +270,7 @@ def evaluate_model(
                 global_mean=global_mean,
                 cache_limit=cache_limit,
                 ncc=ncc,
+                collapse=collapse,
             )
     finally:
         model.train(was_training)
@@ -277,10 +290,13 @@ def _unpack(batch: Any) -> Batch:
 class _Accumulators:
     """The first-pass accumulators, created once the device and d are known."""
 
-    def __init__(self, num_classes: int, global_mean: str, lca: Tensor | None) -> None:
+    def __init__(
+        self, num_classes: int, global_mean: str, lca: Tensor | None, *, collapse: bool = True
+    ) -> None:
         self.num_classes = num_classes
         self.global_mean = global_mean
         self.lca = lca
+        self.collapse = collapse  # False: no feature statistics (accuracy alone)
         self.stats: CollapseStats | None = None
         self.accuracy: AccuracyCounter | None = None
         self.hierarchy: HierarchicalCounter | None = None
@@ -300,15 +316,16 @@ class _Accumulators:
         return HierarchicalCounter(lca, ks=ks, device=device)
 
     def create(self, device: torch.device, dim: int) -> None:
-        self.stats = CollapseStats(
-            self.num_classes, dim, device=device, global_mean=self.global_mean
-        )
+        if self.collapse:
+            self.stats = CollapseStats(
+                self.num_classes, dim, device=device, global_mean=self.global_mean
+            )
         self.accuracy = AccuracyCounter(self.num_classes, device=device)
         if self.lca is not None:
             self.hierarchy = self._hierarchy_on(device)
 
     def update(self, h: Tensor, y: Tensor, logits: Tensor | None) -> None:
-        assert self.stats is not None and self.accuracy is not None
+        assert self.accuracy is not None
         with_logits = logits is not None
         if self.with_logits is None:
             self.with_logits = with_logits
@@ -319,7 +336,12 @@ class _Accumulators:
             )
         if not with_logits and self.hierarchy is not None:
             raise ValueError("lca was given but the stream yields no logits to rank classes")
-        self.stats.update(h, y)
+        if not with_logits and not self.collapse:
+            raise ValueError(
+                "collapse=False measures accuracy alone, but the stream yields no logits"
+            )
+        if self.stats is not None:
+            self.stats.update(h, y)
         if logits is not None:
             self.accuracy.update(logits, y)
             if self.hierarchy is not None:
@@ -327,8 +349,8 @@ class _Accumulators:
 
     def reduced(
         self, distributed: bool
-    ) -> tuple[CollapseStats, AccuracyCounter, HierarchicalCounter | None]:
-        if self.stats is None or self.accuracy is None:
+    ) -> tuple[CollapseStats | None, AccuracyCounter, HierarchicalCounter | None]:
+        if self.accuracy is None:
             raise ValueError(
                 "the evaluation split is empty: the stream yielded no batches"
                 + (
@@ -339,10 +361,12 @@ class _Accumulators:
                 )
             )
         if distributed:
-            self.stats.all_reduce()
+            if self.stats is not None:
+                self.stats.all_reduce()
             self.accuracy.all_reduce()
             if self.hierarchy is not None:
                 self.hierarchy.all_reduce()
-        if self.stats.num_samples == 0:
+        total = self.stats.num_samples if self.stats is not None else int(self.accuracy.total.sum())
+        if total == 0:
             raise ValueError("the evaluation split is empty: the stream yielded no samples")
         return self.stats, self.accuracy, self.hierarchy

@@ -1,15 +1,12 @@
 """Evaluation of a run's model on its splits, and the schedule that decides what is measured.
 
-Two kinds of evaluation, each ONE forward pass per split:
+:func:`evaluate_splits` measures, ONE forward pass per split, accuracy (overall, balanced,
+per class and per shot group), with a class tree the hierarchical metrics, and (unless
+``collapse=False``, for the epochs without collapse metrics) the collapse report, all
+through the one two-pass driver :func:`neuralcollapse.metrics.evaluation.evaluate_model`
+(its second pass reads the cached first pass, not the model).
 
-* :func:`evaluate_splits`: accuracy (overall, balanced, per class and per shot group), the
-  collapse report and, with a class tree, the hierarchical metrics, all from the one
-  two-pass driver :func:`neuralcollapse.metrics.evaluation.evaluate_model` (its second pass
-  reads the cached first pass, not the model);
-* :func:`accuracy_splits`: accuracy (and the hierarchical metrics) alone, for the epochs
-  without collapse metrics.
-
-:func:`eval_plan` says which one an epoch gets (``eval.every``, ``eval.collapse_every``,
+:func:`eval_plan` says what an epoch gets (``eval.every``, ``eval.collapse_every``,
 the last epoch). This module only says which loaders, classifier and class groups a run
 uses. Shot groups and the minority classes of the collapse report always follow the
 TRAINING counts (of the training set left after the validation split and the long-tailed
@@ -24,18 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from neuralcollapse._internal.jsonio import to_jsonable
 from neuralcollapse.data import shot_groups, shot_groups_by_index
 from neuralcollapse.errors import usage_errors
 from neuralcollapse.hierarchy import distance_matrix
 from neuralcollapse.longtail_losses import log_prior, posthoc_logit_adjustment
-from neuralcollapse.metrics import AccuracyCounter, HierarchicalCounter
-from neuralcollapse.metrics.evaluation import HIERARCHICAL_KS, Evaluation, evaluate_model
+from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model
 from neuralcollapse.train.build import Classifier
 from neuralcollapse.train.config import Config
 from neuralcollapse.train.data import Batches, Loaders, TrainingData
@@ -43,7 +37,6 @@ from neuralcollapse.train.data import Batches, Loaders, TrainingData
 __all__ = [
     "SPLITS",
     "EvalPlan",
-    "accuracy_splits",
     "eval_plan",
     "evaluate_splits",
     "shot_group_classes",
@@ -125,12 +118,14 @@ def evaluate_splits(
     splits: Sequence[str] = ("train", "test"),
     train_sample: bool = False,
     distributed: bool = False,
+    collapse: bool = True,
 ) -> dict[str, Evaluation]:
     """Accuracy, collapse report (and hierarchical metrics) of ``model`` on ``splits``
     (of "train", "val", "test"), keyed by split name. The training split is evaluated
     without augmentation, whole, or on its ``eval.train_subsample`` with ``train_sample``.
     Under ``distributed`` each process evaluates its shard and the statistics are summed
-    exactly across processes."""
+    exactly across processes. ``collapse=False`` measures accuracy alone: one forward pass
+    per split, no feature statistics (``metrics["collapse"]`` is ``{}``)."""
     _check_splits(splits)
     head = model.head
     tree, convention = data.hierarchy, config.data.lca_convention
@@ -146,59 +141,11 @@ def evaluate_splits(
     )
     scored = _scored(model, config, data)
     return {
-        split: evaluate_model(scored, _batches(loaders, split, train_sample), **common)
+        split: evaluate_model(
+            scored, _batches(loaders, split, train_sample), collapse=collapse, **common
+        )
         for split in splits
     }
-
-
-def accuracy_splits(
-    model: Classifier,
-    loaders: Loaders,
-    data: TrainingData,
-    config: Config,
-    device: torch.device,
-    *,
-    splits: Sequence[str] = ("test",),
-    train_sample: bool = False,
-    distributed: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """Accuracy alone (the keys of :meth:`AccuracyCounter.compute` with the shot groups,
-    plus ``hierarchical`` with a class tree) of ``model`` on ``splits``: one forward pass
-    per split and no feature statistics. JSON-ready, keyed by split name."""
-    _check_splits(splits)
-    k = model.head.num_classes
-    groups = shot_group_classes(config, data)
-    tree = data.hierarchy
-    lca = None if tree is None else distance_matrix(tree, convention=config.data.lca_convention)
-    scored = _scored(model, config, data)
-    results: dict[str, dict[str, Any]] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for split in splits:
-                accuracy = AccuracyCounter(k, device=device)
-                hierarchy = None
-                if lca is not None:
-                    ks = tuple(j for j in HIERARCHICAL_KS if j <= k)
-                    hierarchy = HierarchicalCounter(lca, ks=ks, device=device)
-                for batch in _batches(loaders, split, train_sample):
-                    x, y = batch[0], batch[1]
-                    logits = scored(x)
-                    accuracy.update(logits, y)
-                    if hierarchy is not None:
-                        hierarchy.update(logits, y)
-                if distributed:
-                    accuracy.all_reduce()
-                    if hierarchy is not None:
-                        hierarchy.all_reduce()
-                metrics = accuracy.compute(groups)
-                if hierarchy is not None:
-                    metrics["hierarchical"] = hierarchy.compute()
-                results[split] = to_jsonable(metrics)
-    finally:
-        model.train(was_training)
-    return results
 
 
 class _PosthocAdjusted(nn.Module):

@@ -70,7 +70,7 @@ from neuralcollapse.train.distributed import (
     check_same_frame,
     init_distributed,
 )
-from neuralcollapse.train.evaluation import accuracy_splits, eval_plan, evaluate_splits
+from neuralcollapse.train.evaluation import eval_plan, evaluate_splits
 from neuralcollapse.train.log import SUMMARY_KEYS, RunLog, build_summary
 
 __all__ = ["Trainer", "assemble"]
@@ -403,46 +403,31 @@ class Trainer:
             training split was not evaluated) and ``train_size``.
         """
         held_out = ("val", "test") if self.loaders.val is not None else ("test",)
-        common = dict(distributed=self.context.enabled)
-        evaluation: dict[str, Any]
-        if collapse:
-            splits = ("train", *held_out)
-            results = evaluate_splits(
-                self.model,
-                self.loaders,
-                self.data,
-                self.config,
-                self.device,
-                splits=splits,
-                train_sample=not full,
-                **common,
+        # the training split only with the collapse metrics (its accuracy alone says little)
+        splits = ("train", *held_out) if collapse else held_out
+        results = evaluate_splits(
+            self.model,
+            self.loaders,
+            self.data,
+            self.config,
+            self.device,
+            splits=splits,
+            train_sample=not full,
+            distributed=self.context.enabled,
+            collapse=collapse,
+        )
+        evaluation: dict[str, Any] = {split: result.metrics for split, result in results.items()}
+        train_samples = evaluation["train"]["num_samples"] if collapse else None
+        if collapse and self.run is not None:
+            head = self.config.head.kind
+            kind = "learned classifier" if head == "learnable" else "fixed frame"
+            geometry = dict(
+                class_means=results["test"].class_means.numpy(),
+                classifier=self.model.head.weight.detach().double().cpu().numpy(),
+                kind=f"{kind} ({head})",
+                epoch=self.epoch,
             )
-            evaluation = {split: result.metrics for split, result in results.items()}
-            train_samples = evaluation["train"]["num_samples"]
-            if self.run is not None:
-                head = self.config.head.kind
-                kind = "learned classifier" if head == "learnable" else "fixed frame"
-                geometry = dict(
-                    class_means=results["test"].class_means.numpy(),
-                    classifier=self.model.head.weight.detach().double().cpu().numpy(),
-                    kind=f"{kind} ({head})",
-                    epoch=self.epoch,
-                )
-                self._write(lambda: self.run.write_geometry(**geometry))
-        else:
-            splits = held_out
-            evaluation = accuracy_splits(
-                self.model,
-                self.loaders,
-                self.data,
-                self.config,
-                self.device,
-                splits=splits,
-                **common,
-            )
-            for metrics in evaluation.values():
-                metrics["collapse"] = {}  # not measured at this epoch (eval.collapse_every)
-            train_samples = None
+            self._write(lambda: self.run.write_geometry(**geometry))
         evaluation["measured"] = {
             "splits": list(splits),
             "collapse": collapse,
