@@ -195,3 +195,21 @@ def test_timm_wrapper_with_a_stand_in_module(monkeypatch):
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 24)
     with pytest.raises(ValueError, match="timm has no model 'nope'"):
         build("timm:nope")
+
+
+def test_timm_backbone_takes_its_input_channels_from_the_data(monkeypatch):
+    # digits are 1-channel: a config naming a timm model needs no model.options for it
+    from neuralcollapse.train import load_config
+    from neuralcollapse.train.build import build_model
+    from neuralcollapse.train.recipes import resolve_config_path
+
+    monkeypatch.setitem(sys.modules, "timm", _fake_timm())
+    config = load_config(resolve_config_path("digits_lt"), ["model.name=timm:tiny_net"])
+    model = build_model(config, 10, (1, 8, 8))
+    logits = model(torch.randn(4, 1, 8, 8))
+    assert logits.shape == (4, 10)
+    explicit = load_config(
+        resolve_config_path("digits_lt"),
+        ["model.name=timm:tiny_net", "model.options={in_chans: 1}"],
+    )
+    assert build_model(explicit, 10, (1, 8, 8))(torch.randn(2, 1, 8, 8)).shape == (2, 10)

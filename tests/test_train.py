@@ -234,6 +234,34 @@ def test_eval_command_reproduces_the_final_metrics(capsys, tmp_path):
     )
 
 
+def test_eval_picks_best_only_where_a_run_has_one_and_evaluates_its_validation_split(
+    capsys, tmp_path
+):
+    plain = tmp_path / "plain"
+    assert cli(capsys, "train", *FAST, "train.epochs=1", "--run-dir", plain)[0] == 0
+    code, out, _ = cli(capsys, "eval", plain)  # default --checkpoint auto: last.pt here
+    assert code == 0 and "last.pt" in out
+    code, _, err = cli(capsys, "eval", plain, "--checkpoint", "best")
+    assert code == 2 and "no checkpoints/best.pt" in err and "--checkpoint last" in err
+    code, _, err = cli(capsys, "eval", plain, "--split", "val")
+    assert code == 2 and "without a validation split" in err
+    out_json = tmp_path / "all.json"
+    assert cli(capsys, "eval", plain, "--split", "all", "--json", out_json)[0] == 0
+    assert set(json.loads(out_json.read_text())) == {"checkpoint", "epoch", "train", "test"}
+
+    held = tmp_path / "held"
+    args = [*FAST, "train.epochs=2", "eval.every=1", "data.val_fraction=0.2"]
+    assert cli(capsys, "train", *args, "--run-dir", held)[0] == 0
+    summary = json.loads((held / "summary.json").read_text())
+    assert summary["best"]["split"] == "val" and summary["splits"]["val"] > 0
+    code, out, _ = cli(capsys, "eval", held, "--split", "all", "--json", out_json)
+    assert code == 0 and "best.pt" in out
+    evaluation = json.loads(out_json.read_text())
+    assert evaluation["epoch"] == summary["best_epoch"]
+    assert evaluation["val"]["num_samples"] == summary["splits"]["val"]
+    assert evaluation["val"]["top1"] == summary["best"]["val"]["top1"]
+
+
 def test_resume_is_exact(capsys, tmp_path):
     common = [*FAST, "train.epochs=4", "train.mixup_alpha=0.5", "schedule.name=cosine"]
     # accuracy every epoch, collapse metrics on a training subsample every other epoch

@@ -16,7 +16,14 @@ from neuralcollapse._internal.text import format_percent, format_sci
 if TYPE_CHECKING:
     from neuralcollapse.train.distributed import DistContext
 
-SPLITS = {"test": ("test",), "train": ("train",), "both": ("train", "test")}
+# "all": the training, validation (when the run held one out) and test splits
+SPLITS = {
+    "test": ("test",),
+    "train": ("train",),
+    "val": ("val",),
+    "both": ("train", "test"),
+    "all": ("train", "val", "test"),
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,20 +37,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("target", type=Path, metavar="RUN_DIR|CHECKPOINT")
     parser.add_argument(
         "--checkpoint",
-        choices=("best", "last"),
-        default="best",
-        help="which checkpoint of a run directory (default best)",
+        choices=("auto", "best", "last"),
+        default="auto",
+        help="which checkpoint of a run directory: best (the epoch chosen on the validation "
+        "split; only runs with one have it), last, or auto (default): best when the run has "
+        "it, else last",
     )
-    parser.add_argument("--split", choices=tuple(SPLITS), default="test")
+    parser.add_argument(
+        "--split",
+        choices=tuple(SPLITS),
+        default="test",
+        help="test (default), train, val (runs with a validation split), both = train + "
+        "test, all = train + val (when held out) + test",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results here")
     return parser
 
 
 def _checkpoint_path(target: Path, which: str) -> Path:
+    from neuralcollapse.errors import UsageError
     from neuralcollapse.rundir import RunDir
 
-    return RunDir(target).checkpoint(which) if target.is_dir() else target
+    if not target.is_dir():
+        return target
+    run = RunDir(target)
+    if which == "auto":
+        which = "best" if run.checkpoint("best").is_file() else "last"
+    path = run.checkpoint(which)
+    if which == "best" and not path.is_file() and run.checkpoint("last").is_file():
+        raise UsageError(
+            f"{target} has no checkpoints/best.pt: a run chooses a best epoch only on a "
+            "validation split (data.val_fraction or data.val_list) or with "
+            "train.select_best_on=test; use --checkpoint last"
+        )
+    return path
 
 
 def format_evaluation(results: dict) -> str:
@@ -82,18 +110,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> int:
+    from neuralcollapse.errors import UsageError
     from neuralcollapse.train.evaluation import evaluate_splits
     from neuralcollapse.train.trainer import assemble
 
     data, loaders, model = assemble(config, context)
     model.load_state_dict(state["model"])
+    splits = SPLITS[args.split]
+    if loaders.val is None:
+        if args.split == "val":
+            raise UsageError(
+                f"{path} is of a run without a validation split (data.val_fraction and "
+                "data.val_list unset): choose --split test, train, both or all"
+            )
+        splits = tuple(split for split in splits if split != "val")
     evaluations = evaluate_splits(
         model,
         loaders,
         data,
         config,
         context.device,
-        splits=SPLITS[args.split],
+        splits=splits,
         distributed=context.enabled,
     )
     if not context.is_main:

@@ -164,7 +164,7 @@ def _input_options(name: str, input_shape: tuple[int, ...]) -> dict[str, int]:
     if name == "mlp":
         return {"in_features": int(torch.tensor(input_shape).prod())}
     if name.startswith("timm:"):
-        return {}
+        return {"in_chans": input_shape[0]}  # timm's name for it (e.g. 1 for MNIST)
     return {"in_channels": input_shape[0]}
 
 
