@@ -217,7 +217,7 @@ def test_save_pretrained_refuses_what_it_cannot_describe(tmp_path):
     with pytest.raises(UsageError, match="neither a run directory nor a checkpoint"):
         save_pretrained(tmp_path / "missing-run", tmp_path / "x")
     (tmp_path / "run").mkdir()
-    with pytest.raises(UsageError, match=r"has no checkpoints/last.pt; it holds no checkpoint"):
+    with pytest.raises(UsageError, match=r"has no checkpoints/last.pt: it holds no checkpoint"):
         save_pretrained(tmp_path / "run", tmp_path / "x")
     with pytest.raises(UsageError, match=r"has no checkpoints/best.pt"):
         save_pretrained(tmp_path / "run", tmp_path / "x", checkpoint="best")

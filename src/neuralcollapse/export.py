@@ -192,19 +192,7 @@ def _from_run(
     if checkpoint not in (None, "best", "last"):
         raise UsageError(f"checkpoint must be 'best', 'last' or None, got {checkpoint!r}")
     if path.is_dir():
-        run = RunDir(path)
-        if checkpoint is None:
-            checkpoint = "best" if run.checkpoint("best").is_file() else "last"
-        file = run.checkpoint(checkpoint)
-        if not file.is_file():
-            fix = (
-                "pass checkpoint='last'"
-                if run.checkpoint("last").is_file()
-                else "it holds no checkpoint: pass a run directory that finished an epoch"
-            )
-            raise UsageError(
-                f"run directory {str(path)!r} has no checkpoints/{checkpoint}.pt; {fix}"
-            )
+        file = RunDir(path).pick_checkpoint(checkpoint or "auto")
     elif path.is_file():
         file = path
     else:

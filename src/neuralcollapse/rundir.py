@@ -181,6 +181,32 @@ class RunDir:
         """``checkpoints/<which>.pt`` (``which`` is ``"last"`` or ``"best"``)."""
         return self.checkpoints / f"{which}.pt"
 
+    def pick_checkpoint(self, which: str = "auto") -> Path:
+        """The checkpoint file a reader of the run means: ``"best"``, ``"last"`` or
+        ``"auto"`` (best when the run chose a best epoch, else last).
+
+        Raises:
+            UsageError: the file is missing, saying why (a run chooses a best epoch only on
+                a validation split) and what to pass instead.
+        """
+        if which not in ("auto", "best", "last"):
+            raise UsageError(f"checkpoint must be 'auto', 'best' or 'last', got {which!r}")
+        if which == "auto":
+            which = "best" if self.checkpoint("best").is_file() else "last"
+        path = self.checkpoint(which)
+        if path.is_file():
+            return path
+        if which == "best" and self.checkpoint("last").is_file():
+            raise UsageError(
+                f"{self.path} has no checkpoints/best.pt: a run chooses a best epoch only on a "
+                "validation split (data.val_fraction or data.val_list) or with "
+                "train.select_best_on=test; use the last checkpoint (--checkpoint last)"
+            )
+        raise UsageError(
+            f"run directory {str(self.path)!r} has no checkpoints/{which}.pt: it holds no "
+            "checkpoint; pass a run directory that finished an epoch"
+        )
+
     # ------------------------------------------------------------------ claiming
 
     @classmethod

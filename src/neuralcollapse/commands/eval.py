@@ -56,22 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _checkpoint_path(target: Path, which: str) -> Path:
-    from neuralcollapse.errors import UsageError
     from neuralcollapse.rundir import RunDir
 
-    if not target.is_dir():
-        return target
-    run = RunDir(target)
-    if which == "auto":
-        which = "best" if run.checkpoint("best").is_file() else "last"
-    path = run.checkpoint(which)
-    if which == "best" and not path.is_file() and run.checkpoint("last").is_file():
-        raise UsageError(
-            f"{target} has no checkpoints/best.pt: a run chooses a best epoch only on a "
-            "validation split (data.val_fraction or data.val_list) or with "
-            "train.select_best_on=test; use --checkpoint last"
-        )
-    return path
+    return RunDir(target).pick_checkpoint(which) if target.is_dir() else target
 
 
 def format_evaluation(results: dict) -> str:
