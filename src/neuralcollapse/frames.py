@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from neuralcollapse._internal.checks import check_int
+from neuralcollapse._internal.names import FRAME_KINDS
 from neuralcollapse.hierarchy import DEFAULT_CONVENTION, distance_matrix
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ __all__ = [
     "target_similarity",
     "unreachable_classes",
 ]
-
-FRAME_KINDS = ("etf", "spread", "haframe")
 
 
 # --------------------------------------------------------------------------- validation

@@ -73,6 +73,12 @@ from neuralcollapse._internal.distance_files import (
     read_npy_matrix,
 )
 from neuralcollapse._internal.files import atomic_write_text
+from neuralcollapse._internal.names import (
+    BUILTIN_HIERARCHIES,
+    BUILTIN_PREFIX,
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+)
 
 __all__ = [
     "BUILTIN_HIERARCHIES",
@@ -90,13 +96,10 @@ _SUFFIX = re.compile(r"(\d+)$")
 
 PathLike = str | Path
 
-#: The two LCA distance conventions (docs/theory.md §7); identical on balanced trees.
-CONVENTIONS = ("level", "height")
-#: What every consumer uses unless told otherwise: the numbers of the field's distance files.
-DEFAULT_CONVENTION = "level"
-#: Trees shipped with the package: name -> file under ``neuralcollapse/hierarchies/``.
-BUILTIN_HIERARCHIES = {"cifar100": "cifar100.csv"}
-BUILTIN_PREFIX = "builtin:"
+# CONVENTIONS (the two LCA distance conventions, docs/theory.md §7), DEFAULT_CONVENTION
+# (what every consumer uses unless told otherwise: the numbers of the field's distance
+# files), BUILTIN_HIERARCHIES and BUILTIN_PREFIX (the shipped trees) are defined in
+# neuralcollapse._internal.names, which the --help pages read without importing torch.
 
 
 def check_convention(convention: object) -> str:

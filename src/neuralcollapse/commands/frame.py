@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from neuralcollapse._internal.files import atomic_write
-from neuralcollapse._internal.jsonio import dumps
+from neuralcollapse._internal.names import CONVENTIONS, DEFAULT_CONVENTION, FRAME_KINDS
 from neuralcollapse.errors import UsageError, usage_errors
-from neuralcollapse.frames import (
-    FRAME_KINDS,
-    FrameGeometry,
-    build_frame,
-    describe,
-    hierarchy_similarity,
-)
-from neuralcollapse.hierarchy import (
-    CONVENTIONS,
-    DEFAULT_CONVENTION,
-    distance_matrix,
-    load_hierarchy,
-)
+
+if TYPE_CHECKING:  # torch, numpy and the frames are imported by run(), not by --help
+    import torch
+
+    from neuralcollapse.frames import FrameGeometry
 
 SUFFIXES = (".pt", ".npy")
 
@@ -85,6 +74,11 @@ def _check_out(path: Path) -> None:
 
 def _save(frame: torch.Tensor, path: Path) -> None:
     """Write atomically: a crash never leaves a half-written frame under the final name."""
+    import numpy as np
+    import torch
+
+    from neuralcollapse._internal.files import atomic_write
+
     if path.suffix == ".pt":
         atomic_write(path, lambda stream: torch.save(frame.cpu(), stream))
     else:
@@ -111,6 +105,9 @@ def format_geometry(kind: str, geometry: FrameGeometry) -> str:
 
 def _build(args: argparse.Namespace, dtype: torch.dtype):
     """(frame, target similarity or None, extra JSON fields)."""
+    from neuralcollapse.frames import build_frame, hierarchy_similarity
+    from neuralcollapse.hierarchy import distance_matrix, load_hierarchy
+
     if args.kind == "haframe":
         if args.hierarchy is None:
             raise UsageError("haframe needs --hierarchy FILE (the class tree)")
@@ -159,6 +156,11 @@ def _format_haframe(extra: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neuralcollapse._internal.jsonio import dumps
+    from neuralcollapse.frames import describe
+
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     if args.out is not None:
         _check_out(args.out)  # before the (possibly long) construction

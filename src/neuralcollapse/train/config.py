@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from neuralcollapse._internal.names import BUILTIN_HIERARCHIES, BUILTIN_PREFIX
 from neuralcollapse.config import (
     apply_overrides,
     bounded,
@@ -32,7 +33,6 @@ from neuralcollapse.config import (
 )
 from neuralcollapse.config import to_yaml as _to_yaml
 from neuralcollapse.errors import ConfigError
-from neuralcollapse.hierarchy import BUILTIN_HIERARCHIES, BUILTIN_PREFIX
 
 __all__ = [
     "RESUMABLE_CHANGES",
