@@ -438,13 +438,13 @@ def test_summary_table_shows_best_and_validation_rows_only_when_there(digits_run
     assert "best (epoch 1, on val top1)" in text and "final, validation split" in text
     assert "<td>50.0</td>" in text  # the validation row's top-1
     assert not any("no best epoch" in n for n in notes(text))
-    rule = "none: no validation split to choose on"
+    rule = "no validation split to choose on: set data.val_fraction or data.val_list"
     (run / "summary.json").write_text(
         json.dumps(dict(summary, best=None, best_epoch=None, best_rule=rule))
     )
     text = write_report([run]).read_text()
     assert "<td>best (epoch" not in text and "final, validation split" not in text
-    assert any(f"no best epoch ({rule})" in n for n in notes(text))
+    assert any(f"no best epoch: {rule}" in n for n in notes(text))
 
 
 def test_class_geometry_comes_from_the_run_files(digits_run):

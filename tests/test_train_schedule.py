@@ -310,7 +310,7 @@ def test_test_set_selection_only_when_asked_and_named(tmp_path):
     config = load_config(None, [*common, "data.val_fraction=0.25", "train.select_best_on=none"])
     _, summary = fit(config, tmp_path / "n")
     assert summary["best"] is None and not (tmp_path / "n" / "checkpoints" / "best.pt").exists()
-    assert summary["best_rule"] == "none (train.select_best_on=none)"
+    assert summary["best_rule"] == "none asked for (train.select_best_on=none)"
     assert best_split(load_config(None, ["data.val_fraction=0.1"])) == "val"
     balanced = load_config(None, ["data.val_fraction=0.1", "train.select_best_metric=balanced"])
     assert best_split(balanced) == "val"

@@ -187,7 +187,10 @@ def plain_log_ticks(axis: Axis, limits: tuple[float, float]) -> None:
             if len(ticks) >= 2:
                 break
         if len(ticks) < 2:
-            ticks = [t for t in MaxNLocator(nbins=4).tick_values(low, high) if low <= t <= high]
+            # steps of 1, 2 or 5 units keep the labels short (0.012, 0.014, 0.016): longer
+            # ones (0.0144) would reach into the axis label, placed for "0.005"
+            locator = MaxNLocator(nbins=3, steps=[1, 2, 5, 10])
+            ticks = [t for t in locator.tick_values(low, high) if low <= t <= high]
     if ticks:
         axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

@@ -196,7 +196,7 @@ def _summary_section(runs: Sequence[RunData]) -> Section:
         summary = run.summary or {}
         if run.summary is not None and not isinstance(summary.get("best"), dict):
             rule = summary.get("best_rule")
-            section.note(f"{run.label}: no best epoch" + (f" ({rule})" if rule else ""))
+            section.note(f"{run.label}: no best epoch" + (f": {rule}" if rule else ""))
     return section
 
 

@@ -609,8 +609,8 @@ def _best_rule(config: Config, split: str | None) -> str:
             "chosen on the test set, an optimistic estimate)"
         )
     return (
-        "none: no validation split to choose on (set data.val_fraction or data.val_list; "
-        "train.select_best_on=test chooses on the test set)"
+        "no validation split to choose on: set data.val_fraction or data.val_list, or "
+        "train.select_best_on=test to choose on the test set"
         if config.train.select_best_on == "auto"
-        else "none (train.select_best_on=none)"
+        else "none asked for (train.select_best_on=none)"
     )
