@@ -412,6 +412,8 @@ def test_compare_variants_with_paired_seeds(capsys, tmp_path):
     assert paired["std"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))
     assert paired["wins"] == sum(d > 0 for d in diffs) and paired["seeds"] == 2
     assert "paired difference to 'digits_lt'" in out and "+-" in out
+    # no run held out a validation split, so none chose a best epoch: no such column
+    assert "best top1" not in out and "best top1" not in first["mean"]
     assert len(list((tmp_path / "runs").iterdir())) == 4
 
 

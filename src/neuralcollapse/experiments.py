@@ -198,11 +198,13 @@ def lookup(summary: dict[str, Any], path: Sequence[str]) -> float | None:
 
 
 def columns_for(results: Sequence[VariantResult]) -> tuple[Column, ...]:
-    """The columns, with the hierarchical ones when some run has a class hierarchy."""
-    tree = any(
-        lookup(s, HIERARCHY_COLUMNS[0].path) is not None for r in results for s in r.summaries
-    )
-    return COLUMNS + HIERARCHY_COLUMNS if tree else COLUMNS
+    """The columns some run has a value for: the hierarchical ones only with a class
+    hierarchy, the best epoch's only when a run chose one (on a validation split)."""
+
+    def measured(column: Column) -> bool:
+        return any(lookup(s, column.path) is not None for r in results for s in r.summaries)
+
+    return tuple(column for column in COLUMNS + HIERARCHY_COLUMNS if measured(column))
 
 
 def aggregate(summaries: Sequence[dict[str, Any]], columns: Sequence[Column]) -> dict[str, dict]:
