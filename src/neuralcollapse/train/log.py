@@ -176,7 +176,6 @@ def build_summary(
         "final": _pick(final),
         "best": _pick(best),
         "best_epoch": best_epoch,
-        "best_rule": "highest test top-1 over the evaluated epochs",
         "wall_time_s": wall_time_s,
         "seed": config.train.seed,
         "device": str(device),
