@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -89,3 +90,29 @@ def test_reproduce_refuses_a_bad_hierarchy_before_training(tmp_path, capsys):
     assert "--hierarchy" in capsys.readouterr().err
     assert not out.exists()  # refused before anything was written or trained
     assert main(["reproduce", "--hierarchy", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_no_few_shot_row_where_no_class_is_few_shot():
+    # MNIST-5k at ratio 10 keeps 40..400 images a class: no few-shot group, so there is no
+    # few-shot comparison to judge (rather than an "inconclusive" one)
+    from types import SimpleNamespace
+
+    from neuralcollapse.claims import Run, Scale, claim_etf_dr_vs_learnable
+
+    def runs(recipe, overrides):
+        few = None if recipe == "mnist5k_lt" else 0.5 + 0.01 * len(overrides)
+        final = {"top1": 0.9 + 0.001 * len(overrides), "few": few}
+        return [Run(summary={"final": final}, records=[]) for _ in range(3)]
+
+    scale = dataclasses.replace(Scale.make(quick=False, seeds=3), mnist_ratios=(10,))
+    rows = claim_etf_dr_vs_learnable(SimpleNamespace(scale=scale, runs=runs))
+    per_setting = {}
+    for row in rows:
+        per_setting.setdefault(row.setting.split(",")[0], []).append(row.details["metric"])
+    assert per_setting == {
+        "digits LT ratio 10": ["top1", "few"],
+        "digits LT ratio 50": ["top1", "few"],
+        "digits LT ratio 100": ["top1", "few"],
+        "MNIST-5k LT ratio 10": ["top1"],
+    }
+    assert all("no paired values" not in row.measured for row in rows)

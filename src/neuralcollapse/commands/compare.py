@@ -95,8 +95,8 @@ def format_table(
             lines.append(f"{result.variant.label:<{width}}" + "".join(cells))
     lines.append(
         f"(accuracies in %, over {seeds} seed(s); final = last epoch, best = the epoch chosen "
-        "on the validation split (runs that hold one out); a win is a seed where the variant beats the first, higher "
-        "accuracy or lower nc1/severity/best epoch)"
+        "on the validation split (runs that hold one out); a win is a seed where the variant "
+        "beats the first, higher accuracy or lower nc1/severity/best epoch)"
     )
     return "\n".join(lines)
 
