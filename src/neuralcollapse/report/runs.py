@@ -57,25 +57,25 @@ class RunData:
         return any(isinstance(r.get("test", {}).get("hierarchical"), dict) for r in self.records)
 
 
-def lookup(record: dict[str, Any], dotted: str) -> Any:
-    """``record["a"]["b"]`` for ``"a.b"``; None where any step is missing."""
+def _walk(record: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """(whether ``record`` holds ``dotted``, its value or None)."""
     value: Any = record
     for key in dotted.split("."):
         if not isinstance(value, dict) or key not in value:
-            return None
+            return False, None
         value = value[key]
-    return value
+    return True, value
+
+
+def lookup(record: dict[str, Any], dotted: str) -> Any:
+    """``record["a"]["b"]`` for ``"a.b"``; None where any step is missing."""
+    return _walk(record, dotted)[1]
 
 
 def has_key(record: dict[str, Any], dotted: str) -> bool:
     """Whether ``record`` holds ``dotted`` at all (even as null): False for a metric that
     was not measured that epoch (``eval.collapse_every``, ``eval.every``)."""
-    value: Any = record
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return False
-        value = value[key]
-    return True
+    return _walk(record, dotted)[0]
 
 
 def latest(records: Sequence[dict[str, Any]], dotted: str) -> Any:

@@ -343,10 +343,14 @@ class Trainer:
         self, losses: list[torch.Tensor], correct: list[torch.Tensor], sizes: list[int]
     ) -> torch.Tensor:
         """(3,) float64: the summed loss (per-batch means x batch sizes), correct
-        predictions and samples of the micro-batches so far."""
+        predictions and samples of the micro-batches in the lists, which it empties (so
+        each micro-batch is summed once)."""
         weights = torch.tensor(sizes, dtype=torch.float64, device=self.device)
         loss_sum = (torch.stack(losses).double() * weights).sum()
-        return torch.stack([loss_sum, torch.stack(correct).sum().double(), weights.sum()])
+        sums = torch.stack([loss_sum, torch.stack(correct).sum().double(), weights.sum()])
+        for pending in (losses, correct, sizes):
+            pending.clear()
+        return sums
 
     def _train_epoch(self, log: RunLog) -> dict[str, float]:
         cfg, accumulate, loader = self.config, self.config.train.accumulate, self.loaders.train
@@ -376,7 +380,7 @@ class Trainer:
                 self._optimizer_step()
             log.bar.update(1)
             if index % 20 == 0 or index + 1 == batches:
-                totals = self._sums(losses, correct, sizes)
+                totals = totals + self._sums(losses, correct, sizes)
                 self._check_finite(totals[0])
                 loss_sum, hits, count = totals.tolist()
                 lr = self.optimizer.param_groups[0]["lr"]
