@@ -87,6 +87,20 @@ def test_what_a_failed_start_left_is_cleared(tmp_path):
     again.release()
 
 
+def test_tracker_folders_of_a_failed_start_are_cleared_too(tmp_path):
+    # W&B and MLflow open their folders before the first checkpoint: a start that fails
+    # after that (e.g. a bad MLflow URI) must leave a reusable directory
+    run = RunDir.create(tmp_path / "run")
+    run.write_config("name: x\n")
+    for folder in ("wandb", "mlruns"):
+        (run.path / folder).mkdir()
+        (run.path / folder / "file").write_text("x")
+    run.release()
+    again = RunDir.create(tmp_path / "run")
+    assert sorted(p.name for p in again.path.iterdir()) == [".lock"]
+    again.release()
+
+
 def test_a_file_is_no_run_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is a file"):
