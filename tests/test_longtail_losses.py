@@ -339,7 +339,7 @@ def test_errors_name_the_value_and_the_fix():
 
 
 def test_re_exported_from_neuralcollapse_losses():
-    import neuralcollapse.longtail_losses as module
+    import neuralcollapse.losses.longtail as module
 
     for name in module.__all__:
         assert getattr(nc.losses, name) is getattr(module, name)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from neuralcollapse.errors import usage_errors
-from neuralcollapse.longtail_losses import (
+from neuralcollapse.losses.longtail import (
     BalancedSoftmaxLoss,
     FocalLoss,
     LDAMLoss,
@@ -47,9 +47,9 @@ def longtail_loss(
     config: Config, class_counts: Tensor | None
 ) -> tuple[nn.Module, Callable[[int], Tensor | None] | None]:
     """The loss ``loss(logits, targets)`` of ``config`` and, with ``loss.drw_epoch``, the
-    per-epoch class weights (:func:`~neuralcollapse.longtail_losses.deferred_reweighting`).
+    per-epoch class weights (:func:`~neuralcollapse.losses.longtail.deferred_reweighting`).
 
-    Class-weighted ``ce`` is :class:`~neuralcollapse.longtail_losses.FocalLoss` with
+    Class-weighted ``ce`` is :class:`~neuralcollapse.losses.longtail.FocalLoss` with
     gamma = 0 (the same value as ``nn.CrossEntropyLoss(weight=w)``).
 
     Raises:

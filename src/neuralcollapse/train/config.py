@@ -206,7 +206,7 @@ class LossConfig:
     """``ce``: cross-entropy on the head's logits; ``dr``: dot-regression (fixed frames);
     ``cosine_frame``: [L23]'s CE + cosine regression onto the frame's target Gram;
     ``soft_ce``: cross-entropy with Bertinetto's hierarchy soft labels (needs a hierarchy).
-    Long-tailed baselines on the logits (:mod:`neuralcollapse.longtail_losses`):
+    Long-tailed baselines on the logits (:mod:`neuralcollapse.losses.longtail`):
     ``logit_adjusted`` (Menon et al. 2021), ``balanced_softmax`` (Ren et al. 2020),
     ``ldam`` (Cao et al. 2019), ``focal`` (Lin et al. 2017); ``class_weight`` and
     ``drw_epoch`` add class-balanced weights (Cui et al. 2019) to ce, focal and ldam."""

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from neuralcollapse.data import shot_groups, shot_groups_by_index
 from neuralcollapse.errors import usage_errors
 from neuralcollapse.hierarchy import distance_matrix
-from neuralcollapse.longtail_losses import log_prior, posthoc_logit_adjustment
+from neuralcollapse.losses.longtail import log_prior, posthoc_logit_adjustment
 from neuralcollapse.metrics.evaluation import Evaluation, evaluate_model
 from neuralcollapse.train.build import Classifier
 from neuralcollapse.train.config import Config

@@ -30,7 +30,6 @@ References: Menon et al. 2021 (*Long-tail learning via logit adjustment*, ICLR),
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,9 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralcollapse._internal.checks import check_float, check_int
-
-if TYPE_CHECKING:
-    from neuralcollapse.losses import MixupTargets
+from neuralcollapse.losses.mixup import MixupTargets, check_reduction, mixup_loss
 
 __all__ = [
     "BalancedSoftmaxLoss",
@@ -55,7 +52,6 @@ __all__ = [
 ]
 
 CountsLike = Tensor | np.ndarray | Sequence[int]
-REDUCTIONS = ("mean", "sum", "none")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,12 +78,6 @@ def _counts(class_counts: CountsLike) -> Tensor:
             "drop it or give it a count"
         )
     return counts
-
-
-def _check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-    return reduction
 
 
 def _check_logits(logits: object, num_classes: int | None) -> Tensor:
@@ -226,10 +216,6 @@ def _reduce_weighted(
 
     ``per_sample(logits, labels)`` returns the (B,) unweighted losses l_i.
     """
-    # Imported here: neuralcollapse.losses re-exports this module, so a module-level import
-    # would be circular.
-    from neuralcollapse.losses import mixup_loss
-
     if weight is None:
         losses = mixup_loss(per_sample, logits, targets, num_classes=num_classes)
         if reduction == "mean":
@@ -269,7 +255,7 @@ class _LogitLoss(nn.Module):
         if num_classes is None and checked is not None:
             num_classes = checked.numel()
         self.num_classes = num_classes
-        self.reduction = _check_reduction(reduction)
+        self.reduction = check_reduction(reduction)
         self.register_buffer("weight", None if checked is None else checked)
 
     def set_class_weight(self, weight: object) -> None:
