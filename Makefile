@@ -7,7 +7,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench dist clean
+.PHONY: demo test lint bench dist clean chromium
 
 demo: $(STAMP)
 	$(BIN)/neuralcollapse train
@@ -16,8 +16,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_spread_frame.py
@@ -26,6 +26,20 @@ bench: $(STAMP)
 # wheel anywhere with: pip install dist/neuralcollapse-<version>-py3-none-any.whl
 dist: $(STAMP)
 	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# Headless Chromium for the report's browser test (tests/test_report.py), which skips with
+# its reason when there is none. Opt-in and separate from `make test`, which installs
+# nothing: this changes the system (apt-get, as root), so it prints what it runs.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium: already installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium: running apt-get update && apt-get install -y chromium"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "chromium: not installed (needs root and apt-get); the browser test will skip"; \
+	fi
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh $(VENV) $(PYTHON)

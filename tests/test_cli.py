@@ -90,6 +90,7 @@ def test_version_and_help_import_nothing_heavy(argv) -> None:
     [
         ("train", ()),
         ("eval", ()),
+        ("export", ()),
         ("compare", ()),
         ("metrics", ()),
         ("ufm", ("yaml",)),  # its help lists the config keys
@@ -162,6 +163,16 @@ def test_trailing_overrides_reach_compare_configs(monkeypatch) -> None:
     monkeypatch.setattr(compare, "run", lambda args: calls.append(args) or 0)
     assert main(["compare", "a.yaml", "optim.lr=0.1", "--seeds", "2", "train.epochs=3"]) == 0
     assert calls[0].configs == ["a.yaml", "optim.lr=0.1", "train.epochs=3"]
+
+
+def test_compare_help_shows_the_launcher_options(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["compare", "--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--jobs", "--launcher", "--ray-address", "--partition", "--gpus-per-run"):
+        assert option in out
+    assert "{local,ray,slurm}" in out
 
 
 def test_unrecognised_words_are_one_line_usage_errors(captured, capsys) -> None:

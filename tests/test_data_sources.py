@@ -534,7 +534,7 @@ def test_list_file_missing_paths(listed):
         ListFileDataset(listed / "nope", listed / "train.txt")
     (listed / "train.txt").write_text("train/n9/img.png 0\n")
     ds = ListFileDataset(listed / "root", listed / "train.txt", check_files=False)
-    with pytest.raises(FileNotFoundError, match="img.png is missing"):
+    with pytest.raises(FileNotFoundError, match=r"img.png \(listed in .*train.txt\) is missing"):
         ds[0]
 
 

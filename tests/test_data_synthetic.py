@@ -176,7 +176,7 @@ def test_hierarchical_mixture_errors():
         hierarchical_mixture(not_a_tree, dim=4)
     with pytest.raises(ValueError, match="symmetric"):
         hierarchical_mixture(torch.tensor([[0, 1], [2, 0]]), dim=4)
-    with pytest.raises(ValueError, match="symmetric"):
+    with pytest.raises(ValueError, match="0 on the diagonal"):
         hierarchical_mixture(torch.tensor([[1, 1], [1, 1]]), dim=4)
     with pytest.raises(ValueError, match=r"\(K, K\)"):
         hierarchical_mixture(torch.zeros(2, 3), dim=4)

@@ -342,8 +342,25 @@ def test_bad_streams_are_clear_errors():
         evaluate_stream(Stream(h, y, w, logits=False), num_classes=K, lca=LCA)
     with pytest.raises(ValueError, match=r"logits have 5 classes, expected 6"):
         evaluate_stream(lambda: iter([(h, y, h @ w[:5].T)]), num_classes=K)
-    with pytest.raises(ValueError, match="at least two classes"):
-        evaluate_stream(lambda: iter([(h[y == 0], y[y == 0], None)]), num_classes=K)
+
+
+@pytest.mark.parametrize("case", ["one class", "one point"])
+def test_undefined_collapse_metrics_are_null_with_the_reason(case):
+    h, y, w, b = make_split(2)
+    if case == "one class":
+        h, y = h[y == 0], y[y == 0]
+        reason = "at least two classes"
+    else:  # every feature at one point: all class means coincide
+        h = torch.ones_like(h)
+        reason = "all present class means coincide"
+    result = evaluate_stream(lambda: iter([(h, y, h @ w.T + b)]), num_classes=K, classifier=w)
+    collapse = result.metrics["collapse"]
+    assert reason in collapse["undefined"] and "\n" not in collapse["undefined"]
+    assert collapse["nc1"] is None and collapse["nc4_ncc_mismatch"] is None
+    assert collapse["num_samples"] == len(y) and sum(collapse["class_counts"]) == len(y)
+    assert result.report is None and result.metrics["num_samples"] == len(y)
+    assert result.metrics["top1"] == float((torch.argmax(h @ w.T + b, 1) == y).double().mean())
+    json.dumps(result.metrics, allow_nan=False)  # strict JSON: the records can hold it
 
 
 def test_accuracy_only_evaluation_equals_the_full_one_in_one_pass():

@@ -11,7 +11,14 @@ import torch
 import neuralcollapse as nc
 from neuralcollapse import models
 from neuralcollapse.errors import UsageError
-from neuralcollapse.export import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, save_pretrained
+from neuralcollapse.export import (
+    CONFIG_NAME,
+    PREPROCESSOR_NAME,
+    WEIGHTS_NAME,
+    Preprocessor,
+    load_pretrained,
+    save_pretrained,
+)
 from neuralcollapse.frames import simplex_etf
 from neuralcollapse.heads import FixedFrameHead, LearnableHead
 from neuralcollapse.train import Trainer, load_checkpoint, load_config
@@ -227,3 +234,234 @@ def test_save_pretrained_refuses_what_it_cannot_describe(tmp_path):
     with pytest.raises(UsageError, match=r"differing tensors: \[\('net.1.weight', \(32, 64\)\)"):
         save_pretrained(other, tmp_path / "y", config=config, input_shape=(1, 8, 8))
     assert not (tmp_path / "y").exists()
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The default digits job (small CNN, ETF head, DR loss), shortened to 3 epochs."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    overrides = ["train.epochs=3", "log.tensorboard=false", "log.report=false"]
+    trainer = Trainer(load_config(DEFAULT, overrides), run_dir)
+    trainer.fit()
+    trainer.close()
+    return run_dir
+
+
+def test_raw_test_images_through_preprocess_give_the_runs_own_test_accuracy(tmp_path, default_run):
+    save_pretrained(default_run, tmp_path / "exported", checkpoint="last")
+    assert (tmp_path / "exported" / PREPROCESSOR_NAME).is_file()
+    model, preprocess = load_pretrained(tmp_path / "exported", with_preprocess=True)
+    summary = json.loads((default_run / "summary.json").read_text())
+    # The raw test split, as the data set stores it (digits: [0, 1] floats, never normalised).
+    data, _, _ = assemble(load_config(DEFAULT, ["train.epochs=3"]), torch.device("cpu"))
+    images, labels = data.test.images, data.test.labels
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    with torch.no_grad():
+        predicted = model(preprocess(images)).argmax(dim=1)
+        unnormalised = model(images.float()).argmax(dim=1)
+    correct = int((predicted == labels).sum())
+    assert correct == round(summary["final"]["top1"] * len(labels))
+    assert int((unnormalised == labels).sum()) != correct  # normalisation matters here
+    assert preprocess.image_mean == pytest.approx(data.mean, abs=0)
+    assert preprocess.class_names == tuple(data.class_names)
+
+
+def test_preprocess_scales_uint8_checks_shapes_and_crops(tmp_path):
+    preprocess = Preprocessor(
+        sample_shape=(3, 6, 6),
+        input_shape=(3, 4, 4),
+        image_mean=(0.5, 0.25, 0.0),
+        image_std=(0.5, 0.25, 1.0),
+        crop_size=4,
+    )
+    pixels = torch.full((2, 3, 6, 6), 255, dtype=torch.uint8)
+    out = preprocess(pixels)
+    assert out.shape == (2, 3, 4, 4) and out.dtype == torch.float32
+    assert torch.equal(out[:, :, 0, 0], torch.tensor([[1.0, 3.0, 1.0]] * 2))
+    assert torch.equal(preprocess(pixels[0].numpy()), out[:1])  # one sample, numpy
+    with pytest.raises(UsageError, match=r"inputs of shape \[3, 5, 5\].*\[3, 6, 6\]"):
+        preprocess(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(UsageError, match="dtype int32"):
+        preprocess(torch.zeros(1, 3, 6, 6, dtype=torch.int32))
+
+
+def test_preprocess_decodes_image_files_as_the_loader_did(tmp_path):
+    pil = pytest.importorskip("PIL.Image", reason="Pillow (extra images) decodes image files")
+    import numpy as np
+
+    array = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    pil.fromarray(array).save(tmp_path / "a.png")
+    preprocess = Preprocessor((3, 4, 6), (3, 4, 6), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    out = preprocess(tmp_path / "a.png")
+    expected = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(out[0], expected, rtol=0, atol=1e-7)
+
+
+def test_exports_without_a_known_normalisation_say_so(tmp_path):
+    directory = _export(tmp_path)  # a bare head
+    with pytest.raises(UsageError, match="has no preprocessor_config.json"):
+        load_pretrained(directory, with_preprocess=True)
+    config = load_config(DEFAULT, FAST)
+    model = build_model(config, 10, (1, 8, 8))
+    save_pretrained(model, tmp_path / "m", config=config, input_shape=(1, 8, 8))
+    assert not (tmp_path / "m" / PREPROCESSOR_NAME).exists()
+    save_pretrained(
+        model, tmp_path / "m", config=config, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,)
+    )
+    _, preprocess = load_pretrained(tmp_path / "m", with_preprocess=True)
+    assert preprocess.image_mean == (0.3,) and preprocess.image_std == (0.4,)
+    with pytest.raises(UsageError, match="mean has 3 values but the inputs have 1 channel"):
+        save_pretrained(
+            model, tmp_path / "m", config=config, input_shape=(1, 8, 8), mean=(0,) * 3, std=(1,) * 3
+        )
+
+
+def test_the_export_command_writes_a_loadable_directory(tmp_path, default_run, capsys):
+    from neuralcollapse.cli import main
+
+    assert main(["export", str(default_run), "--out", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    assert "mean" in shown and "checkpoints" in shown
+    model, preprocess = load_pretrained(tmp_path / "out", with_preprocess=True)
+    assert preprocess.input_shape == (1, 8, 8) and not model.training
+    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither a run directory nor a checkpoint" in err[0]
+
+
+# --------------------------------------------------------------------------- refusals (#28)
+
+
+def _rewrite_weights(directory: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(directory / WEIGHTS_NAME)
+    change(tensors)
+    save_file(tensors, directory / WEIGHTS_NAME)
+
+
+def _rewrite_config(directory: Path, change) -> None:
+    document = json.loads((directory / CONFIG_NAME).read_text())
+    change(document)
+    (directory / CONFIG_NAME).write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.int64, torch.float64])
+def test_weights_of_another_dtype_are_refused_not_cast(tmp_path, dtype):
+    directory = _export(tmp_path)
+
+    def cast(tensors):
+        tensors["neck.0.weight"] = tensors["neck.0.weight"].to(dtype)
+
+    _rewrite_weights(directory, cast)
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(UsageError, match=f"neck.0.weight is {name} not float32.*would cast"):
+        load_pretrained(directory)
+
+
+def test_a_float64_model_round_trips_in_float64(tmp_path):
+    head = FixedFrameHead(8, simplex_etf(4, 3, seed=0).double()).double()
+    save_pretrained(head, tmp_path / "d")
+    loaded = load_pretrained(tmp_path / "d")
+    assert loaded.frame.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+
+
+@pytest.mark.parametrize("version", [-5, 0, True, "1", 1.0])
+def test_a_format_version_that_is_not_a_positive_integer_is_refused(tmp_path, version):
+    directory = _export(tmp_path)
+    _rewrite_config(directory, lambda d: d.update(format_version=version))
+    with pytest.raises(UsageError, match="format_version .*positive integer"):
+        load_pretrained(directory)
+
+
+def test_a_fixed_frame_export_without_its_frame_entry_is_refused(tmp_path):
+    directory = _export(tmp_path)
+    _rewrite_config(directory, lambda d: d.pop("frame"))
+    with pytest.raises(UsageError, match="records no frame hash"):
+        load_pretrained(directory)
+    _rewrite_config(directory, lambda d: d.update(frame={"kind": "etf"}))
+    with pytest.raises(UsageError, match="records no frame hash"):
+        load_pretrained(directory)
+
+
+def test_an_unavailable_map_location_is_named_not_called_corrupt(tmp_path):
+    directory = _export(tmp_path)
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: map_location='cuda' is valid on this machine")
+    with pytest.raises(UsageError, match="map_location='cuda' is not available on this machine"):
+        load_pretrained(directory, map_location="cuda")
+    with pytest.raises(UsageError, match="map_location='gpu7' is not a device"):
+        load_pretrained(directory, map_location="gpu7")
+
+
+def test_a_huge_head_in_config_json_is_refused_before_allocating(tmp_path):
+    directory = _export(tmp_path)
+
+    def grow(document):
+        document["architecture"]["head"]["in_features"] = 10**9
+
+    _rewrite_config(directory, grow)
+    with pytest.raises(UsageError, match=r"has [\d,]{13} parameters.*above the limit"):
+        load_pretrained(directory)
+    # Raising the limit reaches the next check, still on the meta device (no allocation).
+    with pytest.raises(UsageError, match="of another shape"):
+        load_pretrained(directory, max_parameters=10**10)
+
+
+def test_huge_backbone_widths_in_config_json_are_refused_before_allocating(tmp_path, monkeypatch):
+    config = load_config(DEFAULT, FAST)
+    model = build_model(config, 10, (1, 8, 8))
+    save_pretrained(model, tmp_path / "m", config=config, input_shape=(1, 8, 8))
+
+    def grow(document):
+        document["architecture"]["backbone"]["options"]["hidden"] = [200000, 200000]
+
+    _rewrite_config(tmp_path / "m", grow)
+    with pytest.raises(UsageError, match=r"has 40,0\d\d,\d{3},\d{3} parameters.*limit of 1,000"):
+        load_pretrained(tmp_path / "m")
+    monkeypatch.setenv("NEURALCOLLAPSE_MAX_PARAMETERS", "100000000000")
+    with pytest.raises(UsageError, match="of another shape"):
+        load_pretrained(tmp_path / "m")
+
+
+def test_eval_of_a_checkpoint_with_huge_widths_exits_2_in_one_line(tmp_path, trained_run, capsys):
+    from neuralcollapse.cli import main
+
+    run_dir, _ = trained_run
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    state["config"]["model"]["options"]["hidden"] = [200000, 200000]
+    torch.save(state, tmp_path / "crafted.pt")
+    assert main(["eval", str(tmp_path / "crafted.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "above the limit of 1,000,000,000" in err[0]
+
+
+def test_a_deeply_nested_config_json_is_one_error(tmp_path):
+    directory = _export(tmp_path)
+    (directory / CONFIG_NAME).write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(UsageError, match="nested"):
+        load_pretrained(directory)
+
+
+def test_the_parameter_limit_is_stated_and_raised_only_by_a_positive_integer(monkeypatch):
+    from neuralcollapse.models.limits import MAX_PARAMETERS, parameter_limit
+
+    monkeypatch.delenv("NEURALCOLLAPSE_MAX_PARAMETERS", raising=False)
+    assert parameter_limit() == MAX_PARAMETERS == 10**9
+    assert parameter_limit(5) == 5
+    monkeypatch.setenv("NEURALCOLLAPSE_MAX_PARAMETERS", "2_000_000_000")
+    assert parameter_limit() == 2 * 10**9
+    monkeypatch.setenv("NEURALCOLLAPSE_MAX_PARAMETERS", "lots")
+    with pytest.raises(UsageError, match="NEURALCOLLAPSE_MAX_PARAMETERS='lots' is not a positive"):
+        parameter_limit()
+    with pytest.raises(UsageError, match="max_parameters must be a positive integer"):
+        parameter_limit(0)
+    # An ordinary model builds; a huge one is refused before any memory is taken.
+    monkeypatch.delenv("NEURALCOLLAPSE_MAX_PARAMETERS")
+    assert models.build("mlp", in_features=64, hidden=[32], feature_dim=16).feature_dim == 16
+    with pytest.raises(UsageError, match=r"model 'mlp' .* has 40,0[\d,]+ parameters"):
+        models.build("mlp", in_features=64, hidden=[200000, 200000], feature_dim=16)

@@ -369,3 +369,34 @@ def test_unreachable_classes_agrees_with_sampling(seed):
 def test_rotated_etfs_with_d_equal_k_often_leave_classes_unreachable():
     count = sum(bool(unreachable_classes(simplex_etf(10, 10, seed=s))) for s in range(100))
     assert 30 <= count <= 80  # 53 of seeds 0-99: why the d = K recipe uses the canonical ETF
+
+
+# --------------------------------------------------------------------------- reachability in a run
+
+
+@pytest.mark.parametrize("neck", ["none", "l2"])
+def test_a_rotated_d_equal_k_frame_behind_relu_is_refused_with_l2_too(neck, caplog):
+    from neuralcollapse.errors import ConfigError
+    from neuralcollapse.train.build import run_frame
+    from neuralcollapse.train.config import load_config
+
+    overrides = [
+        "model.name=mlp",
+        "model.options={hidden: [32], feature_dim: 10}",
+        f"head.neck={neck}",
+        "head.rotation=random",
+        "train.seed=2",
+    ]
+    assert unreachable_classes(simplex_etf(10, 10, seed=2))  # seed 2 leaves classes out
+    with pytest.raises(ConfigError, match=rf"head.neck={neck} .*unreachable.*head.rotation=none"):
+        run_frame(load_config(None, overrides), 10, 10, None)
+    allowed = load_config(None, [*overrides, "head.allow_unreachable=true"])
+    with caplog.at_level("WARNING", logger="neuralcollapse.train.build"):
+        frame = run_frame(allowed, 10, 10, None)
+    assert unreachable_classes(frame) and "head.allow_unreachable=true" in caplog.text
+    # signed necks (bn, bn_l2, mlp) and a projection (head.dim != feature_dim) can reach all
+    for other in (["head.neck=bn_l2"], ["head.neck=bn"], [f"head.neck={neck}", "head.dim=12"]):
+        run_frame(load_config(None, [*overrides, *other]), 10, 10, None)
+    # auto rotation picks the canonical ETF behind l2 as behind none: every class reachable
+    auto = load_config(None, [*overrides[:3], "train.seed=2"])
+    assert unreachable_classes(run_frame(auto, 10, 10, None)) == []

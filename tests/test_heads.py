@@ -228,3 +228,65 @@ def test_heads_trace_with_torch_fx(head):
     assert torch.equal(traced(x), head(x))
     model = nn.Sequential(nn.Linear(4, 8), head)
     assert torch.equal(torch.fx.symbolic_trace(model)(x[:, :4]), model(x[:, :4]))
+
+
+# ----------------------------------------------- [L23]'s official head options (issue 25)
+
+
+def _prelus(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.PReLU)]
+
+
+def test_haframe_neck_per_channel_prelu_and_leading_bn_momentum():
+    frame = torch.eye(6, 6)
+    shared = FixedFrameHead(6, frame, neck="haframe")
+    official = FixedFrameHead(6, frame, neck="haframe", prelu="per_channel", bn_momentum=0.001)
+    assert [p.weight.numel() for p in _prelus(shared)] == [1, 1, 1, 1]
+    assert [p.weight.numel() for p in _prelus(official)] == [6, 6, 6, 6]
+    leading = official.neck[0]
+    assert isinstance(leading, torch.nn.BatchNorm1d) and leading.momentum == 0.001
+    inner = [m.momentum for m in official.neck[1:].modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert inner == [0.1] * 4  # the transformation module's own BatchNorms keep 0.1
+    # identical at initialisation (all slopes 0.25): same outputs from the same weights
+    official.load_state_dict(
+        {
+            k: (v.expand_as(official.state_dict()[k]) if "neck" in k and v.numel() == 1 else v)
+            for k, v in shared.state_dict().items()
+        }
+    )
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    shared.eval(), official.eval()
+    assert torch.equal(shared(x), official(x))
+
+
+def test_neck_momentum_moves_running_statistics_at_its_rate():
+    head = FixedFrameHead(4, torch.eye(3, 4), neck="bn_l2", bn_momentum=0.001)
+    x = 10.0 + torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+    head.train()
+    head(x)
+    running = head.neck[0].running_mean
+    assert torch.allclose(running, 0.001 * x.mean(dim=0), atol=1e-6)
+
+
+def test_head_options_round_trip_through_get_config():
+    head = FixedFrameHead(5, torch.eye(5), neck="haframe", prelu="per_channel", bn_momentum=0.01)
+    config = head.get_config()
+    assert config["prelu"] == "per_channel" and config["bn_momentum"] == 0.01
+    copy = head_from_config(config, frame=head.frame)
+    assert [p.weight.numel() for p in _prelus(copy)] == [5, 5, 5, 5]
+    older = {k: v for k, v in config.items() if k not in ("prelu", "bn_momentum")}
+    assert [p.weight.numel() for p in _prelus(head_from_config(older, frame=head.frame))] == [
+        1,
+        1,
+        1,
+        1,
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"prelu": "channel"}, "prelu must be one of"), ({"bn_momentum": 0.0}, "bn_momentum")],
+)
+def test_bad_neck_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FixedFrameHead(4, torch.eye(4), neck="haframe", **kwargs)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import neuralcollapse as nc
 from neuralcollapse.cli import main
+from neuralcollapse.data import fgvc_aircraft_hierarchy, inaturalist_hierarchy
 from neuralcollapse.frames import build_frame, hierarchy_aware_frame, hierarchy_similarity
 from neuralcollapse.hierarchy import (
     ClassDistances,
@@ -716,7 +717,7 @@ def test_fgvc_aircraft_and_inaturalist_builders(tmp_path):
         for level, column in (("variant", 0), ("family", 1), ("manufacturer", 2)):
             lines = [f"{offset + i:07d} {row[column]}" for i, row in enumerate(tree_rows)]
             (data / f"images_{level}_{split}.txt").write_text("\n".join(lines) + "\n")
-    fgvc = Hierarchy.from_fgvc_aircraft(tmp_path / "fgvc-aircraft-2013b")
+    fgvc = fgvc_aircraft_hierarchy(tmp_path / "fgvc-aircraft-2013b")
     assert fgvc.leaves == tuple(r[0] for r in tree_rows)
     assert fgvc.depth == 3 and fgvc.is_balanced
     assert fgvc.parent("DC-3") == "family:DC-3"  # a family may share a variant's name
@@ -735,7 +736,7 @@ def test_fgvc_aircraft_and_inaturalist_builders(tmp_path):
         category["class"] = "Aves"
     annotation = tmp_path / "train2019.json"
     annotation.write_text(json.dumps({"categories": categories, "images": [], "annotations": []}))
-    inat = Hierarchy.from_inaturalist(annotation)
+    inat = inaturalist_hierarchy(annotation)
     assert inat.leaves == ("Aix sponsa", "Anas acuta", "Aix galericulata")  # id order
     assert inat.depth == 7 and inat.parent("Aix sponsa") == "genus:Aix"
     assert inat.lca_heights()[0, 2] == 1 and inat.lca_heights()[0, 1] == 2
@@ -762,6 +763,7 @@ def test_cifar100_haframe_recipe_runs_on_the_builtin_tree(tmp_path, capsys):
             "train.batch_size=50",
             "eval.batch_size=100",
             "data.num_workers=0",
+            "data.val_fraction=0",
             "log.tensorboard=false",
             "log.report=false",
             "--run-dir",
@@ -803,16 +805,22 @@ def test_trainer_matches_classes_by_name_or_refuses(tmp_path):
     with pytest.raises(ConfigError, match="builtin:cifar100"):
         load_config(None, ["head.kind=haframe"])
     root = tmp_path / "cifar100"
-    write_cifar_standin(root, "cifar100", per_class=1)  # classes named f0 .. f99
-    base = ["data.name=cifar100", f"data.root={root}", "head.kind=learnable", "loss.name=ce"]
+    write_cifar_standin(root, "cifar100", per_class=1)  # the official class names
+    base = [
+        "data.name=cifar100",
+        f"data.root={root}",
+        "head.kind=learnable",
+        "loss.name=ce",
+        "data.val_fraction=0",
+    ]
     np.save(tmp_path / "three.npy", HAND["level"][:3, :3])
     three = load_config(None, [*base, f"data.hierarchy={tmp_path / 'three.npy'}"])
     with pytest.raises(ConfigError, match="has 3 classes but the data set has 100"):
         load_training_data(three)
     # a tree over the data set's class names, listed in another order: matched by name
-    names = [f"f{i}" for i in range(100)]
+    names = list(Hierarchy.builtin("cifar100").leaves)
     edges = [(f"group{i // 10}", "root") for i in range(0, 100, 10)]
-    edges += [(name, f"group{int(name[1:]) // 10}") for name in names]
+    edges += [(name, f"group{i // 10}") for i, name in enumerate(names)]
     shuffled = names[50:] + names[:50]
     path = Hierarchy(edges, classes=shuffled).save(tmp_path / "tree.json")
     assert Hierarchy.load(path).leaves == tuple(shuffled)

@@ -139,6 +139,48 @@ def test_collapse_metric_in_a_metric_collection_with_a_classifier_module():
     assert float(acc) == pytest.approx(accuracy.compute()["balanced"], rel=1e-6)
 
 
+def test_collapse_metric_compute_before_any_update_warns_and_gives_nan():
+    _needs("torchmetrics", "torchmetrics")
+    from neuralcollapse.integrations.torchmetrics import CollapseMetric
+
+    _, _, w = _features()
+    for classifier in (None, w):
+        metric = CollapseMetric(K, D, classifier=classifier)
+        with pytest.warns(UserWarning, match="called before the ``update``"):
+            values = metric.compute()
+        h, y, _ = _features(n=60)
+        expected = _stats(h, y).compute(classifier)
+        floats = {
+            k for k, v in dataclasses.asdict(expected).items() if isinstance(v, float)
+        } - SECOND_PASS
+        assert set(values) == floats
+        assert all(math.isnan(float(v)) for v in values.values())
+
+
+def test_collapse_metric_update_does_not_repack_its_state(monkeypatch):
+    _needs("torchmetrics", "torchmetrics")
+    from neuralcollapse.integrations import torchmetrics as bridge
+
+    packs = []
+    original = bridge._Layout.pack
+    monkeypatch.setattr(
+        bridge._Layout, "pack", lambda self, stats: packs.append(1) or original(self, stats)
+    )
+    h, y, w = _features()
+    metric = bridge.CollapseMetric(K, D, classifier=w)
+    packs.clear()
+    for i in range(0, len(y), 10):
+        metric.update(h[i : i + 10], y[i : i + 10])
+    assert packs == []  # 30 updates, no packing
+    assert metric.report() == _stats(h, y, batch=10).compute(w)
+    assert len(packs) == 1  # packed once, when the state was read
+    state = metric.state_dict() if metric.persistent else None
+    assert state is None or "stats_state" not in state or len(packs) == 1
+    metric.update(h[:10], y[:10])
+    copy = metric.clone()  # a deep copy packs the pending batch, or carries it live
+    assert copy.stats().num_samples == metric.stats().num_samples == len(y) + 10
+
+
 def test_collapse_metric_rejects_bad_arguments():
     _needs("torchmetrics", "torchmetrics")
     from neuralcollapse.integrations.torchmetrics import CollapseMetric
@@ -314,6 +356,33 @@ def test_lightning_callback_every_n_epochs_and_a_named_layer(tmp_path):
     rows = [row for row in _csv_rows(trainer) if row.get("val_nc_nc1")]
     assert [int(row["epoch"]) for row in rows] == [1]
     assert "val_nc_nc4_ncc_mismatch" not in rows[0] or not rows[0]["val_nc_nc4_ncc_mismatch"]
+
+
+def test_lightning_callback_measures_the_training_loader_on_request(tmp_path):
+    L = _needs("lightning", "lightning")
+    from neuralcollapse.integrations.lightning import NeuralCollapseCallback
+
+    torch.manual_seed(0)
+    train, val, counts = _long_tailed_data()
+    plain = torch.utils.data.DataLoader(train.dataset, batch_size=64)  # no shuffling
+    callback = NeuralCollapseCallback(
+        train_counts=counts, splits=("val", "train"), train_eval_loader=plain
+    )
+    module = _lit_module(L)
+    trainer = _trainer(L, tmp_path, callback, epochs=2)
+    trainer.fit(module, train, val)
+    rows = [row for row in _csv_rows(trainer) if row.get("nc/train/nc1")]
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    assert any(row.get("nc/nc1") for row in _csv_rows(trainer))  # validation still logged
+    x, y = train.dataset.tensors
+    module.eval()
+    with torch.no_grad():
+        h = module.head.features(module.backbone(x))
+    expected = collapse_report(h, y, classifier=module.head.weight)
+    assert float(rows[-1]["nc/train/nc1"]) == pytest.approx(expected.nc1, rel=1e-5)
+    assert callback.last_train_epoch == 1 and callback.last_train.report.num_samples == len(y)
+    with pytest.raises(ValueError, match="splits must be a non-empty list of 'val' and 'train'"):
+        NeuralCollapseCallback(splits=("test",))
 
 
 def test_lightning_callback_asks_for_a_layer_when_it_finds_no_head():

@@ -358,3 +358,121 @@ def test_cosine_head_gives_cosines_for_ldam():
     assert bool((logits.abs() <= 1 + 1e-6).all())
     with pytest.raises(ValueError, match="pass bias=False"):
         LearnableHead(5, 3, cosine=True)
+
+
+# ----------------------------------------------------------------- the official codes' forms
+#
+# Independent float64 references written from the official formulas (not from ours):
+# Cui et al.: richardaecn/class-balanced-loss src/cifar_main.py:226-266 (focal_loss) and
+# :325-342 (per-sample weights w_y tiled over the K columns; softmax loss through
+# tf.losses.softmax_cross_entropy with weights, which divides by the B non-zero weights;
+# focal/sigmoid losses summed and divided by sum(one_hot) = B).
+# Cao et al.: kaidic/LDAM-DRW losses.py:7-21 (p = exp(-CE(weight=w, reduction="none")),
+# (1 - p)^gamma * CE, plain mean).
+
+
+def ref_cui_sigmoid_focal(z, y, w, gamma):
+    """Cui's focal_loss: BCE-with-logits on one-hot labels, modulator
+    exp(-g*l*z - g*log1p(exp(-z))), times alpha = w_y per row, summed, / sum(labels)."""
+    labels = torch.nn.functional.one_hot(y, z.shape[1]).to(z.dtype)
+    bce = torch.clamp(z, min=0) - z * labels + torch.log1p(torch.exp(-torch.abs(z)))
+    modulator = (
+        1.0 if gamma == 0 else torch.exp(-gamma * labels * z - gamma * torch.log1p(torch.exp(-z)))
+    )
+    alpha = w[y][:, None].expand_as(z)
+    return (alpha * modulator * bce).sum() / labels.sum()
+
+
+def ref_cui_softmax(z, y, w):
+    """Cui's class-balanced softmax: sum_i w_{y_i} CE_i / (number of non-zero weights)."""
+    ce = -torch.log_softmax(z, dim=1)[torch.arange(len(y)), y]
+    weights = w[y]
+    return (weights * ce).sum() / (weights != 0).sum()
+
+
+def ref_cao_focal(z, y, w, gamma):
+    """Cao's FocalLoss: c = w_y CE, p = exp(-c), mean((1 - p)^gamma c)."""
+    c = -torch.log_softmax(z, dim=1)[torch.arange(len(y)), y] * w[y]
+    p = torch.exp(-c)
+    return ((1 - p) ** gamma * c).mean()
+
+
+def _official_inputs(seed: int, k: int, batch: int = 32):
+    g = torch.Generator().manual_seed(seed)
+    z = (3 * torch.randn(batch, k, generator=g, dtype=torch.float64)).requires_grad_(True)
+    y = torch.randint(0, k, (batch,), generator=g)
+    counts = torch.randint(1, 500, (k,), generator=g)
+    return z, y, class_balanced_weights(counts, 0.9999, dtype=torch.float64)
+
+
+def _value_and_grad(fn, z):
+    value = fn(z)
+    (grad,) = torch.autograd.grad(value, z)
+    return value.detach(), grad
+
+
+@pytest.mark.parametrize("k", [10, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_sigmoid_cb_focal_matches_cui_et_al(k, seed, gamma):
+    z, y, w = _official_inputs(seed, k)
+    ours = FocalLoss(gamma, weight=w, form="sigmoid_cb")
+    value, grad = _value_and_grad(lambda t: ours(t, y), z)
+    expected, expected_grad = _value_and_grad(lambda t: ref_cui_sigmoid_focal(t, y, w, gamma), z)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    # differs from the softmax focal loss the weights alone would give (issue: 47-62% apart)
+    softmax = FocalLoss(gamma, weight=w, reduction="batch")(z, y)
+    assert not torch.isclose(value, softmax, rtol=1e-3)
+
+
+@pytest.mark.parametrize("k", [10, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_cao_weighted_focal_matches_cao_et_al(k, seed, gamma):
+    z, y, w = _official_inputs(seed, k)
+    ours = FocalLoss(gamma, weight=w, weighting="cao")
+    value, grad = _value_and_grad(lambda t: ours(t, y), z)
+    expected, expected_grad = _value_and_grad(lambda t: ref_cao_focal(t, y, w, gamma), z)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    unweighted = FocalLoss(gamma, weighting="cao")(z, y)  # weight None: plain focal mean
+    torch.testing.assert_close(unweighted, ref_cao_focal(z, y, torch.ones(k, dtype=z.dtype), gamma))
+
+
+@pytest.mark.parametrize("k", [10, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_class_balanced_ce_reductions_batch_and_weight_sum(k, seed):
+    z, y, w = _official_inputs(seed, k)
+    batch = FocalLoss(0.0, weight=w, reduction="batch")
+    value, grad = _value_and_grad(lambda t: batch(t, y), z)
+    expected, expected_grad = _value_and_grad(lambda t: ref_cui_softmax(t, y, w), z)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    weight_sum = FocalLoss(0.0, weight=w, reduction="weight_sum")
+    value, grad = _value_and_grad(lambda t: weight_sum(t, y), z)
+    torch_ce = nn.CrossEntropyLoss(weight=w)
+    expected, expected_grad = _value_and_grad(lambda t: torch_ce(t, y), z)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-14)
+    # the two differ by sum_i w_{y_i} / B
+    ratio = float(batch(z, y).detach() / weight_sum(z, y).detach())
+    assert ratio == pytest.approx(float(w[y].sum()) / len(y), rel=1e-12)
+    assert FocalLoss(0.0, weight=w)(z, y).item() == pytest.approx(weight_sum(z, y).item())
+
+
+def test_focal_forms_refuse_bad_combinations_and_keep_mixup():
+    with pytest.raises(ValueError, match="form must be one of"):
+        FocalLoss(form="sigmoid")
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        FocalLoss(weighting="lin")
+    with pytest.raises(ValueError, match="weighting='cao'"):
+        FocalLoss(form="sigmoid_cb", weighting="cao")
+    z, y, w = _official_inputs(0, 10)
+    y_b = torch.roll(y, 1)
+    for loss in (
+        FocalLoss(1.0, weight=w, form="sigmoid_cb"),
+        FocalLoss(1.0, weight=w, weighting="cao"),
+    ):
+        mixed = loss(z, (y, y_b, 0.3))
+        torch.testing.assert_close(mixed, 0.3 * loss(z, y) + 0.7 * loss(z, y_b))

@@ -328,6 +328,29 @@ def test_soft_label_loss_rejects_an_empty_batch():
         loss(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
 
 
+def test_soft_label_kl_keeps_the_target_entropy_in_float64():
+    tree = Hierarchy.balanced([3, 4])
+    loss = SoftLabelCrossEntropy(tree, beta=3.0, form="kl", reduction="none")
+    assert loss.target_entropy.dtype == torch.float64
+    logits = torch.randn(9, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(9) % 12
+    # independent float64 KL(q_y || p): soft labels from the LCA distances, in NumPy
+    from neuralcollapse.hierarchy import distance_matrix
+
+    d = distance_matrix(tree).double().numpy()
+    e = np.exp(-3.0 * d / d.max())
+    q64 = e / e.sum(axis=1, keepdims=True)
+    log_p = logits.numpy() - np.log(np.exp(logits.numpy()).sum(axis=1, keepdims=True))
+    q32 = loss.targets.double().numpy()  # the cross term uses the float32 targets buffer
+    cross = -(q32[y.numpy()] * log_p).sum(axis=1)
+    entropy = -(q64 * np.log(q64)).sum(axis=1)
+    np.testing.assert_allclose(loss(logits, y).numpy(), cross - entropy[y.numpy()], rtol=1e-13)
+    np.testing.assert_allclose(loss.target_entropy.numpy(), entropy, rtol=1e-14)
+    # the float64 entropy is not the float32-rounded one
+    rounded = loss.target_entropy.float().double()
+    assert not torch.equal(rounded, loss.target_entropy)
+
+
 # --------------------------------------------------------------------------- mixup_loss
 
 

@@ -52,6 +52,7 @@ def test_nc_models_is_reachable_lazily():
         "mlp",
         "small_cnn",
         "wide_resnet",
+        "densenet_bc",
     }
 
 

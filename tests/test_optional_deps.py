@@ -185,6 +185,8 @@ EXTRA_MODULES = {
     "svhn": "scipy",
     "lightning": "lightning",
     "torchmetrics": "torchmetrics",
+    "ray": "ray",
+    "slurm": "submitit",
 }
 
 
@@ -226,7 +228,8 @@ def test_every_extra_is_used_and_none_replaces_torch():
     extras = _project()["optional-dependencies"]
     # timm (through torchvision's exact torch pin) and the unused "vision" would swap torch.
     assert "timm" not in extras and "vision" not in extras
-    assert set(extras) == {*EXTRA_MODULES, "all", "dev"}, "an extra without a user"
+    # cli: the default job's extras (README's install line), all, dev: groups of extras
+    assert set(extras) == {*EXTRA_MODULES, "all", "cli", "dev"}, "an extra without a user"
     code = "\n".join(path.read_text() for path in (ROOT / "src").rglob("*.py"))
     for extra, module in EXTRA_MODULES.items():
         assert re.search(rf"\b{module}\b", code), f"nothing imports {module} ({extra})"

@@ -4,6 +4,7 @@ disks, hand-edited configs, and one-line messages for every bad input."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import neuralcollapse.train.trainer as trainer_module
 from neuralcollapse.cli import main
+from neuralcollapse.rundir import default_run_name
 from neuralcollapse.train import Trainer, load_config
 from neuralcollapse.train.recipes import resolve_config_path
 from neuralcollapse.train.trainer import assemble
@@ -68,6 +71,11 @@ def test_two_trainings_on_one_run_dir_exactly_one_runs(tmp_path):
 
 def test_default_named_runs_in_the_same_second_get_two_directories(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # One fixed second: building a Trainer can take longer than a second on a busy machine.
+    same_second = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(
+        trainer_module, "default_run_name", lambda name: default_run_name(name, same_second)
+    )
     config = load_config(DEFAULT, [*FAST, "train.epochs=1"])
     first = Trainer(config)
     second = Trainer(config)  # same name and second: the first holds its directory

@@ -124,6 +124,35 @@ def test_retraining_changes_the_classifier_and_not_the_backbone(method):
         torch.testing.assert_close(classifier.bias.detach() / bias, ratio[:, 0])
 
 
+@pytest.mark.parametrize("method", ["crt", "lws"])
+def test_backbone_mode_train_moves_batchnorm_statistics_and_eval_does_not(method):
+    states = {}
+    for mode in ("eval", "train"):
+        model = tiny_model()
+        frozen = backbone_state(model)
+        retrain = ClassifierRetraining(model, method, lr=0.1, epochs=2, backbone_mode=mode)
+        for _ in range(2):
+            retrain.train_epoch(tiny_batches())
+            # Kang et al.'s loop: train mode every epoch (stats use the batch statistics)
+            assert model.backbone.training == (mode == "train")
+        retrain.finish()
+        states[mode] = backbone_state(model)
+        moved = [k for k in frozen if not torch.equal(frozen[k], states[mode][k])]
+        if mode == "eval":
+            assert moved == []
+        else:  # only BatchNorm buffers move; the weights stay frozen
+            assert moved and all("running_" in k or "num_batches" in k for k in moved)
+    running = [k for k in states["eval"] if k.endswith("running_mean")]
+    assert running and not torch.equal(states["eval"][running[0]], states["train"][running[0]])
+
+
+def test_backbone_mode_is_checked():
+    with pytest.raises(ValueError, match="backbone_mode must be 'eval' or 'train'"):
+        ClassifierRetraining(tiny_model(), "crt", lr=0.1, epochs=1, backbone_mode="frozen")
+    with pytest.raises(ConfigError, match="train.stage2_backbone_mode: expected one of"):
+        load_config(None, [*TINY, "train.stage2=crt", "train.stage2_backbone_mode=on"])
+
+
 def test_crt_reinitialises_from_the_seed_and_follows_a_cosine():
     a, b = tiny_model(0), tiny_model(1)
     ClassifierRetraining(a, "crt", lr=0.1, epochs=4, seed=3)
@@ -180,6 +209,18 @@ def test_stage2_in_a_run(tmp_path, method):
     assert plain["stages"]["final_from"] == "stage1" and plain["stages"]["stage2"] == "none"
     state = load_checkpoint(tmp_path / method / "checkpoints" / "last.pt")
     assert state["stage2_done"] and state["epoch"] == 3 + extra
+
+
+def test_backbone_mode_in_a_run(tmp_path):
+    crt = ["train.stage2=crt", "train.stage2_epochs=2"]
+    eval_mode, _ = train(tmp_path, "eval", *crt)
+    train_mode, summary = train(tmp_path, "train", *crt, "train.stage2_backbone_mode=train")
+    stage1, _ = train(tmp_path, "plain")
+    eval_state, train_state = backbone_state(eval_mode.model), backbone_state(train_mode.model)
+    assert_same_state(backbone_state(stage1.model), eval_state)  # eval: nothing moved
+    moved = [k for k in eval_state if not torch.equal(eval_state[k], train_state[k])]
+    assert moved and all("running_" in k or "num_batches" in k for k in moved)
+    assert summary["config"]["train"]["stage2_backbone_mode"] == "train"
 
 
 def test_the_final_checkpoint_holds_the_stage2_model(tmp_path, capsys):
@@ -248,9 +289,9 @@ def test_deferred_reweighting_switches_at_its_epoch_in_a_run(tmp_path):
     b = read_jsonl(tmp_path / "drw" / "metrics.jsonl")
     assert a[0]["train_loss"] == b[0]["train_loss"] and a[1]["train_loss"] == b[1]["train_loss"]
     assert a[2]["train_loss"] != b[2]["train_loss"]  # the third epoch (index 2) is weighted
-    assert plain.loss_fn.inner.weight is None
+    assert plain.step.loss_fn.inner.weight is None
     expected = class_balanced_weights(deferred.data.train_counts, 0.999, dtype=torch.float64)
-    torch.testing.assert_close(deferred.loss_fn.inner.weight, expected)
+    torch.testing.assert_close(deferred.step.loss_fn.inner.weight, expected)
 
 
 def test_posthoc_logit_adjustment_changes_only_the_evaluation(tmp_path):

@@ -1,15 +1,16 @@
-"""Trackers and the per-epoch lines: TensorBoard, W&B (offline) and MLflow (file store) each
+"""Trackers and the per-epoch lines: TensorBoard, W&B (offline) and MLflow (SQLite store) each
 receive the config and every epoch's scalars of a short real training run, read back with
 the package's own reader where it has one; a missing package names its extra; when stderr
 is not a terminal every epoch prints one plain line.
 
-Nothing here goes over the network: W&B runs offline (no login), MLflow writes a file store
+Nothing here goes over the network: W&B runs offline (no login), MLflow writes a SQLite store
 inside the run directory, and both packages' telemetry is switched off.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import sys
@@ -21,7 +22,13 @@ from neuralcollapse.errors import ConfigError
 from neuralcollapse.rundir import RunDir
 from neuralcollapse.train import Trainer, load_config
 from neuralcollapse.train.log import RunLog
-from neuralcollapse.train.trackers import epoch_scalars, flat_config, open_trackers
+from neuralcollapse.train.trackers import (
+    MLFLOW_DB,
+    epoch_scalars,
+    flat_config,
+    mlflow_default_uri,
+    open_trackers,
+)
 
 # A tiny model on the digits for two epochs: a few seconds.
 FAST = [
@@ -115,7 +122,8 @@ def test_every_epoch_prints_one_plain_line_off_a_terminal(tmp_path):
     epochs = [line for line in lines if line.startswith("epoch ")]
     records = read_records(tmp_path / "run")
     assert len(epochs) == len(records) == 2
-    pattern = r"epoch (\d+)/2  loss (\S+)  lr (\S+)  test top1 (\S+)%  nc1 (\S+)  (\d+\.\d)s"
+    # the validation split's accuracy and the training split's NC1; never the test split
+    pattern = r"epoch (\d+)/2  loss (\S+)  lr (\S+)  val top1 (\S+)%  train nc1 (\S+)  (\d+\.\d)s"
     for line, record in zip(epochs, records, strict=True):
         match = re.fullmatch(pattern, line)
         assert match, line
@@ -123,8 +131,8 @@ def test_every_epoch_prints_one_plain_line_off_a_terminal(tmp_path):
         assert int(epoch) == record["epoch"]
         assert float(loss) == pytest.approx(record["train_loss"], abs=5e-5)
         assert float(lr) == pytest.approx(record["lr"], rel=1e-2, abs=1e-12)
-        assert float(top1) == pytest.approx(100 * record["test"]["top1"], abs=0.05)
-        assert float(nc1) == pytest.approx(record["test"]["collapse"]["nc1"], rel=1e-2)
+        assert float(top1) == pytest.approx(100 * record["val"]["top1"], abs=0.05)
+        assert float(nc1) == pytest.approx(record["train"]["collapse"]["nc1"], rel=1e-2)
         assert float(elapsed) == pytest.approx(record["elapsed_s"], abs=0.05)
 
 
@@ -143,7 +151,7 @@ def test_plain_line_of_an_epoch_without_evaluation(tmp_path):
             "elapsed_s": 3.0,
         }
     )
-    assert with_val == "epoch 2/2  loss 0.2500  lr 0  test top1 50.0%  val top1 25.0%  3.0s"
+    assert with_val == "epoch 2/2  loss 0.2500  lr 0  val top1 25.0%  3.0s"  # no test split
 
 
 # -------------------------------------------------------------- missing packages
@@ -162,6 +170,18 @@ def test_missing_tracker_package_names_the_extra(key, module, tmp_path, monkeypa
     message = str(caught.value)
     assert f"pip install 'neuralcollapse[{key}]'" in message and f"log.{key}=false" in message
     assert not (tmp_path / "run" / key).exists() and not (tmp_path / "run" / "mlruns").exists()
+
+
+def test_mlflow_default_store_is_sqlite_unless_an_older_run_holds_a_file_store(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    try:
+        assert mlflow_default_uri(run) == "sqlite:///" + str(
+            (tmp_path / "run" / "mlruns" / MLFLOW_DB).resolve()
+        )
+        (tmp_path / "run" / "mlruns" / "0").mkdir(parents=True)  # a file store's experiment
+        assert mlflow_default_uri(run) == (tmp_path / "run" / "mlruns").resolve().as_uri()
+    finally:
+        run.release()
 
 
 def test_tracker_names_are_checked_with_the_config():
@@ -274,21 +294,27 @@ def test_wandb_offline_run_holds_the_scalars_and_the_config(tmp_path):
     assert config["optim"]["lr"] == 0.05 and config["log"]["wandb_project"] == "nc-test"
 
 
-# -------------------------------------------------------------- MLflow file store
+# -------------------------------------------------------------- MLflow SQLite store
 
 
-def mlflow_client(run_dir: Path, monkeypatch):
+def mlflow_client(run_dir: Path):
     tracking = pytest.importorskip(
         "mlflow.tracking", reason="mlflow is not installed (pip install 'neuralcollapse[mlflow]')"
     )
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3.7 asks for it
-    return tracking.MlflowClient(tracking_uri=(run_dir / "mlruns").resolve().as_uri())
+    # Read back as a user would: the store's URI alone, no environment variable.
+    uri = "sqlite:///" + str((run_dir / "mlruns" / MLFLOW_DB).resolve())
+    return tracking.MlflowClient(tracking_uri=uri)
 
 
-def test_mlflow_file_store_holds_the_scalars_and_params_across_a_resume(tmp_path, monkeypatch):
+def test_mlflow_store_holds_the_scalars_and_params_across_a_resume(tmp_path, monkeypatch):
     pytest.importorskip(
         "mlflow", reason="mlflow is not installed (pip install 'neuralcollapse[mlflow]')"
     )
+    pytest.importorskip("sqlalchemy", reason="SQLAlchemy is not installed (the mlflow extra)")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     run_dir = tmp_path / "run"
     options = ("log.mlflow=true", "log.mlflow_experiment=nc-test", "eval.collapse_every=1")
     train(run_dir, *options, stop_after=1)
@@ -297,7 +323,10 @@ def test_mlflow_file_store_holds_the_scalars_and_params_across_a_resume(tmp_path
         trainer.fit()
     finally:
         trainer.close()
-    client = mlflow_client(run_dir, monkeypatch)
+    assert (run_dir / "mlruns" / MLFLOW_DB).is_file()
+    assert list(cwd.iterdir()) == []  # no store or artifacts in the working directory
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    client = mlflow_client(run_dir)
     experiment = client.get_experiment_by_name("nc-test")
     (run,) = client.search_runs([experiment.experiment_id])  # the resumed run continued it
     assert run.info.status == "FINISHED" and run.info.run_name == "run"

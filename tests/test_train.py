@@ -13,11 +13,11 @@ import torch
 import yaml
 
 from neuralcollapse.cli import main
-from neuralcollapse.data import CIFAR_ARCHIVES
+from neuralcollapse.data import CIFAR_ARCHIVES, dataset_traits
 from neuralcollapse.hierarchy import Hierarchy
 from neuralcollapse.train import Trainer, load_checkpoint, load_config, save_checkpoint
 from neuralcollapse.train.build import build_optimizer, lr_factor
-from neuralcollapse.train.config import RELEASE_DATA, ConfigError, config_from_dict
+from neuralcollapse.train.config import ConfigError, config_from_dict
 from neuralcollapse.train.recipes import RECIPE_DIR, available_recipes, resolve_config_path
 from neuralcollapse.train.trainer import assemble
 
@@ -181,6 +181,11 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
     assert code == 0, err
     assert f"training digits_lt into {run_dir}: 10 classes" in out
     assert "many" in out and "nc1" in out and f"run directory: {run_dir}" in out
+    # validation by default, said on the console; validation metrics while training, the
+    # test metrics once, at the end
+    assert "validation (data.val_fraction=0.1): a stratified 10% of every class" in out
+    assert out.count("val top1") == 2 and "test top1" not in out
+    assert out.count("test set") == 1
     assert f"report: {run_dir / 'report.html'}" in out  # written at the end of training
     files = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
     assert {
@@ -191,21 +196,24 @@ def test_train_command_on_the_default_config(capsys, tmp_path):
         "geometry.npz",
         "report.html",
     } <= files
-    # no validation split by default: no best epoch is chosen (never on the test set)
-    assert "checkpoints/best.pt" not in files
+    # a validation split by default: the best epoch is chosen on it (never on the test set)
+    assert "checkpoints/best.pt" in files
     assert any(name.startswith("tensorboard/events.out.tfevents") for name in files)
     assert not any(name.endswith(".tmp") for name in files)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"top1", "balanced", "many", "medium", "few", "collapse"} <= set(summary["final"])
     assert summary["final"]["collapse"]["num_classes"] == 10
-    assert summary["best"] is None and summary["best_epoch"] is None
-    assert "no validation split" in summary["best_rule"]
-    assert summary["splits"] == {"train": 503, "val": 0, "test": 500}
+    assert summary["best"]["split"] == "val" and summary["best_epoch"] in (1, 2)
+    assert summary["best_rule"].startswith("highest validation top1")
+    # 10% of every class of the loaded split, before the long-tailed subset
+    assert summary["splits"] == {"train": 454, "val": 129, "test": 500}
+    assert summary["validation"]["samples"] == 129
+    assert summary["validation"]["source"] == "data.val_fraction=0.1"
     assert summary["evaluation"]["final"] == {
-        "splits": ["train", "test"],
+        "splits": ["train", "val", "test"],
         "collapse": True,
-        "train_samples": 503,
-        "train_size": 503,
+        "train_samples": 454,
+        "train_size": 454,
     }
     assert summary["num_threads"] == 1  # train.num_threads=auto: the digits CNN is small
     assert summary["epochs"] == 2 and summary["seed"] == 0
@@ -238,7 +246,8 @@ def test_eval_picks_best_only_where_a_run_has_one_and_evaluates_its_validation_s
     capsys, tmp_path
 ):
     plain = tmp_path / "plain"
-    assert cli(capsys, "train", *FAST, "train.epochs=1", "--run-dir", plain)[0] == 0
+    opt_out = ["train.epochs=1", "data.val_fraction=0"]  # no validation split, no best epoch
+    assert cli(capsys, "train", *FAST, *opt_out, "--run-dir", plain)[0] == 0
     code, out, _ = cli(capsys, "eval", plain)  # default --checkpoint auto: last.pt here
     assert code == 0 and "last.pt" in out
     code, _, err = cli(capsys, "eval", plain, "--checkpoint", "best")
@@ -381,6 +390,8 @@ def test_compare_variants_with_paired_seeds(capsys, tmp_path):
         *[arg for item in FAST for arg in ("--set", item)],
         "--set",
         "train.epochs=1",
+        "--set",
+        "data.val_fraction=0",
         "--seeds",
         "2",
         "--runs-dir",
@@ -455,7 +466,8 @@ def write_cifar_standin(root: Path, name: str, per_class: int, seed: int = 0) ->
         {b"label_names": [f"c{i}".encode() for i in range(10)]}
         if name == "cifar10"
         else {
-            b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+            # the official names (those of the shipped tree), so builtin:cifar100 matches
+            b"fine_label_names": [n.encode() for n in Hierarchy.builtin("cifar100").leaves],
             b"coarse_label_names": [f"g{i}".encode() for i in range(20)],
         }
     )
@@ -484,7 +496,11 @@ def standins(tmp_path_factory) -> dict[str, Path]:
     write_cifar_standin(base / "cifar10", "cifar10", per_class=100)
     write_cifar_standin(base / "cifar100", "cifar100", per_class=100)
     write_list_file_standin(base / "imagenet")
-    tree = Hierarchy.balanced([4, 5, 5]).save(base / "tree100.csv")  # 100 leaves class0..99
+    # 100 leaves named as CIFAR-100's classes (trees are matched to classes by name)
+    balanced, official = Hierarchy.balanced([4, 5, 5]), Hierarchy.builtin("cifar100").leaves
+    rename = dict(zip(balanced.leaves, official, strict=True))
+    tree = Hierarchy([(rename.get(c, c), p) for c, p in balanced.edges], classes=official)
+    tree = tree.save(base / "tree100.csv")
     return {
         "cifar10": base / "cifar10",
         "cifar100": base / "cifar100",
@@ -507,14 +523,19 @@ def _built_on_standins(recipe: str) -> bool:
     """Recipes on the official-release data sets, or starting from pretrained weights, are
     trained on tiny releases in tests/test_datasets.py instead."""
     config = load_config(RECIPE_DIR / f"{recipe}.yaml")
-    return config.data.name not in RELEASE_DATA and config.model.weights is None
+    return not dataset_traits(config.data.name).release and config.model.weights is None
 
 
 @pytest.mark.parametrize("recipe", [r for r in available_recipes() if _built_on_standins(r)])
 def test_every_recipe_parses_and_builds(recipe, standins):
     config = load_config(RECIPE_DIR / f"{recipe}.yaml")
     assert config.name == recipe
+    # the stand-ins hold 100 images per class: a validation split would leave the tail of
+    # a ratio-100 subset empty
     overrides = ["train.batch_size=4", "eval.batch_size=8", "data.num_workers=0"]
+    overrides.append("data.val_fraction=0")
+    if config.data.imbalance_ratio > 100:  # ratio 200 needs n_max >= 200: cap it at 100
+        overrides.append("data.imbalance_ratio=100")
     if config.data.name in standins:
         overrides.append(f"data.root={standins[config.data.name]}")
     if config.data.hierarchy is not None:
@@ -526,6 +547,8 @@ def test_every_recipe_parses_and_builds(recipe, standins):
             f"data.test_list={root / 'test.txt'}",
             "data.image_size=32",
         ]
+        if config.data.crop_size is not None:  # the recipe's crop, scaled to the stand-ins
+            overrides.append("data.crop_size=28")
     config = load_config(RECIPE_DIR / f"{recipe}.yaml", overrides)
     data, loaders, model = assemble(config, torch.device("cpu"))
     if config.data.name.startswith("cifar") and config.data.imbalance_ratio > 1:
@@ -558,7 +581,7 @@ def test_gradient_accumulation_and_clipping(tmp_path):
 
 def test_train_metrics_on_a_fixed_subsample_and_whole_at_the_end(tmp_path):
     schedule = ["eval.every=1", "eval.collapse_every=1", "eval.train_subsample=100"]
-    config = load_config(DEFAULT, [*FAST, "train.epochs=3", *schedule])
+    config = load_config(DEFAULT, [*FAST, "train.epochs=3", "data.val_fraction=0", *schedule])
     first = Trainer(config, tmp_path / "a").fit()
     Trainer(config, tmp_path / "b").fit()
     records = read_jsonl(tmp_path / "a" / "metrics.jsonl")
@@ -612,3 +635,66 @@ def test_a_frame_with_unreachable_classes_is_refused_naming_the_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"head.neck=none.*unreachable.*head.rotation=none"):
         Trainer(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- from Python
+
+
+def test_fit_from_python_writes_what_the_config_says_report_included(tmp_path):
+    pytest.importorskip("matplotlib", reason="the HTML report needs matplotlib")
+    config = load_config(DEFAULT, [*FAST, "train.epochs=1", "log.report=true"])
+    lines: list[str] = []
+    trainer = Trainer(config, tmp_path / "run", echo=lines.append)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    report = tmp_path / "run" / "report.html"
+    assert report.is_file() and "<html" in report.read_text().lower()
+    assert f"report: {report}" in lines
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
+    quiet = load_config(DEFAULT, [*FAST, "train.epochs=1"])  # log.report=false
+    trainer = Trainer(quiet, tmp_path / "quiet")
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    assert not (tmp_path / "quiet" / "report.html").exists()
+
+
+# --------------------------------------------------------------------------- undefined
+
+
+def test_collapsed_features_finish_the_run_with_null_metrics_and_resume(capsys, tmp_path):
+    """Features at one point (every class mean the same): NC1 has no between-class
+    covariance to compare with. The run finishes; the metrics are null with the reason,
+    in the records, the summary and the report, and --resume finishes again."""
+    pytest.importorskip("matplotlib", reason="the HTML report needs matplotlib")
+    overrides = [*FAST, "train.epochs=2", "head.kind=learnable", "loss.name=ce"]
+    config = load_config(DEFAULT, [*overrides, "log.report=true"])
+    run_dir = tmp_path / "run"
+    trainer = Trainer(config, run_dir)
+    last_bn = trainer.model.backbone.net[5]  # the features' BatchNorm: output 0 -> ReLU 0
+    with torch.no_grad():
+        last_bn.weight.zero_()
+        last_bn.bias.zero_()
+    last_bn.requires_grad_(False)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    reason = "all present class means coincide"
+    for split in (summary["final"], summary["final"]["train"], summary["final"]["val"]):
+        assert reason in split["collapse"]["undefined"] and split["collapse"]["nc1"] is None
+    assert summary["final"]["top1"] is not None  # accuracy is still measured
+    record = read_jsonl(run_dir / "metrics.jsonl")[-1]
+    assert reason in record["test"]["collapse"]["undefined"]
+    assert record["test"]["collapse"]["nc2_etf_distance_means"] is None
+    assert "collapse metrics undefined" in (run_dir / "report.html").read_text()
+    code, out, err = cli(capsys, "train", "--resume", run_dir)
+    assert code == 0, err
+    assert "undefined, " + reason in out
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert reason in resumed["final"]["collapse"]["undefined"]

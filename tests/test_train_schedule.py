@@ -38,9 +38,11 @@ FAST = [
     "log.tensorboard=false",
     "log.report=false",
 ]
-# a 4-class Gaussian mixture: 40 training samples per class before any subset
+# a 4-class Gaussian mixture: 40 training samples per class before any subset, no
+# validation split unless a test asks for one
 GAUSS = [
     "data.name=gaussian",
+    "data.val_fraction=0",
     "data.num_classes=4",
     "data.dim=6",
     "data.samples_per_class=40",
@@ -90,7 +92,7 @@ def test_eval_plan_follows_every_collapse_every_and_the_last_epoch():
 
 def test_records_say_what_each_epoch_measured(tmp_path):
     schedule = ["eval.every=2", "eval.collapse_every=3", "eval.train_subsample=50"]
-    config = load_config(DEFAULT, [*FAST, "train.epochs=5", *schedule])
+    config = load_config(DEFAULT, [*FAST, "train.epochs=5", "data.val_fraction=0", *schedule])
     trainer, summary = fit(config, tmp_path / "run")
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]  # one record per epoch, always
@@ -256,8 +258,11 @@ def test_bad_validation_lists_are_refused_naming_the_key(tmp_path, text, match):
     [
         (["data.val_fraction=1.0"], r"data.val_fraction must be in \[0, 1\), got 1.0"),
         (["data.val_fraction=-0.1"], r"data.val_fraction must be in \[0, 1\), got -0.1"),
-        (["data.val_fraction=0.1", "data.val_list=v.txt"], "set only one of them"),
-        (["train.select_best_on=val"], "needs a validation split: set data.val_fraction"),
+        (["data.val_fraction=0.2", "data.val_list=v.txt"], "set only one of them"),
+        (
+            ["data.val_fraction=0", "train.select_best_on=val"],
+            "needs a validation split: set data.val_fraction",
+        ),
         (["train.select_best_on=best"], "train.select_best_on: expected one of"),
         (["train.num_threads=0"], "train.num_threads must be >= 1"),
         (["train.num_threads=many"], "train.num_threads: expected one of 'auto' or int"),
@@ -418,7 +423,8 @@ def test_snapshot_copies_tensors_only():
 
 
 def test_a_failed_background_write_is_a_run_failure_naming_the_saved_epoch(tmp_path, monkeypatch):
-    config = load_config(DEFAULT, [*FAST, "train.epochs=4"])
+    # no validation split: no best checkpoint, so the third write is epoch 3's last one
+    config = load_config(DEFAULT, [*FAST, "train.epochs=4", "data.val_fraction=0"])
     trainer = Trainer(config, tmp_path / "run")
     original = checkpoint_module.save_checkpoint
     calls = []
@@ -429,7 +435,7 @@ def test_a_failed_background_write_is_a_run_failure_naming_the_saved_epoch(tmp_p
             raise OSError(28, "No space left on device", str(path))
         return original(state, path)
 
-    monkeypatch.setattr("neuralcollapse.train.trainer.save_checkpoint", full_disk)
+    monkeypatch.setattr("neuralcollapse.train.state.save_checkpoint", full_disk)
     with pytest.raises(RunFailed, match="No space left on device.*holds epoch 2"):
         trainer.fit()
     trainer.close()
@@ -475,3 +481,24 @@ def test_validation_split_of_image_files_is_stored_like_the_training_split(tmp_p
     assert len(held) == 3 and torch.bincount(data.val.labels).tolist() == [1, 1, 1]
     assert sorted(held + kept) == [60 * k + 10 * i for k in range(3) for i in range(4)]
     assert data.train_counts.tolist() == [3, 3, 3]
+
+
+def test_validation_by_default_and_how_to_opt_out(tmp_path):
+    default = load_config(None, [])
+    assert default.data.val_fraction == 0.1 and best_split(default) == "val"
+    no_val = [opt for opt in GAUSS if opt != "data.val_fraction=0"]
+    data = load_training_data(load_config(None, no_val))
+    assert torch.bincount(data.val.labels).tolist() == [4, 4, 4, 4]  # 10% of 40 per class
+    # a list replaces the default fraction; another fraction beside a list is refused
+    listing = tmp_path / "val.txt"
+    listing.write_text("0 1 2\n")
+    listed = load_training_data(load_config(None, [*no_val, f"data.val_list={listing}"]))
+    assert len(listed.val.labels) == 3
+    overrides = [*GAUSS, "train.epochs=1"]  # data.val_fraction=0: opted out
+    trainer, summary = fit(load_config(None, overrides), tmp_path / "run")
+    assert trainer.data.val is None and summary["best"] is None
+    assert summary["validation"] == {
+        "samples": 0,
+        "source": "data.val_fraction=0",
+        "rule": "none: no validation split, so no epoch is chosen as best",
+    }

@@ -192,7 +192,7 @@ def test_divergence_is_reported_not_hidden() -> None:
         ({"lr": 0}, "lr must be > 0"),
         ({"lambda_H": -1}, "lambda_H must be >= 0"),
         ({"steps": 0}, "steps must be >= 1"),
-        ({"seed": -1}, "seed must be >= 0, got -1"),
+        ({"seed": -1}, r"seed must be in \[0, 4294967295\], got -1"),
         ({"momentum": 1}, r"momentum must be in \[0, 1\), got 1.0"),
         ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
         ({"head_gamma": float("nan")}, "head_gamma must be a finite number > 0, got nan"),

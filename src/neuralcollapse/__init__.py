@@ -16,8 +16,33 @@ the Lightning/torchmetrics integrations are extras (``pip install 'neuralcollaps
 from __future__ import annotations
 
 import importlib
+import logging
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from neuralcollapse._version import __version__
+
+# The library logs through logging.getLogger("neuralcollapse") and its children (one per
+# module, getLogger(__name__)); it never configures logging itself. The command line
+# attaches a handler; an application configures "neuralcollapse" as it likes.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+if TYPE_CHECKING:
+    # Static analysers (mypy, pyright, IDEs) see every submodule and re-export here; at
+    # run time they load on first use (below), so that `import neuralcollapse` and
+    # `neuralcollapse --help` import no torch.
+    from neuralcollapse import (
+        data,
+        export,
+        frames,
+        heads,
+        hierarchy,
+        losses,
+        metrics,
+        models,
+        ufm,
+    )
+    from neuralcollapse.export import load_pretrained
+    from neuralcollapse.hierarchy import ClassDistances, Hierarchy
 
 # Submodules are imported lazily so that `import neuralcollapse` stays cheap and a
 # module's optional dependencies are only needed when that module is used.
@@ -40,7 +65,22 @@ _CLASSES = {
     "load_pretrained": "export",
 }
 
-__all__ = ["__version__", *_SUBMODULES, *_CLASSES]
+# A literal list, so that static analysers read it (tests check it against the tables).
+__all__ = [
+    "ClassDistances",
+    "Hierarchy",
+    "__version__",
+    "data",
+    "export",
+    "frames",
+    "heads",
+    "hierarchy",
+    "load_pretrained",
+    "losses",
+    "metrics",
+    "models",
+    "ufm",
+]
 
 
 def __getattr__(name: str) -> object:

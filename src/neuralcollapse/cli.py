@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from neuralcollapse import __version__
+from neuralcollapse._version import __version__
 from neuralcollapse.errors import RunFailed, UsageError
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
@@ -46,6 +47,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "neuralcollapse.commands.train",
     ),
     ("eval", "re-evaluate a run directory or checkpoint", "neuralcollapse.commands.eval"),
+    (
+        "export",
+        "export a run's model: weights, config and preprocessing",
+        "neuralcollapse.commands.export",
+    ),
     (
         "compare",
         "train variants of configs over paired seeds and compare them",
@@ -135,13 +141,95 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` (looked up at each record, so a replaced
+    stream, as under test capture, is followed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    """Show the library's warnings (logger "neuralcollapse") on stderr, once per process;
+    an application that configured that logger itself keeps its own handlers."""
+    logger = logging.getLogger("neuralcollapse")
+    if any(getattr(h, "_neuralcollapse_cli", False) for h in logger.handlers):
+        return
+    if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    handler._neuralcollapse_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code.
 
     Argument errors, ``--help`` and ``--version`` exit through :class:`SystemExit`, as
-    argparse does.
+    argparse does. Ctrl-C at any point (while modules load, while data loads, before the
+    first epoch) is one line and status 130.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    prefix = f"neuralcollapse {_chosen_command(argv) or ''}".rstrip()
+    with _InterruptWatch() as watch:
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt as exc:
+            return _interrupted(prefix, _one_line(str(exc)))
+        except Exception:
+            if not watch.seen:
+                raise
+            # A Ctrl-C that a library swallowed while it loaded (an import interrupted
+            # half-way) and that broke it later: the interrupt is the cause, not a bug.
+            return _interrupted(prefix, "")
+    if watch.seen and code == 0:
+        return _interrupted(prefix, "a library lost the interrupt, so the command ran on")
+    return code
+
+
+def _interrupted(prefix: str, detail: str) -> int:
+    said = f": {detail}" if detail else ""
+    print(f"{prefix}: interrupted (Ctrl-C){said}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+class _InterruptWatch:
+    """Inside, Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so that
+    one a library swallows (Python ignores exceptions in some import callbacks) still
+    ends the command with status 130. Installed only where Python's own handler is (the
+    main thread; not where SIGINT is ignored or handled by the caller)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: object = None
+
+    def __enter__(self) -> _InterruptWatch:
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        return self
+
+    def _on_interrupt(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _main(argv: list[str]) -> int:
     parser, command_parser = build_parser(_chosen_command(argv))
     args, extra = parser.parse_known_args(argv)
     # After parsing: --help and --version have exited, without the config machinery.
@@ -168,9 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

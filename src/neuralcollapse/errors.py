@@ -32,14 +32,18 @@ class RunFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def usage_errors(context: str | None = None) -> Iterator[None]:
+def usage_errors(
+    context: str | None = None, catch: tuple[type[Exception], ...] = (ValueError,)
+) -> Iterator[None]:
     """Inside, a ``ValueError`` raised by library validation becomes a :class:`UsageError`
     (prefixed with ``context`` when given). Wrap only code whose ValueErrors are about the
-    user's input, never whole commands, so that bugs keep their tracebacks."""
+    user's input, never whole commands, so that bugs keep their tracebacks. ``catch``
+    widens the net where other types also come from the user's values (a model built
+    from user options raises TypeError for an option of the wrong type)."""
     try:
         yield
     except UsageError:
         raise
-    except ValueError as exc:
+    except catch as exc:
         message = f"{context}: {exc}" if context else str(exc)
-        raise UsageError(message) from exc
+        raise UsageError(" ".join(message.split())) from exc

@@ -9,6 +9,10 @@ and seed s of another share their data subset and order: the per-seed difference
 
 Two variants that resolve to the same config are refused: a comparison must compare what
 it says.
+
+The runs go through :mod:`neuralcollapse.sweep`: each is identified by its config and
+seed, so a comparison started again reuses what finished, resumes what was interrupted,
+and can run its runs in parallel or on a cluster (a ``Sweep`` with another launcher).
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuralcollapse.errors import UsageError
 from neuralcollapse.train.config import Config, config_from_dict, config_to_dict, load_config
 from neuralcollapse.train.recipes import resolve_config_path
 
+if TYPE_CHECKING:
+    from neuralcollapse.sweep import RunResult, RunSpec, Sweep
+
 __all__ = [
     "COLUMNS",
     "Column",
+    "Interrupted",
     "Variant",
     "VariantResult",
     "aggregate",
@@ -35,6 +43,7 @@ __all__ = [
     "parse_variant",
     "resolve_variants",
     "run_variants",
+    "variant_specs",
 ]
 
 
@@ -158,30 +167,70 @@ def _comparable(config: Config) -> dict[str, Any]:
     return values
 
 
+def variant_specs(variants: Sequence[Variant], seeds: int) -> list[RunSpec]:
+    """The runs of a comparison, seed-major (seed 0 of every variant first, so that an
+    interrupted comparison still has pairs): each variant's config with ``train.seed``
+    set, labelled ``'<label>' seed <s>``."""
+    from neuralcollapse.sweep import RunSpec
+
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    specs = []
+    for seed in range(seeds):
+        for variant in variants:
+            values = config_to_dict(variant.config)
+            values["train"]["seed"] = seed
+            specs.append(RunSpec(config_from_dict(values), f"{variant.label!r} seed {seed}"))
+    return specs
+
+
+class Interrupted(KeyboardInterrupt):
+    """A comparison stopped by an interrupt; ``results`` holds the runs that finished."""
+
+    def __init__(self, results: list[VariantResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
 def run_variants(
     variants: Sequence[Variant],
     seeds: int,
     runs_dir: Path,
     *,
-    train: Callable[[Config, Path], dict[str, Any]],
-    echo: Callable[[str], None] = lambda _: None,
+    sweep: Sweep | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
 ) -> list[VariantResult]:
-    """Train every variant with seeds 0..``seeds``-1 into ``runs_dir/<i>-<name>-seed<s>``.
+    """Have every variant with seeds 0..``seeds``-1, through ``sweep`` (default: one
+    after another in this process, into ``runs_dir``): finished runs are reused,
+    interrupted ones resumed (see :mod:`neuralcollapse.sweep`).
 
-    ``train(config, run_dir)`` runs one training and returns its summary (the CLI passes
-    a function around :class:`~neuralcollapse.train.Trainer`).
+    Raises:
+        Interrupted: on an interrupt, with the results of the runs that finished.
     """
-    if seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    from neuralcollapse.sweep import Sweep
+
+    specs = variant_specs(variants, seeds)
+    own = sweep is None
+    sweep = Sweep(runs_dir) if sweep is None else sweep
+    try:
+        sweep.run(specs, on_result)
+    except KeyboardInterrupt:
+        raise Interrupted(_gather(variants, specs, sweep)) from None
+    finally:
+        if own:
+            sweep.close()
+    return _gather(variants, specs, sweep)
+
+
+def _gather(
+    variants: Sequence[Variant], specs: Sequence[RunSpec], sweep: Sweep
+) -> list[VariantResult]:
+    """Each variant's finished summaries, in seed order (``specs`` is seed-major)."""
     results = [VariantResult(v) for v in variants]
-    for seed in range(seeds):  # seed-major: an interrupted comparison still has pairs
-        for index, result in enumerate(results):
-            base = config_to_dict(result.variant.config)
-            base["train"]["seed"] = seed
-            config = config_from_dict(base)
-            run_dir = runs_dir / f"{index}-{config.name}-seed{seed}"
-            echo(f"training {result.variant.label!r} seed {seed} -> {run_dir}")
-            result.summaries.append(train(config, run_dir))
+    for index, spec in enumerate(specs):
+        done = sweep.results.get(spec.key)
+        if done is not None:
+            results[index % len(variants)].summaries.append(done.summary)
     return results
 
 
@@ -229,9 +278,10 @@ def paired_statistics(
     and sample std, and ``wins``: seeds where ``other`` is better (by the column's
     direction), ``losses`` and ``ties``."""
     table = {}
+    pairs = _pairs(baseline, other)
     for column in columns:
         diffs = []
-        for base, mine in zip(baseline, other, strict=False):
+        for base, mine in pairs:
             a, b = lookup(base, column.path), lookup(mine, column.path)
             if a is not None and b is not None:
                 diffs.append(b - a)
@@ -247,3 +297,15 @@ def paired_statistics(
             "higher_is_better": column.higher_is_better,
         }
     return table
+
+
+def _pairs(
+    baseline: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Summaries of the same seed side by side (by their ``seed``; by position for
+    summaries without one), so that a partial comparison never pairs different seeds."""
+    seeded = all("seed" in s for s in (*baseline, *other))
+    if not seeded:
+        return list(zip(baseline, other, strict=False))
+    mine = {s["seed"]: s for s in other}
+    return [(s, mine[s["seed"]]) for s in baseline if s["seed"] in mine]

@@ -13,7 +13,10 @@ logits are ``h @ W.T``. Three constructions:
   cosine matrix and the offset ``s`` it chose.
 * :func:`build_frame` -- the one factory that builds any of them by name (used by the
   trainer, the UFM simulator and the ``frame`` command), with :func:`target_similarity`
-  the cosine matrix a frame is meant to have.
+  the cosine matrix a frame is meant to have. The names are a registry
+  (``neuralcollapse.registry.FRAMES``): each frame is one function decorated with
+  ``register_frame`` taking a :class:`FrameRequest`, so a frame of your own is usable by
+  name (``head.kind``) without changing this module.
 * :func:`describe` -- the geometry of any frame (cosines, norms, rank, distance to an ETF,
   and the best max cosine achievable for its ``K`` and ``d``).
 
@@ -25,14 +28,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from neuralcollapse._internal.checks import check_int
+from neuralcollapse._internal.geometry import ETF_MIN_DIM_RULE, etf_min_dim
 from neuralcollapse._internal.names import FRAME_KINDS
-from neuralcollapse.hierarchy import DEFAULT_CONVENTION, distance_matrix
+from neuralcollapse.hierarchy import DEFAULT_CONVENTION, check_distance_matrix, distance_matrix
+from neuralcollapse.registry import FRAMES, register_frame
 
 if TYPE_CHECKING:
     from neuralcollapse.hierarchy import ClassDistances, Hierarchy
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FRAME_KINDS",
     "FrameGeometry",
+    "FrameRequest",
     "HierarchySimilarity",
     "build_frame",
     "coherence_bound",
@@ -154,7 +161,7 @@ def simplex_etf(
     """
     k = _check_int("num_classes", num_classes, 2)
     d = _check_int("dim", dim, 1)
-    if d < k - 1:
+    if d < etf_min_dim(k):
         raise ValueError(
             f"no simplex ETF of num_classes={k} exists in dim={d}: it needs "
             f"dim >= num_classes - 1 = {k - 1}. Raise dim, or use "
@@ -339,24 +346,8 @@ class HierarchySimilarity:
 
 
 def _check_lca(lca: torch.Tensor) -> torch.Tensor:
-    if not isinstance(lca, torch.Tensor) or lca.ndim != 2 or lca.shape[0] != lca.shape[1]:
-        shape = tuple(lca.shape) if isinstance(lca, torch.Tensor) else type(lca).__name__
-        raise ValueError(f"LCA heights must be a square (K, K) tensor, got {shape}")
-    if lca.shape[0] < 2:
-        raise ValueError("LCA heights need at least 2 classes")
-    d = lca.detach().to(torch.float64)
-    if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
-        raise ValueError("LCA heights must be finite and non-negative")
-    if not torch.equal(d, d.T):
-        raise ValueError("LCA heights must be symmetric: D[i, j] == D[j, i]")
-    if bool(torch.diagonal(d).any()):
-        raise ValueError("LCA heights must be 0 on the diagonal")
-    off = d[~torch.eye(d.shape[0], dtype=torch.bool)]
-    if not bool((off > 0).all()):
-        raise ValueError(
-            "two distinct classes have LCA height 0: every pair must meet above the leaves"
-        )
-    return d
+    """Checked (K, K) float64 LCA distances (the one check: hierarchy.check_distance_matrix)."""
+    return check_distance_matrix(lca, min_classes=2, separated=True).to(torch.float64)
 
 
 def _most_negative_psd_offset(base: torch.Tensor) -> float:
@@ -583,6 +574,84 @@ def _target_error(gram: torch.Tensor, target: object) -> float:
 # --------------------------------------------------------------------------- factory
 
 
+@dataclass(frozen=True)
+class FrameRequest:
+    """What a registered frame builder is given (:func:`build_frame`'s arguments).
+
+    A frame is added by one decorated function returning the (K, d) frame::
+
+        @register_frame("my_frame", options=MyOptions)
+        def build_my_frame(request: FrameRequest) -> torch.Tensor: ...
+
+    Metadata the callers read: ``hierarchy=True`` (the frame is built from the class tree;
+    ``dim`` may be None, the frame then picks it), ``canonical=True`` (``rotate=False``
+    gives a canonical, unrotated frame), ``min_dim`` (K -> the smallest d it exists in)
+    with ``min_dim_rule`` (how that reads in messages).
+
+    Attributes:
+        num_classes: K (None for a hierarchy frame: the tree's leaf count).
+        dim: d (None for a hierarchy frame: its own choice).
+        seed: draws the random rotation or start.
+        hierarchy: the class tree (Hierarchy, ClassDistances or (K, K) LCA distances).
+        gamma: the HAFrame's spread parameter.
+        steps: optimisation steps of an optimised frame.
+        dtype: dtype of the result.
+        rotate: False for the canonical form (``canonical`` frames only).
+        convention: the LCA distance of a Hierarchy, "level" or "height".
+        options: the entry's own options dataclass (``head.options``), or None.
+    """
+
+    num_classes: int | None
+    dim: int | None
+    seed: int | None = None
+    hierarchy: TreeLike | None = None
+    gamma: float | None = None
+    steps: int = 1000
+    dtype: torch.dtype = torch.float32
+    rotate: bool = True
+    convention: str = DEFAULT_CONVENTION
+    options: Any = None
+
+    def sizes(self, kind: str) -> tuple[int, int]:
+        """(K, d), both given.
+
+        Raises:
+            ValueError: either is None.
+        """
+        if self.num_classes is None or self.dim is None:
+            raise ValueError(f"a {kind!r} frame needs num_classes and dim")
+        return self.num_classes, self.dim
+
+
+@register_frame("etf", canonical=True, min_dim=etf_min_dim, min_dim_rule=ETF_MIN_DIM_RULE)
+def build_etf(request: FrameRequest) -> torch.Tensor:
+    """Simplex ETF (:func:`simplex_etf`), randomly rotated or canonical."""
+    k, d = request.sizes("etf")
+    return simplex_etf(k, d, seed=request.seed, dtype=request.dtype, rotate=request.rotate)
+
+
+@register_frame("spread")
+def build_spread(request: FrameRequest) -> torch.Tensor:
+    """Spread frame (:func:`spread_frame`): any K and d."""
+    k, d = request.sizes("spread")
+    return spread_frame(k, d, seed=request.seed, steps=request.steps, dtype=request.dtype)
+
+
+@register_frame("haframe", hierarchy=True)
+def build_haframe(request: FrameRequest) -> torch.Tensor:
+    """[L23]'s hierarchy-aware frame (:func:`hierarchy_aware_frame`)."""
+    if request.hierarchy is None or request.gamma is None:
+        raise ValueError("a 'haframe' frame needs hierarchy= (the class tree) and gamma=")
+    lca = _lca_matrix(request.hierarchy, request.convention)
+    if request.num_classes is not None and request.num_classes != lca.shape[0]:
+        raise ValueError(
+            f"the hierarchy has {lca.shape[0]} leaf classes but num_classes={request.num_classes}"
+        )
+    return hierarchy_aware_frame(
+        lca, gamma=request.gamma, dim=request.dim, seed=request.seed, dtype=request.dtype
+    )
+
+
 def build_frame(
     kind: str,
     num_classes: int | None,
@@ -595,48 +664,52 @@ def build_frame(
     dtype: torch.dtype = torch.float32,
     rotate: bool = True,
     convention: str = DEFAULT_CONVENTION,
+    options: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
-    """The (K, d) fixed frame of kind ``"etf"``, ``"spread"`` or ``"haframe"``.
+    """The (K, d) fixed frame registered as ``kind`` (``"etf"``, ``"spread"``,
+    ``"haframe"`` or one of your own: :func:`neuralcollapse.registry.register_frame`).
 
     Args:
-        kind: one of :data:`FRAME_KINDS`.
+        kind: a registered frame name.
         num_classes: K (for ``"haframe"``: None, or the tree's leaf count, checked).
         dim: d (for ``"haframe"``: None means the rank of the target similarity).
         seed: draws the random rotation (and the spread frame's start).
         hierarchy: the class tree (a Hierarchy, ClassDistances or (K, K) LCA distances);
-            ``"haframe"`` only.
+            hierarchy frames (``"haframe"``) only.
         gamma: the HAFrame's spread parameter (> 0); ``"haframe"`` only.
         steps: optimisation steps of the spread frame.
         dtype: dtype of the result.
-        rotate: ``"etf"`` only: ``False`` gives the canonical (unrotated) ETF, see
-            :func:`simplex_etf`.
+        rotate: ``False`` gives the canonical (unrotated) frame, for frames that have one
+            (``"etf"``: see :func:`simplex_etf`).
         convention: the LCA distance of a Hierarchy, ``"level"`` or ``"height"``
             (docs/theory.md §7); ``"haframe"`` only.
+        options: the entry's own options (``head.options``), checked against its options
+            dataclass.
 
     Raises:
-        ValueError: an unknown kind, an ETF with d < K - 1 (naming :func:`spread_frame`),
-            a HAFrame without a tree or gamma, or a tree whose leaf count is not K.
+        ValueError: an unknown kind (a ConfigError listing the registered ones), an ETF
+            with d < K - 1 (naming :func:`spread_frame`), a HAFrame without a tree or
+            gamma, a tree whose leaf count is not K, a tree given to a frame that takes
+            none, ``rotate=False`` for a frame without a canonical form.
     """
-    if kind not in FRAME_KINDS:
-        raise ValueError(f"unknown frame kind {kind!r}; use one of {', '.join(FRAME_KINDS)}")
-    if kind == "haframe":
-        if hierarchy is None or gamma is None:
-            raise ValueError("a 'haframe' frame needs hierarchy= (the class tree) and gamma=")
-        lca = _lca_matrix(hierarchy, convention)
-        if num_classes is not None and num_classes != lca.shape[0]:
-            raise ValueError(
-                f"the hierarchy has {lca.shape[0]} leaf classes but num_classes={num_classes}"
-            )
-        return hierarchy_aware_frame(lca, gamma=gamma, dim=dim, seed=seed, dtype=dtype)
-    if hierarchy is not None:
+    entry = FRAMES.get(kind)
+    if hierarchy is not None and not entry.meta.get("hierarchy", False):
         raise ValueError(f"a {kind!r} frame takes no hierarchy; use kind='haframe'")
-    if num_classes is None or dim is None:
-        raise ValueError(f"a {kind!r} frame needs num_classes and dim")
-    if kind == "etf":
-        return simplex_etf(num_classes, dim, seed=seed, dtype=dtype, rotate=rotate)
-    if not rotate:
+    if not rotate and not entry.meta.get("canonical", False):
         raise ValueError(f"rotate=False is defined for the 'etf' frame only, not {kind!r}")
-    return spread_frame(num_classes, dim, seed=seed, steps=steps, dtype=dtype)
+    request = FrameRequest(
+        num_classes,
+        dim,
+        seed=seed,
+        hierarchy=hierarchy,
+        gamma=gamma,
+        steps=steps,
+        dtype=dtype,
+        rotate=rotate,
+        convention=convention,
+        options=entry.parse_options(options, "head.options"),
+    )
+    return entry.build(request)
 
 
 def target_similarity(

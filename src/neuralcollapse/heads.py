@@ -40,6 +40,7 @@ from neuralcollapse._internal.checks import check_float, check_int
 
 __all__ = [
     "NECKS",
+    "NONNEGATIVE_NECKS",
     "FixedFrameHead",
     "L2Normalize",
     "LearnableHead",
@@ -50,6 +51,10 @@ __all__ = [
 ]
 
 NECKS = ("none", "l2", "bn", "bn_l2", "mlp", "haframe")
+#: Necks whose output is non-negative when their input is (a ReLU backbone's features):
+#: the identity, and L2 normalisation (dividing by a positive norm keeps every sign).
+#: BatchNorm's shift, the MLP and the [L23] head produce signed features.
+NONNEGATIVE_NECKS = ("none", "l2")
 
 L2_EPS = 1e-8
 
@@ -91,26 +96,62 @@ class MLPNeck(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + f(x), f = (Linear without bias -> BatchNorm1d -> PReLU) twice; (B, d) -> (B, d)."""
+    """x + f(x), f = (Linear without bias -> BatchNorm1d -> PReLU) twice; (B, d) -> (B, d).
 
-    def __init__(self, dim: int) -> None:
+    ``prelu="per_channel"`` learns one slope per feature, as [L23]'s official
+    transformation module does (``nn.PReLU(num_parameters=channels)``,
+    ltong1130ztr/HAFrame util/arch/wideresnet.py:104 and util/arch/HAF_resnet.py:41);
+    ``"shared"`` one slope per PReLU layer (PyTorch's default). Both start at 0.25, so they
+    agree at initialisation and drift apart as the slopes train.
+    """
+
+    def __init__(self, dim: int, *, prelu: str = "shared") -> None:
         super().__init__()
+        slopes = _prelu_parameters(prelu, dim)
         layers: list[nn.Module] = []
         for _ in range(2):
-            layers += [nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.PReLU()]
+            layers += [
+                nn.Linear(dim, dim, bias=False),
+                nn.BatchNorm1d(dim),
+                nn.PReLU(num_parameters=slopes),
+            ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
-def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
+PRELU_MODES = ("shared", "per_channel")
+
+
+def _prelu_parameters(prelu: str, dim: int) -> int:
+    if prelu not in PRELU_MODES:
+        raise ValueError(f"prelu must be one of {', '.join(PRELU_MODES)}, got {prelu!r}")
+    return dim if prelu == "per_channel" else 1
+
+
+def build_neck(
+    name: str,
+    in_features: int,
+    out_features: int,
+    *,
+    prelu: str = "shared",
+    bn_momentum: float = 0.1,
+) -> nn.Module:
     """The neck called ``name`` mapping (B, in_features) -> (B, out_features).
 
     Only ``"mlp"`` changes the width; the others need ``in_features == out_features``.
+    ``bn_momentum`` is the running-statistics momentum of the neck's leading BatchNorm
+    (``bn``, ``bn_l2``, ``haframe``; PyTorch's 0.1 by default; [L23]'s CIFAR-100
+    WideResNet head uses 0.001, ltong1130ztr/HAFrame util/arch/wideresnet.py:198).
+    ``prelu`` is the slope sharing of the ``haframe`` neck's PReLUs (:class:`ResidualBlock`).
     """
     if name not in NECKS:
         raise ValueError(f"unknown neck {name!r}; choose one of {', '.join(NECKS)}")
+    _prelu_parameters(prelu, 1)
+    bn_momentum = check_float("bn_momentum", bn_momentum, minimum=0.0, strict_minimum=True)
+    if bn_momentum > 1:
+        raise ValueError(f"bn_momentum must lie in (0, 1], got {bn_momentum}")
     if name == "mlp":
         return MLPNeck(in_features, out_features)
     if in_features != out_features:
@@ -120,11 +161,13 @@ def build_neck(name: str, in_features: int, out_features: int) -> nn.Module:
         )
     if name == "haframe":
         return nn.Sequential(
-            nn.BatchNorm1d(out_features), ResidualBlock(out_features), ResidualBlock(out_features)
+            nn.BatchNorm1d(out_features, momentum=bn_momentum),
+            ResidualBlock(out_features, prelu=prelu),
+            ResidualBlock(out_features, prelu=prelu),
         )
     layers: list[nn.Module] = []
     if name in ("bn", "bn_l2"):
-        layers.append(nn.BatchNorm1d(out_features))
+        layers.append(nn.BatchNorm1d(out_features, momentum=bn_momentum))
     if name in ("l2", "bn_l2"):
         layers.append(L2Normalize())
     return nn.Sequential(*layers) if layers else nn.Identity()
@@ -197,7 +240,14 @@ class FixedFrameHead(nn.Module):
     frame: torch.Tensor
 
     def __init__(
-        self, in_features: int, frame: torch.Tensor, *, neck: str = "bn_l2", scale: float = 1.0
+        self,
+        in_features: int,
+        frame: torch.Tensor,
+        *,
+        neck: str = "bn_l2",
+        scale: float = 1.0,
+        prelu: str = "shared",
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)
@@ -211,7 +261,10 @@ class FixedFrameHead(nn.Module):
         self.register_buffer("frame", frame.detach().clone(), persistent=True)
         needs_projection = in_features != dim and neck != "mlp"
         self.projection = nn.Linear(in_features, dim) if needs_projection else nn.Identity()
-        self.neck = build_neck(neck, in_features if neck == "mlp" else dim, dim)
+        self.neck_options = {"prelu": prelu, "bn_momentum": float(bn_momentum)}
+        self.neck = build_neck(
+            neck, in_features if neck == "mlp" else dim, dim, prelu=prelu, bn_momentum=bn_momentum
+        )
 
     @property
     def num_classes(self) -> int:
@@ -262,6 +315,7 @@ class FixedFrameHead(nn.Module):
             "dim": self.dim,
             "neck": self.neck_name,
             "scale": self.scale,
+            **self.neck_options,
         }
 
 
@@ -284,6 +338,8 @@ class LearnableHead(nn.Module):
         bias: bool = True,
         neck: str = "none",
         cosine: bool = False,
+        prelu: str = "shared",
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)
@@ -292,7 +348,8 @@ class LearnableHead(nn.Module):
             raise ValueError("a cosine classifier (cosine=True) has no bias: pass bias=False")
         self.neck_name = neck
         self.cosine = bool(cosine)
-        self.neck = build_neck(neck, in_features, in_features)
+        self.neck_options = {"prelu": prelu, "bn_momentum": float(bn_momentum)}
+        self.neck = build_neck(neck, in_features, in_features, prelu=prelu, bn_momentum=bn_momentum)
         self.classifier = nn.Linear(in_features, num_classes, bias=bias)
 
     @property
@@ -339,6 +396,7 @@ class LearnableHead(nn.Module):
             "bias": self.classifier.bias is not None,
             "neck": self.neck_name,
             "cosine": self.cosine,
+            **self.neck_options,
         }
 
 
@@ -381,6 +439,8 @@ def head_from_config(
             bias=bool(config["bias"]),
             neck=config["neck"],
             cosine=bool(config["cosine"]),
+            prelu=config.get("prelu", "shared"),
+            bn_momentum=float(config.get("bn_momentum", 0.1)),
         )
     expected = (config["num_classes"], config["dim"])
     if not isinstance(frame, torch.Tensor) or tuple(frame.shape) != tuple(expected):
@@ -390,5 +450,11 @@ def head_from_config(
             f"dim), got {found}; pass the head's saved frame"
         )
     return FixedFrameHead(
-        config["in_features"], frame, neck=config["neck"], scale=float(config["scale"])
+        config["in_features"],
+        frame,
+        neck=config["neck"],
+        scale=float(config["scale"]),
+        # configs written before these options existed hold PyTorch's defaults
+        prelu=config.get("prelu", "shared"),
+        bn_momentum=float(config.get("bn_momentum", 0.1)),
     )

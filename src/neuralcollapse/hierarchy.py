@@ -42,8 +42,9 @@ distances between leaves i and j, identical on balanced trees:
 
 Shipped trees: ``Hierarchy.builtin("cifar100")`` is [L23]'s height-5 CIFAR-100 tree with
 the official CIFAR-100 names (leaves = the 100 fine labels in label order, the level
-above = the 20 official superclasses). :meth:`Hierarchy.from_fgvc_aircraft` and
-:meth:`Hierarchy.from_inaturalist` build a tree from a data set's own metadata.
+above = the 20 official superclasses). The trees data sets ship live with their readers:
+:func:`neuralcollapse.data.fgvc_aircraft_hierarchy` and
+:func:`neuralcollapse.data.inaturalist_hierarchy`.
 
 Distances without a tree: :class:`ClassDistances` holds a (K, K) matrix with class names,
 read from a ``.npy`` file or a making-better-mistakes style pickled dict
@@ -84,12 +85,16 @@ __all__ = [
     "BUILTIN_HIERARCHIES",
     "BUILTIN_PREFIX",
     "CONVENTIONS",
+    "MAX_CLASSES",
     "DEFAULT_CONVENTION",
     "ClassDistances",
     "Hierarchy",
+    "check_class_count",
     "check_convention",
+    "check_distance_matrix",
     "distance_matrix",
     "load_hierarchy",
+    "match_classes",
 ]
 
 _SUFFIX = re.compile(r"(\d+)$")
@@ -100,6 +105,26 @@ PathLike = str | Path
 # (what every consumer uses unless told otherwise: the numbers of the field's distance
 # files), BUILTIN_HIERARCHIES and BUILTIN_PREFIX (the shipped trees) are defined in
 # neuralcollapse._internal.names, which the --help pages read without importing torch.
+
+
+# The most classes a (K, K) class matrix (LCA distances, and the K x K similarity of a
+# hierarchy-aware frame) is built for by default: 10,000 classes take 800 MB per float64
+# matrix. iNaturalist-2018, the largest tree of the papers, has 8,142 leaves.
+MAX_CLASSES = 10_000
+
+
+def check_class_count(num_classes: int, max_classes: int | None = None, *, what: str) -> int:
+    """``num_classes`` if a (K, K) float64 matrix over it is within ``max_classes``
+    (default :data:`MAX_CLASSES`), else a ValueError naming the size and the fix."""
+    limit = MAX_CLASSES if max_classes is None else max_classes
+    if num_classes > limit:
+        gigabytes = num_classes * num_classes * 8 / 1e9
+        raise ValueError(
+            f"the {what} has {num_classes:,} classes: its (K, K) class matrix would take "
+            f"{gigabytes:,.1f} GB, over the limit of {limit:,} classes; use a smaller tree "
+            "or raise the limit (data.max_classes, or max_classes=)"
+        )
+    return num_classes
 
 
 def check_convention(convention: object) -> str:
@@ -142,7 +167,14 @@ def _read_text(source: PathLike) -> tuple[str, str]:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"hierarchy file {str(path)!r} does not exist")
-    return path.read_text(encoding="utf-8"), str(path)
+    try:
+        # utf-8-sig: spreadsheet programs start their CSV exports with a byte-order mark
+        return path.read_text(encoding="utf-8-sig"), str(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"hierarchy file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "save it as UTF-8"
+        ) from None
 
 
 def _csv_rows(text: str) -> list[list[str]]:
@@ -194,6 +226,9 @@ class Hierarchy:
         input_leaves = [name for name in order if name not in self._children]
         self.leaves, self.leaf_order = self._order_leaves(input_leaves, classes)
         self._index = {name: i for i, name in enumerate(self.leaves)}
+        # the most leaves lca_heights builds its (K, K) matrix for (a run sets
+        # data.max_classes here)
+        self.max_classes = MAX_CLASSES
 
     # ----------------------------------------------------------------- construction checks
 
@@ -291,6 +326,11 @@ class Hierarchy:
                 source = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise ValueError(
+                    f"{where}: the JSON nests deeper than it can be read; save a tree this "
+                    "deep as an edges CSV ('child,parent' rows) instead"
+                ) from None
         if classes is None and isinstance(source, Mapping) and "classes" in source:
             classes = source["classes"]
             if not isinstance(classes, list):
@@ -427,35 +467,6 @@ class Hierarchy:
         text = file.read_text(encoding="utf-8")
         return cls(cls._edges_from_csv(text, f"{BUILTIN_PREFIX}{name}"))
 
-    @classmethod
-    def from_fgvc_aircraft(cls, root: PathLike, *, level: str = "variant") -> Hierarchy:
-        """FGVC-Aircraft's tree (manufacturer -> family -> variant) from the release folder.
-
-        Read from the data set's own files by the loader's reader,
-        :func:`neuralcollapse.data.formats.fgvc_aircraft_hierarchy`, so leaf i is label i
-        of ``load_fgvc_aircraft`` at ``level`` (leaves named and ordered as in
-        ``data/variants.txt``, ``families.txt`` or ``manufacturers.txt``); inner nodes are
-        ``family:<name>`` and ``manufacturer:<name>`` under ``root``. With
-        ``level="variant"``: 100 leaves, depth 3, balanced.
-        """
-        from neuralcollapse.data.formats import fgvc_aircraft_hierarchy
-
-        return fgvc_aircraft_hierarchy(root, level=level)
-
-    @classmethod
-    def from_inaturalist(cls, annotation_file: PathLike) -> Hierarchy:
-        """iNaturalist's taxonomy from an annotation file (``train2019.json``).
-
-        Read by the loader's reader, :func:`neuralcollapse.data.formats.inaturalist_hierarchy`:
-        leaves are the categories in increasing ``id`` order (leaf i is label i of
-        ``load_inaturalist``), named by their ``name``; above each its genus, family,
-        order, class, phylum and kingdom as ``<rank>:<name>``, under ``root`` (depth 7 for
-        iNaturalist-2019, balanced).
-        """
-        from neuralcollapse.data.formats import inaturalist_hierarchy
-
-        return inaturalist_hierarchy(annotation_file)
-
     # ----------------------------------------------------------------- saving
 
     def save(self, path: PathLike, format: str | None = None) -> Path:
@@ -518,11 +529,16 @@ class Hierarchy:
             for node in (leaf, *self.ancestors(leaf)):
                 first.setdefault(node, index)
 
-        def build(name: str) -> dict:
-            kids = sorted(self._children.get(name, ()), key=first.__getitem__)
-            return {"name": name, "children": [build(k) for k in kids]} if kids else {"name": name}
-
-        return build(self.root)
+        # built top-down with an explicit stack: a deep tree must not hit the recursion limit
+        top: dict = {"name": self.root}
+        stack = [top]
+        while stack:
+            node = stack.pop()
+            kids = sorted(self._children.get(node["name"], ()), key=first.__getitem__)
+            if kids:
+                node["children"] = [{"name": k} for k in kids]
+                stack.extend(node["children"])
+        return top
 
     # ----------------------------------------------------------------- queries
 
@@ -588,8 +604,8 @@ class Hierarchy:
     def _lca_nodes(self) -> Tensor:
         """(K, K) int64 indices into :attr:`nodes` of the LCA of leaves i and j.
 
-        Vectorised over root-to-leaf paths: O(K^2 * depth) tensor work, no Python loop
-        over pairs.
+        Vectorised over the levels of the root-to-leaf paths: O(K^2 * depth) tensor work
+        but only a few (K, K) tensors in memory at a time, no Python loop over pairs.
         """
         node_id = {name: i for i, name in enumerate(self.nodes)}
         paths = [
@@ -597,17 +613,21 @@ class Hierarchy:
         ]
         width = max(len(p) for p in paths)
         padded = torch.tensor([p + [-1] * (width - len(p)) for p in paths])  # (K, width)
-        valid = padded >= 0
-        same = (
-            (padded.unsqueeze(1) == padded.unsqueeze(0)) & valid.unsqueeze(1) & valid.unsqueeze(0)
-        )
-        # Length of the shared root-first prefix (>= 1: the root); its last node is the LCA.
-        common = same.to(torch.int64).cumprod(dim=2).sum(dim=2)  # (K, K)
         k = len(paths)
-        lca = torch.gather(padded.unsqueeze(1).expand(k, k, width), 2, (common - 1).unsqueeze(2))
-        return lca.squeeze(2)
+        # length of the shared root-first prefix (>= 1: the root); its last node is the LCA
+        common = torch.zeros(k, k, dtype=torch.int64)
+        shared = torch.ones(k, k, dtype=torch.bool)
+        for level in range(width):
+            column = padded[:, level]
+            shared &= (column.unsqueeze(1) == column.unsqueeze(0)) & (column >= 0).unsqueeze(1)
+            if not bool(shared.any()):
+                break
+            common += shared
+        return torch.gather(padded, 1, common - 1)
 
-    def lca_heights(self, convention: str = DEFAULT_CONVENTION) -> Tensor:
+    def lca_heights(
+        self, convention: str = DEFAULT_CONVENTION, *, max_classes: int | None = None
+    ) -> Tensor:
         """(K, K) int64 tensor D: the LCA distance of leaves i and j, 0 on the diagonal.
 
         Args:
@@ -617,11 +637,16 @@ class Hierarchy:
                 longest way down to a leaf). Identical on balanced trees; on unbalanced
                 ones "level" >= "height" (docs/theory.md §7). Both are ultrametrics with
                 D[i, j] >= 1 for i != j.
+            max_classes: the most leaves whose (K, K) matrix is built (default: the
+                tree's ``max_classes`` attribute, :data:`MAX_CLASSES` unless set); a
+                larger tree is refused before allocating.
 
         Returns:
             (K, K) int64, symmetric, rows and columns in class order.
         """
         convention = check_convention(convention)
+        limit = self.max_classes if max_classes is None else max_classes
+        check_class_count(self.num_classes, limit, what="tree")
         lca = self._lca_nodes()
         if convention == "height":
             values = torch.tensor([self._height[n] for n in self.nodes], dtype=torch.int64)
@@ -644,27 +669,69 @@ class Hierarchy:
 # --------------------------------------------------------------------------- distance matrices
 
 
-def _checked_matrix(matrix: object) -> Tensor:
-    """``matrix`` as a checked (K, K) distance tensor on its device: int64 when every value
-    is an integer, float64 otherwise. Finite, >= 0, symmetric, 0 on the diagonal."""
+def check_distance_matrix(
+    matrix: object,
+    *,
+    min_classes: int = 1,
+    separated: bool = False,
+    ultrametric: bool = False,
+    what: str = "LCA heights",
+) -> Tensor:
+    """The one check of a (K, K) class-distance matrix (LCA heights or given distances),
+    used by frames, synthetic data, metrics and :class:`ClassDistances`.
+
+    Always: a real square tensor (or array) with at least ``min_classes`` rows, finite,
+    >= 0, symmetric, 0 on the diagonal. ``separated``: distinct classes are > 0 apart.
+    ``ultrametric``: D[i, j] <= max(D[i, k], D[k, j]) for every k (true of every tree's
+    LCA distances, in both conventions).
+
+    Returns:
+        The matrix on its device: int64 when every value is an integer, else float64.
+
+    Raises:
+        ValueError: the first property that fails, named.
+    """
     if isinstance(matrix, np.ndarray):
         matrix = torch.from_numpy(matrix)
     if not isinstance(matrix, Tensor) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         shape = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
-        raise ValueError(f"LCA heights must be a square (K, K) tensor, got {shape}")
+        raise ValueError(f"{what} must be a square (K, K) tensor, got {shape}")
     if matrix.shape[0] < 1 or matrix.dtype == torch.bool or matrix.is_complex():
         raise ValueError(
-            f"LCA heights must be a non-empty real (K, K) tensor, got {matrix.dtype} "
+            f"{what} must be a non-empty real (K, K) tensor, got {matrix.dtype} "
             f"{tuple(matrix.shape)}"
         )
+    if matrix.shape[0] < min_classes:
+        raise ValueError(f"{what} need at least {min_classes} classes, got {matrix.shape[0]}")
     d = matrix.detach().to(torch.float64)
     if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
-        raise ValueError("LCA heights must be finite and non-negative")
+        raise ValueError(f"{what} must be finite and non-negative")
     if not torch.equal(d, d.T):
-        raise ValueError("LCA heights must be symmetric: D[i, j] == D[j, i]")
+        raise ValueError(f"{what} must be symmetric: D[i, j] == D[j, i]")
     if bool(torch.diagonal(d).any()):
-        raise ValueError("LCA heights must be 0 on the diagonal")
+        raise ValueError(f"{what} must be 0 on the diagonal")
+    off_diagonal = d + torch.eye(d.shape[0], dtype=d.dtype, device=d.device)
+    if separated and not bool((off_diagonal > 0).all()):
+        raise ValueError(
+            "two distinct classes have LCA height 0 (D[i, j] = 0 for i != j): every pair "
+            "must meet above the leaves"
+        )
+    if ultrametric:
+        _check_ultrametric(d, what)
     return d.to(torch.int64) if torch.equal(d, d.round()) else d
+
+
+def _check_ultrametric(d: Tensor, what: str) -> None:
+    """A tree's LCA distances satisfy D[i, j] <= max(D[i, k], D[k, j]) for every k."""
+    for k in range(d.shape[0]):
+        bound = torch.maximum(d[:, k, None], d[None, k, :])
+        bad = torch.nonzero(d > bound)
+        if bad.numel():
+            i, j = (int(v) for v in bad[0])
+            raise ValueError(
+                f"these {what} do not come from a tree: D[{i}, {j}] = {float(d[i, j]):g} "
+                f"exceeds max(D[{i}, {k}], D[{k}, {j}]) = {float(bound[i, j]):g}"
+            )
 
 
 def _pairs_matrix(
@@ -698,7 +765,7 @@ def _pairs_matrix(
             f"{where}: no distance between {order[i]!r} and {order[j]!r} ({len(holes) // 2} "
             "pair(s) missing); every pair of classes needs one"
         )
-    return _checked_matrix(torch.from_numpy(values))
+    return check_distance_matrix(torch.from_numpy(values))
 
 
 class ClassDistances:
@@ -728,7 +795,7 @@ class ClassDistances:
         *,
         source: str | None = None,
     ) -> None:
-        self.matrix = _checked_matrix(matrix).cpu()
+        self.matrix = check_distance_matrix(matrix).cpu()
         k = self.matrix.shape[0]
         names = tuple(str(i) for i in range(k)) if classes is None else tuple(map(str, classes))
         if len(names) != k:
@@ -841,7 +908,7 @@ def distance_matrix(
     if isinstance(source, ClassDistances):
         return source.matrix.clone()
     if isinstance(source, (Tensor, np.ndarray)):
-        return _checked_matrix(source)
+        return check_distance_matrix(source)
     raise ValueError(
         "expected a neuralcollapse.Hierarchy or a (K, K) tensor of LCA heights (or a "
         f"ClassDistances), got {type(source).__name__}; read a file with "
@@ -868,3 +935,59 @@ def load_hierarchy(
     if is_distance_file(text):
         return ClassDistances.load(text, classes=classes)
     return Hierarchy.load(text, classes=classes)
+
+
+def _index_names(count: int) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(count))
+
+
+def match_classes(
+    tree: Hierarchy | ClassDistances,
+    class_names: Sequence[str],
+    *,
+    source: str = "the hierarchy",
+) -> Hierarchy | ClassDistances:
+    """The tree (or distances) with its classes in the data set's order, matched by name.
+
+    Every class name of the data set must name a leaf of the tree (a class of the
+    distances); a tree over more classes is cut to them (distances) or must have exactly
+    them (trees). Two cases take the tree's own order instead, as there is no name to
+    match: the data set has no class names (they are ``"0" .. "K-1"``), or the distances
+    have none (a ``.npy`` matrix read without ``classes=``); the class counts must agree.
+
+    Raises:
+        ValueError: names that do not match (a few of them from each side, and the fix),
+            or counts that differ. Names are never matched silently by position.
+    """
+    names = tuple(str(n) for n in class_names)
+    if tree.leaves == names:
+        return tree
+    named = not isinstance(tree, ClassDistances) or tree.named
+    kind = "leaves" if isinstance(tree, Hierarchy) else "classes"
+    if not named or names == _index_names(len(names)):
+        if tree.num_classes != len(names):
+            raise ValueError(
+                f"{source} has {tree.num_classes} {kind} but the data set has {len(names)} "
+                "classes; give a tree or distance file over exactly these classes"
+            )
+        return tree
+    leaves = set(tree.leaves)
+    unmatched = [n for n in names if n not in leaves]
+    if unmatched:
+        extra = [n for n in tree.leaves if n not in set(names)]
+        theirs = f"; its own {kind} include {extra[:3]}" if extra else ""
+        raise ValueError(
+            f"{len(unmatched)} of the data set's {len(names)} class names are not {kind} of "
+            f"{source}: {unmatched[:3]}{theirs}. Classes are matched by name, never by "
+            "position: give a file whose names are the data set's class names (or, in "
+            "Python, map them with classes=[...] / ClassDistances.select)"
+        )
+    if isinstance(tree, ClassDistances):
+        return tree.select(names)
+    if tree.num_classes != len(names):
+        extra = [n for n in tree.leaves if n not in set(names)]
+        raise ValueError(
+            f"{source} has {tree.num_classes} leaves, {len(extra)} of them not classes of the "
+            f"data set ({extra[:3]}); give a tree over exactly the data set's classes"
+        )
+    return tree.reordered(names)

@@ -6,6 +6,13 @@ optional options dataclass (the entry's own config keys, read from the config se
 ``options`` mapping and checked like every other key: types, bounds, YAML 1.1 rules) and
 free-form metadata the builder's caller reads (``reads="features"`` for a loss, ...).
 
+What a builder is called with: a loss builder gets a
+:class:`neuralcollapse.losses.LossContext` and returns an ``nn.Module`` (metadata
+``reads="logits"`` or ``"features"``, ``weighted``, ``hierarchy``); a frame builder gets a
+:class:`neuralcollapse.frames.FrameRequest` and returns the (K, d) frame (metadata
+``hierarchy``, ``canonical``, ``min_dim``); a data set builder is described in
+:mod:`neuralcollapse.data`.
+
 The package's own entries live beside the code they build and are registered when their
 module is imported; :data:`PROVIDERS` names those modules so that listing or looking up a
 name imports them first. Entries from outside the package (a user's module, a test) are
@@ -79,9 +86,12 @@ class Registry(Generic[F]):
     """Names -> :class:`Entry` for one kind of thing (``kind``), chosen by the config key
     ``key`` (used in error messages: ``loss.name='x' is not registered ...``)."""
 
-    def __init__(self, kind: str, key: str) -> None:
+    def __init__(self, kind: str, key: str, *, also: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.key = key
+        # values the config key takes besides registered names (head.kind: "learnable"),
+        # listed in the unknown-name error and refused as entry names
+        self.also = also
         self._entries: dict[str, Entry] = {}
 
     def register(
@@ -97,6 +107,9 @@ class Registry(Generic[F]):
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
         if options is not None and not dataclasses.is_dataclass(options):
             raise TypeError(f"options of {self.kind} {name!r} must be a dataclass type")
+
+        if name in self.also:
+            raise ValueError(f"{name!r} is reserved for {self.key} and cannot name a {self.kind}")
 
         def decorate(build: F) -> F:
             if name in self._entries and not replace:
@@ -125,10 +138,11 @@ class Registry(Generic[F]):
         if name not in self._entries:
             self._load_providers()
         if name not in self._entries:
+            known = ", ".join((*self.also, *self.names()))
             raise ConfigError(
-                f"{self.key}={name!r} is not a registered {self.kind}; registered: "
-                f"{', '.join(self.names())} (register your own with "
-                f"neuralcollapse.registry.register_{self.kind.replace(' ', '_')})"
+                f"{self.key}={name!r} is not a registered {self.kind}; choose one of {known} "
+                f"(or register your own with neuralcollapse.registry.register_{self.kind} and "
+                "list its module under imports:)"
             )
         return self._entries[name]
 
@@ -155,7 +169,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
 
 LOSSES: Registry = Registry("loss", "loss.name")
 DATASETS: Registry = Registry("dataset", "data.name")
-FRAMES: Registry = Registry("frame", "head.kind")
+FRAMES: Registry = Registry("frame", "head.kind", also=("learnable",))
 
 register_loss = LOSSES.register
 register_dataset = DATASETS.register

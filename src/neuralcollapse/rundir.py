@@ -25,6 +25,14 @@ Guarantees:
   epoch, so a file written by an older version still reads correctly.
 * **Never lying.** Every file is written atomically; a reader tolerates a missing file or a
   damaged line and says what it skipped.
+* **Never outside.** Nothing is written, truncated or deleted through a link: ``.lock`` is
+  opened with ``O_NOFOLLOW`` and must be a regular file with one name, and a run directory
+  whose own entries (``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``,
+  ``report_figures/`` ...) are symbolic links is refused with one line, for a new run, a
+  resume and a report alike. A lock whose process died is free (the operating system
+  releases it), and the temporary files of writes a kill interrupted are removed (regular
+  files of the package's own ``.<name>.<random>.tmp`` pattern only), so such a directory
+  can be started again or resumed.
 
 Nothing here imports the model or data code: the report reads a run from its files alone.
 """
@@ -32,11 +40,11 @@ Nothing here imports the model or data code: the report reads a run from its fil
 from __future__ import annotations
 
 import datetime
-import io
-import json
+import errno
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +53,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from neuralcollapse._internal.files import atomic_write, atomic_write_text, remove_stale_temps
-from neuralcollapse._internal.jsonio import dumps, write_json
+from neuralcollapse._internal.files import (
+    NotARegularFile,
+    append_text,
+    atomic_write,
+    atomic_write_text,
+    open_regular,
+    remove_stale_temps,
+)
+from neuralcollapse._internal.jsonio import JSONError, dumps, loads, write_json
 from neuralcollapse.errors import UsageError
 
 try:  # POSIX advisory locks; on other systems the lock file alone (O_EXCL) guards the run
@@ -66,6 +81,13 @@ WANDB = "wandb"  # log.wandb: W&B writes its run here (wandb.init(dir=RUN_DIR))
 MLFLOW = "mlruns"  # log.mlflow without log.mlflow_uri: the MLflow file store
 REPORT = "report.html"
 LOCK = ".lock"
+REPORT_FIGURES = "report_figures"  # the figures of the default report.html
+# The entries a run writes, by kind: a link or the other kind at any of these is refused.
+FILE_ENTRIES = (CONFIG, METRICS, SUMMARY, GEOMETRY, REPORT, LOCK)
+FOLDER_ENTRIES = (CHECKPOINTS, TENSORBOARD, WANDB, MLFLOW, REPORT_FIGURES)
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+# Targets of the temporary files atomic writes leave when killed (see remove_stale_temps).
+TEMP_TARGETS = (CONFIG, METRICS, SUMMARY, GEOMETRY, REPORT, *CHECKPOINT_FILES)
 # What a start that failed before its first checkpoint can leave behind: such a directory
 # is as good as new. Anything else in it (a user's own files) makes it off limits.
 START_RESIDUE = frozenset(
@@ -104,8 +126,8 @@ def _parse_records(text: str) -> Records:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = loads(line)
+        except JSONError:
             result.skipped += 1
             continue
         if not isinstance(record, dict):
@@ -131,7 +153,7 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.created = False  # whether this object made the directory (see abandon)
-        self._lock_handle: io.TextIOWrapper | None = None
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -244,6 +266,7 @@ class RunDir:
         run.created = created
         run._lock()
         try:
+            run.check_entries()
             run._require_fresh()
         except BaseException:
             run.release()
@@ -261,6 +284,11 @@ class RunDir:
         if not run.path.is_dir():
             raise UsageError(f"cannot resume: run directory {str(run.path)!r} does not exist")
         run._lock()
+        try:
+            run.check_entries()
+        except BaseException:
+            run.release()
+            raise
         if not run.last_checkpoint.is_file():
             run.release()
             raise UsageError(
@@ -271,6 +299,34 @@ class RunDir:
         run.remove_stale_temps()
         return run
 
+    def check_entries(self) -> None:
+        """Refuse a run directory whose own entries are symbolic links (a write, a
+        truncation or a cleanup would land outside the run) or of the wrong kind.
+
+        Raises:
+            UsageError: one line naming the entry and the fix.
+        """
+        expected = [(name, stat.S_ISREG, "a file") for name in FILE_ENTRIES]
+        expected += [(name, stat.S_ISDIR, "a folder") for name in FOLDER_ENTRIES]
+        expected += [(f"{CHECKPOINTS}/{name}", stat.S_ISREG, "a file") for name in CHECKPOINT_FILES]
+        for name, is_kind, kind in expected:
+            try:
+                mode = os.lstat(self.path / name).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISLNK(mode):
+                target = os.readlink(self.path / name)
+                raise UsageError(
+                    f"run directory {str(self.path)!r}: {name} is a symbolic link (to "
+                    f"{target!r}); a run reads and writes only inside its directory: replace "
+                    "the link by a real file or folder, or choose another run directory"
+                )
+            if not is_kind(mode):
+                raise UsageError(
+                    f"run directory {str(self.path)!r}: {name} is not {kind}; remove or rename "
+                    "it, or choose another run directory"
+                )
+
     def _is_start_residue(self) -> bool:
         entries = {p.name for p in self.path.iterdir()}
         return entries <= START_RESIDUE and not self.last_checkpoint.exists()
@@ -279,12 +335,14 @@ class RunDir:
         for entry in self.path.iterdir():
             if entry.name in keep:
                 continue
-            if entry.is_dir():
+            if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
-                entry.unlink()
+                entry.unlink()  # a link itself, never what it points to
 
     def _require_fresh(self) -> None:
+        # What a start killed mid-write left (.config.yaml.<random>.tmp) is no user file.
+        self.remove_stale_temps()
         entries = {p.name for p in self.path.iterdir()}
         if not entries - {LOCK}:
             return
@@ -298,24 +356,41 @@ class RunDir:
         raise UsageError(f"run directory {str(self.path)!r} already holds files; {hint}")
 
     def _lock(self) -> None:
+        """Hold an exclusive lock on ``.lock`` and write this process into it.
+
+        ``.lock`` is opened without following links and must be a regular file with one
+        name: the file is truncated and written, so it must be the run's own. The lock is
+        an ``flock``: the operating system frees it when its process dies (kill -9
+        included), so a lock file left by a dead process never blocks.
+        """
         lock_path = self.path / LOCK
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fd = open_regular(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except NotARegularFile as exc:
+            raise UsageError(
+                f"run directory {str(self.path)!r}: {LOCK} {exc.strerror}; a run directory "
+                f"holds its own {LOCK}, never a link or a shared file"
+            ) from None
         if fcntl is not None:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.seek(0)
-                owner = handle.read().strip() or "another process"
-                handle.close()
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                owner = _read_owner(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
                 raise RunDirBusy(
                     f"run directory {str(self.path)!r} is in use by {owner}; wait for that "
                     "run to end or choose another --run-dir"
                 ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._lock_handle = handle
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
 
     def abandon(self) -> None:
         """After a start that failed before its first checkpoint: remove what it wrote
@@ -331,24 +406,25 @@ class RunDir:
 
     def release(self) -> None:
         """Give the lock back (also done by the OS when the process ends)."""
-        handle, self._lock_handle = self._lock_handle, None
-        if handle is None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
             return
         try:
-            handle.seek(0)
-            handle.truncate()
+            os.ftruncate(fd, 0)  # the descriptor of our own regular file, opened at _lock
         finally:
-            handle.close()  # closing the descriptor releases the flock
+            os.close(fd)  # closing the descriptor releases the flock
 
     @property
     def locked(self) -> bool:
-        return self._lock_handle is not None
+        return self._lock_fd is not None
 
     def remove_stale_temps(self) -> list[Path]:
-        """Delete temporary files of interrupted atomic writes (call only under the lock)."""
+        """Delete temporary files of interrupted atomic writes (call only under the lock):
+        regular files of the package's naming pattern in the directory and in
+        ``checkpoints/``, never through a link."""
         removed = []
         for folder in (self.path, self.checkpoints):
-            removed += remove_stale_temps(folder)
+            removed += remove_stale_temps(folder, TEMP_TARGETS)
         return removed
 
     # ------------------------------------------------------------------ writing
@@ -358,11 +434,7 @@ class RunDir:
 
     def append_record(self, record: dict[str, Any]) -> None:
         """Add one epoch's record (strict JSON, one line) to ``metrics.jsonl``."""
-        line = dumps(record) + "\n"
-        with open(self.metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_text(self.metrics_path, dumps(record) + "\n")
 
     def truncate_records(self, last_epoch: int) -> int:
         """Keep only records of epochs <= ``last_epoch`` (one per epoch), rewriting the
@@ -418,8 +490,8 @@ class RunDir:
     def read_summary(self) -> dict[str, Any] | None:
         """``summary.json``, or None when missing or unreadable."""
         try:
-            values = json.loads(self.summary_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            values = loads(self.summary_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, JSONError):
             return None
         return values if isinstance(values, dict) else None
 
@@ -463,4 +535,33 @@ def check_run_dir(path: str | Path) -> RunDir:
             f"{str(run.path)!r} is not a run directory: it has none of {', '.join(RUN_FILES)} "
             "(written by 'neuralcollapse train')"
         )
+    run.check_entries()
     return run
+
+
+def _read_owner(fd: int) -> str:
+    """What the holder of a lock wrote into it (``pid N on HOST``), for messages."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = os.read(fd, 200).decode("utf-8", "replace").strip()
+    except OSError:
+        owner = ""
+    if not owner:
+        return "another process"
+    words = owner.split()
+    ours = len(words) == 4 and words[0] == "pid" and words[2] == "on" and words[1].isdigit()
+    if ours and words[3] == socket.gethostname() and not _alive(int(words[1])):
+        # flock follows the open file: a forked child (a DataLoader worker) of a killed
+        # run holds it until it notices and exits, within seconds.
+        return f"{owner} (ended; a child process still holds the lock: wait a few seconds)"
+    return owner
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True

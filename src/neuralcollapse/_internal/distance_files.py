@@ -13,9 +13,7 @@ what these functions return into a (K, K) matrix with class names.
 
 from __future__ import annotations
 
-import gzip
 import io
-import lzma
 import math
 import numbers
 import pickle
@@ -24,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from neuralcollapse._internal.compressed import read_capped
+
 __all__ = ["is_distance_file", "read_distance_pairs", "read_npy_matrix"]
 
-_XZ_MAGIC = b"\xfd7zXZ\x00"
-_GZIP_MAGIC = b"\x1f\x8b"
+# the most bytes a distance file may hold once decompressed: a float64 matrix of 10,000
+# classes (the class-count limit of neuralcollapse.hierarchy) takes 800 MB; a pickled
+# pair dict of them more, so the limit is a little above
+MAX_DISTANCE_BYTES = 1 << 30
 _NPY_MAGIC = b"\x93NUMPY"
 _COMPRESSED = (".xz", ".gz")
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
@@ -49,17 +51,11 @@ def is_distance_file(path: str | Path) -> bool:
 
 
 def _raw_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed (xz / gzip, by magic bytes) as a stream that stops
+    at :data:`MAX_DISTANCE_BYTES`: a small file that expands to gigabytes is refused."""
     if not path.is_file():
         raise FileNotFoundError(f"distance file {str(path)!r} does not exist")
-    data = path.read_bytes()
-    try:
-        if data.startswith(_XZ_MAGIC):
-            return lzma.decompress(data)
-        if data.startswith(_GZIP_MAGIC):
-            return gzip.decompress(data)
-    except (lzma.LZMAError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: the compressed data is damaged ({exc})") from None
-    return data
+    return read_capped(path, MAX_DISTANCE_BYTES, "distance file")
 
 
 class _Refused(pickle.UnpicklingError):
@@ -138,6 +134,7 @@ def read_npy_matrix(path: str | Path) -> np.ndarray:
     raw = _raw_bytes(path)
     if not raw.startswith(_NPY_MAGIC):
         raise ValueError(f"{path}: not a NumPy .npy file")
+    _check_npy_header(raw, path)
     try:
         matrix = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:
@@ -145,3 +142,25 @@ def read_npy_matrix(path: str | Path) -> np.ndarray:
     if matrix.dtype.kind not in "iuf":
         raise ValueError(f"{path}: holds {matrix.dtype} values; expected a numeric (K, K) matrix")
     return matrix
+
+
+def _check_npy_header(raw: bytes, path: Path) -> None:
+    """The shape and type the ``.npy`` header declares must fit the bytes that follow
+    (NumPy would allocate the declared size before noticing)."""
+    stream = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(stream)
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not a readable .npy header ({exc})") from None
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > len(raw) - stream.tell():
+        raise ValueError(
+            f"{path}: the header declares shape {shape} ({declared:,} bytes) but the file "
+            f"holds {len(raw) - stream.tell():,}; the file is truncated or corrupt"
+        )

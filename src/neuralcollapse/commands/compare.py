@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from neuralcollapse._internal.jsonio import write_json
 from neuralcollapse._internal.text import format_sci
+from neuralcollapse.commands.sweep_options import (
+    add_launcher_options,
+    make_sweep,
+    sigterm_interrupts,
+)
+from neuralcollapse.errors import UsageError
 
 if TYPE_CHECKING:
     from neuralcollapse.experiments import Column, VariantResult
@@ -51,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--runs-dir", type=Path, help="where run directories go (default runs/compare-<time>)"
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON")
+    add_launcher_options(parser)
     return parser
 
 
@@ -101,38 +108,53 @@ def format_table(
     return "\n".join(lines)
 
 
-def _train(config, run_dir: Path) -> dict[str, Any]:
-    from neuralcollapse.train.trainer import Trainer
-
-    trainer = Trainer(config, run_dir)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    from neuralcollapse.experiments import (
-        aggregate,
-        columns_for,
-        paired_statistics,
-        resolve_variants,
-        run_variants,
-    )
-    from neuralcollapse.train.config import config_to_dict
+    from neuralcollapse.experiments import Interrupted, resolve_variants, run_variants
 
     variants = resolve_variants(args.configs, common=args.common, labels=args.labels)
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     runs_dir = args.runs_dir or Path("runs") / f"compare-{stamp}"
-    results = run_variants(
-        variants, args.seeds, runs_dir, train=_train, echo=lambda line: print(line, flush=True)
+    total = len(variants) * args.seeds
+    print(f"comparing {len(variants)} variant(s) x {args.seeds} seed(s) -> {runs_dir}", flush=True)
+    partial = False
+    with sigterm_interrupts(), make_sweep(args, runs_dir, runs_dir) as sweep:
+        try:
+            results = run_variants(variants, args.seeds, runs_dir, sweep=sweep)
+        except Interrupted as stop:
+            results, partial = stop.results, True
+        counts = sweep.counts
+    _report(args, results, partial=partial, total=total)
+    print(
+        f"runs: {counts['reused']} reused, {counts['resumed']} resumed, {counts['trained']} trained"
     )
+    if partial:
+        print("interrupted: the same command continues where this one stopped")
+        return 130
+    return 0
+
+
+def _report(
+    args: argparse.Namespace, results: list[VariantResult], *, partial: bool, total: int
+) -> None:
+    """The table (and --json) of the finished runs; a partial one says so."""
+    from neuralcollapse.experiments import aggregate, columns_for, paired_statistics
+    from neuralcollapse.train.config import config_to_dict
+
+    finished = sum(len(r.summaries) for r in results)
+    if partial:
+        print(f"PARTIAL: {finished} of {total} runs finished")
     columns = columns_for(results)
     tables = [aggregate(r.summaries, columns) for r in results]
     paired = [paired_statistics(results[0].summaries, r.summaries, columns) for r in results[1:]]
-    print(format_table(results, tables, paired, columns, args.seeds))
+    if finished:
+        print(format_table(results, tables, paired, columns, args.seeds))
     if args.json is not None:
         payload = {
+            "partial": partial,
+            "runs_finished": finished,
+            "runs_total": total,
             "seeds": args.seeds,
             "common_overrides": args.common,
             "variants": [
@@ -153,5 +175,4 @@ def run(args: argparse.Namespace) -> int:
             ],
         }
         write_json(args.json, payload)
-        print(f"wrote {args.json}")
-    return 0
+        print(f"wrote {args.json}" + (" (partial)" if partial else ""))

@@ -10,7 +10,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from neuralcollapse._internal.files import check_output_file
 from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.names import ACCURACY_KEYS, COLLAPSE_KEYS
 from neuralcollapse._internal.text import format_percent, format_sci
 
 if TYPE_CHECKING:
@@ -68,11 +70,8 @@ def format_evaluation(results: dict) -> str:
     ]
     for split, r in results.items():
         c = r["collapse"]
-        accuracy = (format_percent(r[key]) for key in ("top1", "balanced", "many", "medium", "few"))
-        metrics = (
-            format_sci(c[key])
-            for key in ("nc1", "nc2_etf_distance_means", "nc3_self_duality", "nc4_ncc_mismatch")
-        )
+        accuracy = (format_percent(r[key]) for key in ACCURACY_KEYS)
+        metrics = (format_sci(c[key]) for key in COLLAPSE_KEYS)
         widths = (7, 10, 7, 8, 7, 10, 8, 8, 8)
         cells = (*accuracy, *metrics)
         lines.append(
@@ -86,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from neuralcollapse.train.config import config_from_dict
     from neuralcollapse.train.distributed import init_distributed, shutdown_distributed
 
+    if args.json is not None:
+        check_output_file(args.json, "--json")  # before the evaluation, not after it
     path = _checkpoint_path(args.target, args.checkpoint)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, require=("epoch", "config", "model"))
     config = config_from_dict(state["config"])
     context = init_distributed(args.device, config.train.ddp_timeout_s)
     try:
@@ -102,7 +103,14 @@ def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> in
     from neuralcollapse.train.trainer import assemble
 
     data, loaders, model = assemble(config, context)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"checkpoint {str(path)!r}: its weights do not fit the model its config builds "
+            f"({reason}); the file is damaged or was edited"
+        ) from None
     splits = SPLITS[args.split]
     if loaders.val is None:
         if args.split == "val":

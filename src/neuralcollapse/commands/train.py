@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neuralcollapse._internal.text import format_percent, format_sci
 from neuralcollapse.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,11 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from checkpoints/last.pt (only train.epochs, "
+        help="continue the run in RUN_DIR from its last checkpoint (only train.epochs, "
         "eval.every, eval.collapse_every, eval.train_subsample and log.* may be overridden)",
     )
     parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved config and exit"
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (YAML, every key) and exit; a comment on each line "
+        "says where the value came from: default, a recipe or base file, or override",
     )
     parser.add_argument(
         "--stop-after",
@@ -57,82 +59,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _resume_config(run_dir: Path, overrides: list[str]):
-    """The run's own config.yaml plus overrides; the Trainer checks it against the
-    checkpoint's config under the resume policy."""
-    from neuralcollapse.train.config import (
-        apply_overrides,
-        config_from_dict,
-        config_to_dict,
-        load_config,
-    )
-
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise UsageError(f"cannot resume {str(run_dir)!r}: it has no config.yaml")
-    saved = load_config(config_file)
-    return config_from_dict(apply_overrides(config_to_dict(saved), overrides))
-
-
-def format_result(summary: dict) -> str:
-    """The final table: accuracy overall and by shot group, and the collapse metrics."""
-    final, best = summary["final"], summary["best"]
-    lines = [f"{'test set':16}{'top1':>7}{'balanced':>10}{'many':>7}{'medium':>8}{'few':>7}"]
-    rows = [("final", final)]
-    if best is not None:  # None without a split to choose on (train.select_best_on)
-        rows.append((f"best ({best.get('split', 'test')}, {summary['best_epoch']})", best))
-    for label, row in rows:
-        cells = (format_percent(row[key]) for key in ("top1", "balanced", "many", "medium", "few"))
-        widths = (7, 10, 7, 8, 7)
-        lines.append(
-            f"{label:16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
-        )
-    test, train = final["collapse"], final["train"]["collapse"]
-    lines.append("")
-    lines.append(f"{'collapse (final)':16}{'nc1':>10}{'nc2 (ETF dist)':>16}{'nc3':>10}{'nc4':>10}")
-    for label, report in (("train features", train), ("test features", test)):
-        lines.append(
-            f"{label:16}{format_sci(report['nc1']):>10}"
-            f"{format_sci(report['nc2_etf_distance_means']):>16}"
-            f"{format_sci(report.get('nc3_self_duality')):>10}"
-            f"{format_sci(report.get('nc4_ncc_mismatch')):>10}"
-        )
-    severity = final.get("hierarchical")
-    if severity is not None:
-        shown = ", ".join(
-            f"{k} {format_sci(v, digits=4)}" for k, v in severity.items() if k != "num_samples"
-        )
-        lines += ["", f"hierarchy (test): {shown}"]
-    lines.append(
-        "(accuracy in %; many > 100, medium 20-100, few < 20 training images; "
-        "nc4 = fraction of nearest-class-mean mismatches)"
-    )
-    return "\n".join(lines)
-
-
 def _config_and_run_dir(args: argparse.Namespace):
-    from neuralcollapse.train.config import load_config
-    from neuralcollapse.train.recipes import resolve_config_path
+    from neuralcollapse.train.launch import run_config
 
-    if args.resume is not None:
-        if args.config is not None:
-            raise UsageError("--resume reads the run's own config.yaml; drop --config")
-        if args.run_dir is not None:
-            raise UsageError("--resume names the run directory; drop --run-dir")
-        return _resume_config(args.resume, args.overrides), args.resume
-    config = load_config(resolve_config_path(args.config), args.overrides)
-    return config, args.run_dir
+    if args.resume is not None and args.run_dir is not None:
+        raise UsageError("--resume names the run directory; drop --run-dir")
+    config = run_config(args.config, args.overrides, resume=args.resume)
+    return config, args.resume if args.resume is not None else args.run_dir
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuralcollapse.train.config import to_yaml
     from neuralcollapse.train.distributed import init_distributed, shutdown_distributed
 
     if args.stop_after is not None and args.stop_after < 1:
         raise UsageError(f"--stop-after must be >= 1 epoch, got {args.stop_after}")
     config, run_dir = _config_and_run_dir(args)
     if args.print_config:
-        print(to_yaml(config), end="")
+        from neuralcollapse.train.recipes import config_origins, format_origins
+
+        origins = config_origins(args.config, args.overrides, args.resume)
+        print(format_origins(config, *origins))
         return 0
     context = init_distributed(config.train.device, config.train.ddp_timeout_s)
     try:
@@ -142,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, config, run_dir: Path | None, context: DistContext) -> int:
+    """Train (the Trainer says what it does and writes, the report included) and map an
+    interruption to exit status 130."""
     from neuralcollapse.train.trainer import Trainer
 
     say = print if context.is_main else (lambda *_: None)
@@ -150,42 +98,10 @@ def _train(args: argparse.Namespace, config, run_dir: Path | None, context: Dist
         config, run_dir, resume=resume, echo=say, stop_after=args.stop_after, context=context
     )
     try:
-        if resume:
-            say(f"resuming {trainer.run_dir} at epoch {trainer.epoch}/{config.train.epochs}")
-        else:
-            processes = f" x {context.world_size} processes" if context.enabled else ""
-            say(
-                f"training {config.name} into {trainer.run_dir}: {trainer.data.num_classes} "
-                f"classes, {len(trainer.data.train)} train / {len(trainer.data.test)} test "
-                f"samples, {config.train.epochs} epochs on {trainer.device}{processes}"
-            )
-        try:
-            summary = trainer.fit()
-        except KeyboardInterrupt:
-            return 130
+        trainer.fit()
+    except KeyboardInterrupt:
+        return 130
     finally:
         trainer.close()
-    if trainer.epoch < config.train.epochs:
-        say(
-            f"stopped after epoch {trainer.epoch}; continue with: neuralcollapse train "
-            f"--resume {trainer.run_dir}"
-        )
-    say(format_result(summary))
-    if context.is_main and config.log.report:
-        say(_write_report(trainer.run_dir))
     say(f"run directory: {trainer.run_dir}")
     return 0
-
-
-def _write_report(run_dir: Path) -> str:
-    """The HTML report of the finished run. The run is already saved, so a report that
-    cannot be written (e.g. matplotlib missing) is reported and skipped, never fatal."""
-    try:
-        from neuralcollapse.report import write_report
-
-        return f"report: {write_report([run_dir])}"
-    except Exception as exc:  # noqa: BLE001 - any failure here must not lose the run
-        return (
-            f"the HTML report could not be written ({type(exc).__name__}: {exc}); "
-            f"try: neuralcollapse report {run_dir}"
-        )

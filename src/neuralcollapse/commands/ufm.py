@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralcollapse._internal.jsonio import write_json
+from neuralcollapse._internal.names import NC1, NC2_ETF_DISTANCE_MEANS, NC3_SELF_DUALITY
 from neuralcollapse._internal.text import format_sci
 from neuralcollapse.config import coerce, parse_override
 from neuralcollapse.errors import UsageError
@@ -136,7 +137,7 @@ def _run_simulate(args: argparse.Namespace, out: Path) -> int:
     }
     write_json(out / "simulate.json", payload)
     plot_simulation(result, out / "simulate.png")
-    keys = ("step", "loss", "accuracy", "nc1", "nc2_etf_distance_means", "nc3_self_duality")
+    keys = ("step", "loss", "accuracy", NC1, NC2_ETF_DISTANCE_MEANS, NC3_SELF_DUALITY)
     every = max(len(result.history) // 10, 1)
     shown = result.history[::every] + (
         [] if (len(result.history) - 1) % every == 0 else [result.history[-1]]

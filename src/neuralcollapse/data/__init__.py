@@ -6,7 +6,14 @@ Modules: :mod:`.longtail` (class counts, subsets, shot groups, samplers), :mod:`
 flat and hierarchical), :mod:`.loaders` (device-resident batches, crop/flip, mixup, cutmix),
 :mod:`.formats` (MNIST, Fashion-MNIST, SVHN, STL-10, CUB-200-2011, FGVC-Aircraft and
 iNaturalist in their official formats), :mod:`.augment` (batched random-resized and centre
-crops).
+crops), :mod:`.files` (safe reading: sizes, paths under the data root, archives) and
+:mod:`.datasets` (what a registered data set is given and declares).
+
+Every data set a run can name (``data.name``) is one function registered with
+:func:`neuralcollapse.registry.register_dataset` beside its loader; importing this package
+registers the built-in ones (digits, mnist5k, cifar10, cifar100, image_folder, list_file
+in :mod:`.sources`; gaussian, hierarchical in :mod:`.synthetic`; the official releases in
+:mod:`.formats`).
 
 Importing this package needs only the core dependencies: scikit-learn (digits), Pillow
 (image files) and scipy (SVHN's .mat files) are imported by the functions that use them,
@@ -16,6 +23,8 @@ and name their extra when missing.
 from __future__ import annotations
 
 from .augment import center_crop, random_resized_crop
+from .datasets import DataRequest, DatasetTraits, dataset_traits
+from .files import DataFormatError, confined_path
 from .formats import (
     FASHION_MNIST_CLASSES,
     ImageFiles,
@@ -38,6 +47,7 @@ from .loaders import (
     make_dataloader,
     mixup,
     normalize,
+    original_worker_errors,
     random_crop_flip,
 )
 from .longtail import (
@@ -58,7 +68,6 @@ from .longtail import (
 from .sources import (
     CIFAR_ARCHIVES,
     IMAGE_EXTENSIONS,
-    DataFormatError,
     DataSplit,
     ImageFolderDataset,
     LabeledImages,
@@ -79,7 +88,9 @@ __all__ = [
     "Y22_CIFAR100_BOUNDARIES",
     "ClassSampler",
     "DataFormatError",
+    "DataRequest",
     "DataSplit",
+    "DatasetTraits",
     "DeviceLoader",
     "ImageFiles",
     "ImageFolderDataset",
@@ -92,7 +103,9 @@ __all__ = [
     "channel_stats",
     "class_counts",
     "class_sampling_probs",
+    "confined_path",
     "cutmix",
+    "dataset_traits",
     "decode_image",
     "epoch_generator",
     "epoch_indices",
@@ -115,6 +128,7 @@ __all__ = [
     "materialize",
     "mixup",
     "normalize",
+    "original_worker_errors",
     "random_crop_flip",
     "random_resized_crop",
     "read_idx",

@@ -8,6 +8,8 @@ from one CPU ``torch.Generator`` per epoch, so a seed fixes the batches on any d
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -16,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from neuralcollapse.errors import UsageError
 
 from .longtail import ClassSampler, _sampling_power, epoch_generator, epoch_indices
 
@@ -27,6 +31,7 @@ __all__ = [
     "make_dataloader",
     "mixup",
     "normalize",
+    "original_worker_errors",
     "random_crop_flip",
 ]
 
@@ -364,3 +369,42 @@ def make_dataloader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+_WORKER = "in DataLoader worker process"
+
+
+@contextlib.contextmanager
+def original_worker_errors() -> Iterator[None]:
+    """Inside, a user's error raised in a DataLoader worker (a
+    :class:`~neuralcollapse.errors.UsageError` such as an unreadable image, or an
+    ``OSError`` such as a missing file) comes back with its original message.
+
+    PyTorch re-raises a worker's exception in the main process with the worker's whole
+    traceback as its message; the command line would then print that traceback squeezed
+    into its one error line. Other exceptions (bugs) keep the traceback.
+    """
+    try:
+        yield
+    except (UsageError, OSError) as exc:
+        text = str(exc)
+        if _WORKER not in text:
+            raise
+        raise _rebuilt(exc, _original_message(type(exc), text)) from None
+
+
+def _original_message(kind: type[BaseException], text: str) -> str:
+    """The message of the worker's exception: what follows ``<module>.<Name>: `` on the
+    last line of its formatted traceback that starts so (a message may span lines)."""
+    pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(kind.__name__)}: ", re.MULTILINE)
+    starts = list(pattern.finditer(text))
+    if not starts:
+        return text.strip().splitlines()[-1]
+    return text[starts[-1].end() :].strip()
+
+
+def _rebuilt(exc: BaseException, message: str) -> BaseException:
+    try:
+        return type(exc)(message)
+    except Exception:  # an exception type that takes other arguments
+        return UsageError(message)

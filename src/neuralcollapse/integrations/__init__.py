@@ -15,5 +15,5 @@ Nothing here is imported by ``import neuralcollapse``.
 from __future__ import annotations
 
 # Importing a submodule without its package raises the ImportError of
-# neuralcollapse.data.sources._optional, which names the extra to install.
+# neuralcollapse.data.files.optional_module, which names the extra to install.
 __all__: list[str] = []

@@ -1,4 +1,4 @@
-"""A Lightning callback that measures neural collapse on the validation data.
+"""A Lightning callback that measures neural collapse on the validation (and training) data.
 
 Needs the lightning extra: ``pip install 'neuralcollapse[lightning]'`` (the ``lightning``
 package; with only the older ``pytorch_lightning`` installed, that one is used)::
@@ -11,6 +11,11 @@ package; with only the older ``pytorch_lightning`` installed, that one is used):
     trainer.fit(module, train_loader, val_loader)
     # logged every 5th epoch: nc/nc1, nc/nc2_etf_distance_means, nc/nc3_self_duality,
     # nc/nc4_ncc_mismatch, ..., nc/top1, nc/balanced, nc/many, nc/medium, nc/few
+
+With ``splits=("val", "train")`` it also reads the training loader at the end of every N-th
+training epoch and logs the same numbers under ``nc/train/...`` (neural collapse is a
+property of the training features; the loader is read as it is, augmentation included, so
+pass an unaugmented ``train_eval_loader`` for the clean training geometry).
 
 At the end of every N-th validation epoch the callback reads the validation loader (twice
 when it does not fit in the cache, for NC4) through
@@ -25,14 +30,14 @@ reads its own shard and the statistics are summed exactly over processes.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from neuralcollapse._internal.checks import check_int
+from neuralcollapse.data.files import optional_module
 from neuralcollapse.data.longtail import shot_groups
-from neuralcollapse.data.sources import _optional
 from neuralcollapse.heads import FixedFrameHead, LearnableHead
 from neuralcollapse.metrics.collect import collect_evaluation
 from neuralcollapse.metrics.evaluation import CACHE_LIMIT, Evaluation
@@ -53,7 +58,9 @@ def _lightning() -> Any:
     try:
         return importlib.import_module("pytorch_lightning")
     except ImportError:
-        return _optional("lightning.pytorch", "lightning", "lightning", "NeuralCollapseCallback")
+        return optional_module(
+            "lightning.pytorch", "lightning", "lightning", "NeuralCollapseCallback"
+        )
 
 
 _pl = _lightning()
@@ -85,10 +92,15 @@ class NeuralCollapseCallback(_pl.Callback):
         global_mean: ``"weighted"`` or ``"balanced"`` (see CollapseStats).
         cache_limit: values (features plus logits) kept from the first pass so that the
             second pass needs no forward passes; past it the loader is read again.
+        splits: which data to measure: ``"val"`` (the validation loader, logged as
+            ``{prefix}{name}``) and/or ``"train"`` (logged as ``{prefix}train/{name}``).
+        train_eval_loader: the loader read for ``"train"`` (default: the trainer's own
+            training loader, with its shuffling and augmentation).
 
     After a measurement :attr:`last` holds the whole
-    :class:`~neuralcollapse.metrics.Evaluation` (class means, per-class accuracy, the
-    report) and :attr:`last_epoch` its 0-based epoch.
+    :class:`~neuralcollapse.metrics.Evaluation` of the validation data (class means,
+    per-class accuracy, the report) and :attr:`last_epoch` its 0-based epoch;
+    :attr:`last_train` and :attr:`last_train_epoch` the same for the training data.
     """
 
     def __init__(
@@ -103,8 +115,16 @@ class NeuralCollapseCallback(_pl.Callback):
         ncc: bool = True,
         global_mean: str = "weighted",
         cache_limit: int = CACHE_LIMIT,
+        splits: Sequence[str] = ("val",),
+        train_eval_loader: Any = None,
     ) -> None:
         super().__init__()
+        if isinstance(splits, str) or not set(splits) <= {"val", "train"} or not splits:
+            raise ValueError(
+                f"splits must be a non-empty list of 'val' and 'train', got {splits!r}"
+            )
+        self.splits = tuple(dict.fromkeys(splits))
+        self.train_eval_loader = train_eval_loader
         self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, minimum=1)
         self.dataloader_idx = check_int("dataloader_idx", dataloader_idx, minimum=0)
         self.cache_limit = check_int("cache_limit", cache_limit, minimum=0)
@@ -116,18 +136,46 @@ class NeuralCollapseCallback(_pl.Callback):
         self.prefix, self.ncc, self.global_mean = prefix, bool(ncc), global_mean
         self.last: Evaluation | None = None
         self.last_epoch: int | None = None
+        self.last_train: Evaluation | None = None
+        self.last_train_epoch: int | None = None
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if "val" not in self.splits:
+            return
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         distributed = trainer.world_size > 1
         evaluation = self.measure(pl_module, self._loader(trainer), distributed)
         self.last, self.last_epoch = evaluation, trainer.current_epoch
+        self._log(pl_module, self.values(evaluation), distributed)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if "train" not in self.splits or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        loader = self.train_eval_loader
+        if loader is None:
+            loader = trainer.train_dataloader
+        if loader is None:
+            raise ValueError(
+                "NeuralCollapseCallback: splits includes 'train' but the trainer has no "
+                "training loader; pass train_eval_loader="
+            )
+        distributed = trainer.world_size > 1
+        evaluation = self.measure(pl_module, loader, distributed)  # eval mode, restored
+        self.last_train, self.last_train_epoch = evaluation, trainer.current_epoch
+        values = self.values(evaluation)
+        train_prefix = f"{self.prefix}train/"
+        self._log(
+            pl_module,
+            {train_prefix + k.removeprefix(self.prefix): v for k, v in values.items()},
+            distributed,
+        )
+
+    @staticmethod
+    def _log(pl_module: Any, values: dict[str, float], distributed: bool) -> None:
         # Every process holds the same (all-reduced) numbers; sync_dist only keeps
         # Lightning from warning about epoch-level values under DDP.
-        pl_module.log_dict(
-            self.values(evaluation), on_step=False, on_epoch=True, sync_dist=distributed
-        )
+        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=distributed)
 
     def measure(self, module: nn.Module, loader: Any, distributed: bool = False) -> Evaluation:
         """The evaluation of ``module`` on ``loader`` (what the callback logs); usable

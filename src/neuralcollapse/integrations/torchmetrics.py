@@ -21,7 +21,13 @@ metric) and merges them with :meth:`CollapseStats.merge` (exact: the sums are re
 about a common shift, see :mod:`neuralcollapse.metrics.collapse`). So torchmetrics'
 own machinery (``sync``/``compute`` under DDP, ``merge_state``, ``reset``, ``.to()``,
 ``MetricCollection``) handles it, and the result equals one CollapseStats fed every batch
-up to float64 round-off.
+up to float64 round-off. ``update()`` feeds a live CollapseStats and packs nothing: the
+packed state is rebuilt only when something reads it (``compute``, ``sync``, ``forward``,
+``state_dict``, ``merge_state``, ``.to()``), so a batch costs what a CollapseStats update
+costs.
+
+``compute()`` before any ``update()`` warns (torchmetrics' own warning) and returns NaN
+for every value, as torchmetrics' metrics do, instead of raising.
 
 NC4 needs a second pass over the data with the final class means, which a streaming
 metric cannot make: use :func:`neuralcollapse.metrics.collect` or the Lightning callback
@@ -37,12 +43,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neuralcollapse.data.sources import _optional
+from neuralcollapse.data.files import optional_module
 from neuralcollapse.metrics._checks import GlobalMean
 from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats
 from neuralcollapse.metrics.collect import _resolve_classifier
 
-_torchmetrics = _optional("torchmetrics", "torchmetrics", "torchmetrics", "CollapseMetric")
+_torchmetrics = optional_module("torchmetrics", "torchmetrics", "torchmetrics", "CollapseMetric")
 
 __all__ = ["CollapseMetric"]
 
@@ -158,6 +164,23 @@ class CollapseMetric(_torchmetrics.Metric):
         self._reference_counts = reference_counts
         self.add_state("stats_state", layout.empty(), dist_reduce_fx=_MergeStats(layout))
 
+    # The packed state, kept consistent with the live CollapseStats that update() feeds:
+    # torchmetrics reads and writes it as an attribute (sync, reduce, reset, state_dict,
+    # .to()), so a read packs pending updates and a write drops the live copy.
+    @property
+    def stats_state(self) -> Tensor:
+        live = self.__dict__.get("_live")
+        if live is not None and self.__dict__.get("_dirty", False):
+            self.__dict__["_packed"] = self._layout.pack(live)
+            self.__dict__["_dirty"] = False
+        return self.__dict__["_packed"]
+
+    @stats_state.setter
+    def stats_state(self, value: Tensor) -> None:
+        self.__dict__["_packed"] = value
+        self.__dict__["_live"] = None
+        self.__dict__["_dirty"] = False
+
     @property
     def num_classes(self) -> int:
         return self._layout.num_classes
@@ -168,9 +191,13 @@ class CollapseMetric(_torchmetrics.Metric):
 
     def update(self, features: Tensor, target: Tensor) -> None:
         """Add one batch: ``(B, d)`` floating features and ``(B,)`` integer labels."""
-        stats = self._layout.unpack(self.stats_state)
-        stats.update(features, target)
-        self.stats_state = self._layout.pack(stats)
+        live = self.__dict__.get("_live")
+        if live is None:
+            # a copy: the packed tensor may be held elsewhere (forward's saved state)
+            live = self._layout.unpack(self.stats_state.clone())
+            self.__dict__["_live"] = live
+        live.update(features, target)
+        self.__dict__["_dirty"] = True
 
     def merge_state(self, incoming_state: Any) -> None:
         """Add another CollapseMetric's state (or its ``metric_state`` dict): exact, as
@@ -199,9 +226,26 @@ class CollapseMetric(_torchmetrics.Metric):
     def compute(self) -> dict[str, Tensor]:
         """Every float field of :meth:`report` as a scalar float64 tensor (NaN where
         undefined; classifier fields only with a classifier)."""
+        stats = self.stats()
+        if int(stats.state_dict()["counts"].sum()) == 0:
+            return self._undefined()  # torchmetrics has warned that nothing was updated
         report = self.report()
         return {
             name: torch.tensor(value, dtype=torch.float64, device=self.stats_state.device)
             for name, value in dataclasses.asdict(report).items()
             if isinstance(value, float)
         }
+
+    def _undefined(self) -> dict[str, Tensor]:
+        """NaN for every value :meth:`compute` returns, for a metric that saw nothing."""
+        with_classifier = self._classifier[0] is not None
+        second_pass = {"nc4_ncc_mismatch", "ncc_accuracy", "classifier_accuracy"}
+        names = [
+            field.name
+            for field in dataclasses.fields(CollapseReport)
+            if str(field.type) in ("float", "<class 'float'>")
+            or (with_classifier and "float" in str(field.type) and field.name not in second_pass)
+        ]
+        nan = float("nan")
+        device = self.stats_state.device
+        return {name: torch.tensor(nan, dtype=torch.float64, device=device) for name in names}

@@ -1,7 +1,11 @@
 """Losses: the fixed-frame losses (:mod:`neuralcollapse.losses.frame`), the long-tailed
 baselines on logits (:mod:`neuralcollapse.losses.longtail`) and the one mixup combination
-(:mod:`neuralcollapse.losses.mixup`), all importable from here as ``nc.losses.NAME``."""
+(:mod:`neuralcollapse.losses.mixup`), all importable from here as ``nc.losses.NAME``.
 
+Importing this package registers every built-in loss (``neuralcollapse.registry.LOSSES``:
+each is one decorated builder beside its class, taking a :class:`LossContext`)."""
+
+from neuralcollapse.losses.context import LossContext
 from neuralcollapse.losses.frame import (
     CosineFrameLoss,
     DotRegressionLoss,
@@ -30,6 +34,7 @@ __all__ = [
     "FrameCrossEntropy",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "LossContext",
     "MixupTargets",
     "SoftLabelCrossEntropy",
     "batch_balance_weights",

@@ -32,12 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralcollapse._internal.checks import check_float
+from neuralcollapse.frames import target_similarity
 from neuralcollapse.hierarchy import (
     DEFAULT_CONVENTION,
     ClassDistances,
     Hierarchy,
     distance_matrix,
 )
+from neuralcollapse.losses.context import LossContext
 from neuralcollapse.losses.mixup import (
     MixupTargets,
     mixup_loss,
@@ -48,6 +50,7 @@ from neuralcollapse.losses.mixup import (
 from neuralcollapse.losses.mixup import (
     check_reduction as _check_reduction,
 )
+from neuralcollapse.registry import FRAMES, register_loss
 
 __all__ = [
     "CosineFrameLoss",
@@ -346,6 +349,8 @@ class SoftLabelCrossEntropy(nn.Module):
 
     Attributes:
         targets: (K, K) float32 buffer, row y = q_y.
+        target_entropy: (K,) float64 buffer, the entropy of q_y (``form="kl"``; kept in
+            float64 so that the logged KL is not off by float32 rounding of the entropy).
     """
 
     REDUCTIONS = ("mean", "elementwise_mean", "sum", "none")
@@ -379,13 +384,14 @@ class SoftLabelCrossEntropy(nn.Module):
         targets = torch.softmax(-beta * distances, dim=1)
         self.register_buffer("targets", targets.float())
         entropy = -torch.special.xlogy(targets, targets).sum(dim=1)
-        self.register_buffer("target_entropy", entropy.float())
+        self.register_buffer("target_entropy", entropy)
 
     def _per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(logits, dim=1)
         loss = -(self.targets.to(logits.dtype)[labels] * log_probs).sum(dim=1)
         if self.form == "kl":
-            loss = loss - self.target_entropy.to(logits.dtype)[labels]
+            entropy = self.target_entropy.to(logits.device)[labels]
+            loss = (loss.to(torch.float64) - entropy).to(logits.dtype)
         return loss
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor | MixupTargets) -> torch.Tensor:
@@ -405,3 +411,50 @@ class SoftLabelCrossEntropy(nn.Module):
             f"normalize_distances={self.normalize_distances}, form={self.form!r}, "
             f"reduction={self.reduction!r}"
         )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@register_loss("dr", reads="features")
+def build_dot_regression(ctx: LossContext) -> nn.Module:
+    """[Y22]'s dot-regression loss onto the fixed frame (``loss.form``,
+    ``loss.feature_budget``, ``loss.batch_reweight``, ``loss.norm_penalty``)."""
+    cfg = ctx.config.loss
+    return DotRegressionLoss(
+        form=cfg.form,
+        feature_budget=cfg.feature_budget,
+        batch_reweight=cfg.batch_reweight,
+        norm_penalty=cfg.norm_penalty,
+    )
+
+
+@register_loss("cosine_frame", reads="features")
+def build_cosine_frame(ctx: LossContext) -> nn.Module:
+    """[L23]'s cross-entropy + cosine regression onto the frame's target similarity
+    (``loss.alpha``): the HAFrame's S for a hierarchy frame, else the frame's own cosines."""
+    config = ctx.config
+    tree_frame = FRAMES.get(config.head.kind).meta.get("hierarchy", False)
+    similarity = target_similarity(
+        ctx.head_frame,
+        hierarchy=ctx.hierarchy if tree_frame else None,
+        gamma=config.head.gamma,
+        convention=config.data.lca_convention,
+    )
+    return CosineFrameLoss(similarity.float(), alpha=config.loss.alpha)
+
+
+@register_loss("soft_ce", reads="logits", hierarchy=True)
+def build_soft_label_cross_entropy(ctx: LossContext) -> nn.Module:
+    """Bertinetto et al. 2020's hierarchy soft-label cross-entropy (``loss.beta``,
+    ``loss.normalize_distances``, ``loss.soft_reduction``)."""
+    cfg = ctx.config.loss
+    if ctx.hierarchy is None:
+        raise ValueError("loss.name='soft_ce' needs a class hierarchy: set data.hierarchy")
+    return SoftLabelCrossEntropy(
+        ctx.hierarchy,
+        beta=cfg.beta,
+        normalize_distances=cfg.normalize_distances,
+        reduction=cfg.soft_reduction,
+        convention=ctx.config.data.lca_convention,
+    )

@@ -14,12 +14,21 @@ These are the methods [Y22]'s tables put beside the fixed ETF + DR (docs/theory.
   list; ``TrainingData.train_counts`` in a run).
 
 **Reduction and class weights.** Losses with a ``weight`` (``LDAMLoss``, ``FocalLoss``)
-follow ``nn.CrossEntropyLoss``: with per-class weights w, ``reduction="mean"`` is the
-weighted mean ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` (the plain mean when ``weight`` is
-None), so ``FocalLoss(gamma=0, weight=w)`` equals ``nn.CrossEntropyLoss(weight=w)``. With
-mixup targets and a scalar lam each branch is reduced on its own labels; with a per-sample
-lam (shape (B,)) the weighted mean divides by ``sum_i lam_i w_{y_a,i} + (1 - lam_i)
-w_{y_b,i}``. ``set_class_weight`` changes the weights in place (deferred re-weighting).
+take per-class weights w and one of these reductions:
+
+* ``"weight_sum"``: ``sum_i w_{y_i} l_i / sum_i w_{y_i}``, ``nn.CrossEntropyLoss(weight=w)``'s
+  weighted mean, so ``FocalLoss(gamma=0, weight=w)`` equals it;
+* ``"batch"``: ``sum_i w_{y_i} l_i / B``, what Cui et al.'s and Cao et al.'s code divide by
+  (class-balanced softmax: richardaecn/class-balanced-loss src/cifar_main.py:332-335,
+  ``tf.losses.softmax_cross_entropy`` with per-sample weights, whose default reduction
+  divides by the B non-zero weights);
+* ``"mean"``: the loss's own default (``"weight_sum"`` unless its form says otherwise; the
+  plain mean when ``weight`` is None, where the two agree); ``"sum"``; ``"none"`` (B,).
+
+With mixup targets and a scalar lam each branch is reduced on its own labels; with a
+per-sample lam (shape (B,)) the weighted mean divides by ``sum_i lam_i w_{y_a,i} + (1 -
+lam_i) w_{y_b,i}``. ``set_class_weight`` changes the weights in place (deferred
+re-weighting).
 
 References: Menon et al. 2021 (*Long-tail learning via logit adjustment*, ICLR), Ren et al.
 2020 (*Balanced Meta-Softmax*, NeurIPS), Cao et al. 2019 (*LDAM-DRW*, NeurIPS), Cui et al.
@@ -37,7 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralcollapse._internal.checks import check_float, check_int
-from neuralcollapse.losses.mixup import MixupTargets, check_reduction, mixup_loss
+from neuralcollapse.losses.context import LossContext
+from neuralcollapse.losses.mixup import MixupTargets, mixup_loss
+from neuralcollapse.registry import register_loss
 
 __all__ = [
     "BalancedSoftmaxLoss",
@@ -52,6 +63,17 @@ __all__ = [
 ]
 
 CountsLike = Tensor | np.ndarray | Sequence[int]
+
+#: Reductions of the losses that take class weights (module doc).
+WEIGHTED_REDUCTIONS = ("mean", "weight_sum", "batch", "sum", "none")
+
+
+def _check_weighted_reduction(reduction: str) -> str:
+    if reduction not in WEIGHTED_REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {', '.join(WEIGHTED_REDUCTIONS)}, got {reduction!r}"
+        )
+    return reduction
 
 
 # --------------------------------------------------------------------------- helpers
@@ -211,23 +233,31 @@ def _reduce_weighted(
     weight: Tensor | None,
     reduction: str,
     num_classes: int,
+    *,
+    weighted_inside: bool = False,
 ) -> Tensor:
-    """Per-sample loss -> weighted ``reduction`` with mixup, as ``nn.CrossEntropyLoss``.
+    """Per-sample loss -> weighted ``reduction`` with mixup (module doc).
 
-    ``per_sample(logits, labels)`` returns the (B,) unweighted losses l_i.
+    ``per_sample(logits, labels)`` returns the (B,) losses l_i, unweighted unless
+    ``weighted_inside`` (then it has applied the class weights itself, as Cao et al.'s
+    focal loss must, and ``weight`` only supplies the divisor of ``"weight_sum"``).
+    ``reduction`` is ``"weight_sum"``, ``"batch"``, ``"sum"`` or ``"none"`` (``"mean"``
+    resolved by the caller).
     """
     if weight is None:
         losses = mixup_loss(per_sample, logits, targets, num_classes=num_classes)
-        if reduction == "mean":
+        if reduction in ("weight_sum", "batch"):
             return losses.mean()
         return losses.sum() if reduction == "sum" else losses
     w = weight.to(device=logits.device, dtype=logits.dtype)
 
     def weighted(z: Tensor, y: Tensor) -> Tensor:
-        return w[y] * per_sample(z, y)
+        return per_sample(z, y) if weighted_inside else w[y] * per_sample(z, y)
 
-    if reduction != "mean":
+    if reduction != "weight_sum":
         losses = mixup_loss(weighted, logits, targets, num_classes=num_classes)
+        if reduction == "batch":
+            return losses.mean()
         return losses.sum() if reduction == "sum" else losses
     lam = targets[2] if isinstance(targets, (tuple, list)) and len(targets) == 3 else None
     if isinstance(lam, Tensor) and lam.ndim == 1:  # one weighted mean over both branches
@@ -255,7 +285,7 @@ class _LogitLoss(nn.Module):
         if num_classes is None and checked is not None:
             num_classes = checked.numel()
         self.num_classes = num_classes
-        self.reduction = check_reduction(reduction)
+        self.reduction = _check_weighted_reduction(reduction)
         self.register_buffer("weight", None if checked is None else checked)
 
     def set_class_weight(self, weight: object) -> None:
@@ -273,14 +303,26 @@ class _LogitLoss(nn.Module):
     def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    #: what ``reduction="mean"`` means for this loss
+    mean_reduction = "weight_sum"
+    #: ``per_sample`` applies the class weights itself
+    weighted_inside = False
+
     def forward(self, logits: Tensor, labels: Tensor | MixupTargets) -> Tensor:
         """Loss of (B, K) logits against (B,) labels or mixup ``(y_a, y_b, lam)``; a scalar,
         or (B,) with ``reduction="none"``."""
         logits = _check_logits(logits, self.num_classes)
         if self.weight is not None and self.weight.device != logits.device:
             self.weight = self.weight.to(logits.device)  # once, not every step
+        reduction = self.mean_reduction if self.reduction == "mean" else self.reduction
         return _reduce_weighted(
-            self.per_sample, logits, labels, self.weight, self.reduction, logits.shape[1]
+            self.per_sample,
+            logits,
+            labels,
+            self.weight,
+            reduction,
+            logits.shape[1],
+            weighted_inside=self.weighted_inside,
         )
 
 
@@ -365,7 +407,9 @@ class LDAMLoss(_LogitLoss):
         max_margin: > 0, the largest margin.
         scale: s > 0.
         weight: optional (K,) per-class weights w (see the module doc for the mean).
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"`` (= ``"weight_sum"``: Cao et al.'s code takes
+            ``F.cross_entropy(..., weight=w)``, kaidic/LDAM-DRW losses.py:45),
+            ``"weight_sum"``, ``"batch"``, ``"sum"`` or ``"none"``.
     """
 
     margins: Tensor
@@ -398,39 +442,159 @@ class LDAMLoss(_LogitLoss):
 
 
 class FocalLoss(_LogitLoss):
-    """Multi-class (softmax) focal loss of Lin et al. 2017, optionally class-weighted.
+    """Focal loss (Lin et al. 2017), optionally class-weighted, in the forms of the
+    long-tailed baselines' official code.
 
-    With p_y = softmax(z)_y::
+    With z the (B, K) logits, y the labels, w the class weights (w_y = 1 without) and
+    gamma >= 0, per sample:
 
-        L(z, y) = -w_y (1 - p_y)^gamma log p_y
+    * ``form="softmax", weighting="alpha"`` (default): Lin et al.'s alpha-balanced
+      multi-class focal loss with p_y = softmax(z)_y::
 
-    gamma = 0 is (weighted) cross-entropy; larger gamma down-weights well-classified
-    samples. Cui et al. 2019's class-balanced focal loss takes w =
-    :func:`class_balanced_weights` (their CIFAR-LT scripts: beta = 0.9999, gamma = 1).
+          l = -w_y (1 - p_y)^gamma log p_y
+
+      reduced as ``nn.CrossEntropyLoss(weight=w)`` (``"mean"`` = ``"weight_sum"``), so
+      gamma = 0 is weighted cross-entropy.
+    * ``form="softmax", weighting="cao"``: Cao et al. 2019's weighted focal loss, the
+      weight inside the focusing term (kaidic/LDAM-DRW losses.py:7-21: the weighted
+      per-sample cross-entropy c = w_y CE(z, y), p = exp(-c), then a plain batch mean)::
+
+          c = -w_y log p_y,   l = (1 - exp(-c))^gamma c      ("mean" = "batch": sum / B)
+
+    * ``form="sigmoid_cb"``: Cui et al. 2019's class-balanced focal loss, a SIGMOID focal
+      loss over all K logits weighted by the sample's class weight and divided by the
+      batch size (richardaecn/class-balanced-loss src/cifar_main.py:226-266, its
+      ``focal_loss``, and :325-330/341-342, the per-sample weights w_y): with s_k = z_k
+      for k = y and s_k = -z_k otherwise, sigma the logistic function::
+
+          l = w_y sum_k (1 - sigma(s_k))^gamma (-log sigma(s_k))   ("mean" = "batch")
+
+      computed as ``exp(-gamma softplus(s_k)) softplus(-s_k)`` (stable for any z). Cui
+      et al.'s CIFAR-LT runs use w = :func:`class_balanced_weights` (beta 0.9999) and
+      gamma in {0.5, 1, 2}; gamma = 0 is their class-balanced sigmoid cross-entropy.
 
     Args:
         gamma: >= 0, the focusing parameter.
-        weight: optional (K,) per-class weights (w_y = 1 without). Without weights any
-            number of classes is accepted; with them, K is the weights' length.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        weight: optional (K,) per-class weights. Without weights any number of classes
+            is accepted; with them, K is the weights' length.
+        reduction: ``"mean"`` (the form's own normalisation, above), ``"weight_sum"``,
+            ``"batch"``, ``"sum"`` or ``"none"`` (module doc).
+        form: ``"softmax"`` or ``"sigmoid_cb"``.
+        weighting: ``"alpha"`` or ``"cao"`` (softmax form only).
     """
 
+    FORMS = ("softmax", "sigmoid_cb")
+    WEIGHTINGS = ("alpha", "cao")
+
     def __init__(
-        self, gamma: float = 2.0, weight: Tensor | None = None, reduction: str = "mean"
+        self,
+        gamma: float = 2.0,
+        weight: Tensor | None = None,
+        reduction: str = "mean",
+        *,
+        form: str = "softmax",
+        weighting: str = "alpha",
     ) -> None:
         super().__init__(None, reduction, weight)
         self.gamma = check_float("gamma", gamma, minimum=0.0)
+        if form not in self.FORMS:
+            raise ValueError(f"form must be one of {', '.join(self.FORMS)}, got {form!r}")
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(
+                f"weighting must be one of {', '.join(self.WEIGHTINGS)}, got {weighting!r}"
+            )
+        if form == "sigmoid_cb" and weighting != "alpha":
+            raise ValueError(
+                "weighting='cao' is Cao et al.'s softmax focal loss; form='sigmoid_cb' weights "
+                "each sample by w_y (weighting='alpha')"
+            )
+        self.form, self.weighting = form, weighting
+        self.weighted_inside = weighting == "cao"
+        self.mean_reduction = "weight_sum" if (form, weighting) == ("softmax", "alpha") else "batch"
+
+    def _modulated(self, loss: Tensor, log_q: Tensor) -> Tensor:
+        """``(1 - q)^gamma * loss`` for the probability q = exp(log_q)."""
+        if self.gamma == 0:
+            return loss
+        # 1 - q = -expm1(log q): accurate when q is close to 1. The floor keeps the
+        # gradient finite (not inf * 0) when q rounds to 1 and gamma < 1.
+        one_minus_q = (-torch.expm1(log_q)).clamp_min(torch.finfo(log_q.dtype).tiny)
+        return one_minus_q**self.gamma * loss
 
     def per_sample(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if self.form == "sigmoid_cb":
+            sign = 1 - 2 * F.one_hot(labels, logits.shape[1]).to(logits.dtype)  # -1 at y
+            s = -sign * logits  # z_y at the label, -z_k elsewhere
+            bce = F.softplus(-s)  # -log sigma(s)
+            if self.gamma == 0:
+                return bce.sum(dim=1)
+            return (torch.exp(-self.gamma * F.softplus(s)) * bce).sum(dim=1)
         log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-        if self.gamma == 0:
-            return -log_p
-        # (1 - p)^gamma with 1 - p = -expm1(log p): accurate when p is close to 1. The floor
-        # keeps the gradient finite (not inf * 0) when p rounds to 1 and gamma < 1.
-        one_minus_p = (-torch.expm1(log_p)).clamp_min(torch.finfo(log_p.dtype).tiny)
-        return -(one_minus_p**self.gamma) * log_p
+        if self.weighting == "cao":
+            w = self.weight
+            c = -log_p if w is None else -log_p * w.to(logits.dtype)[labels]
+            return self._modulated(c, -c)
+        return self._modulated(-log_p, log_p)
 
     def extra_repr(self) -> str:
         return (
-            f"gamma={self.gamma}, weighted={self.weight is not None}, reduction={self.reduction!r}"
+            f"gamma={self.gamma}, form={self.form!r}, weighting={self.weighting!r}, "
+            f"weighted={self.weight is not None}, reduction={self.reduction!r}"
         )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _class_weighted_reduction(ctx: LossContext) -> str:
+    """``loss.cb_reduction`` as a reduction: ``auto`` is the loss's own ``"mean"``."""
+    choice = ctx.config.loss.cb_reduction
+    return "mean" if choice == "auto" else choice
+
+
+@register_loss("ce", reads="logits", weighted=True)
+def build_cross_entropy(ctx: LossContext) -> nn.Module:
+    """Cross-entropy on the head's logits (``loss.label_smoothing``); with class weights,
+    class-balanced cross-entropy (Cui et al. 2019; ``loss.cb_reduction``)."""
+    cfg = ctx.config.loss
+    if ctx.class_weight is None and cfg.drw_epoch is None:
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    return FocalLoss(0.0, weight=ctx.class_weight, reduction=_class_weighted_reduction(ctx))
+
+
+@register_loss("logit_adjusted", reads="logits")
+def build_logit_adjusted(ctx: LossContext) -> nn.Module:
+    """Menon et al. 2021's logit-adjusted loss (``loss.tau``)."""
+    return LogitAdjustedLoss(ctx.counts, tau=ctx.config.loss.tau)
+
+
+@register_loss("balanced_softmax", reads="logits")
+def build_balanced_softmax(ctx: LossContext) -> nn.Module:
+    """Ren et al. 2020's balanced softmax."""
+    return BalancedSoftmaxLoss(ctx.counts)
+
+
+@register_loss("ldam", reads="logits", weighted=True)
+def build_ldam(ctx: LossContext) -> nn.Module:
+    """Cao et al. 2019's LDAM loss (``loss.max_margin``, ``loss.logit_scale``)."""
+    cfg = ctx.config.loss
+    return LDAMLoss(
+        ctx.counts,
+        max_margin=cfg.max_margin,
+        scale=cfg.logit_scale,
+        weight=ctx.class_weight,
+        reduction=_class_weighted_reduction(ctx),
+    )
+
+
+@register_loss("focal", reads="logits", weighted=True)
+def build_focal(ctx: LossContext) -> nn.Module:
+    """Focal loss (``loss.focal_gamma``, ``loss.focal_form``, ``loss.focal_weighting``)."""
+    cfg = ctx.config.loss
+    return FocalLoss(
+        cfg.focal_gamma,
+        weight=ctx.class_weight,
+        reduction=_class_weighted_reduction(ctx),
+        form=cfg.focal_form,
+        weighting=cfg.focal_weighting,
+    )

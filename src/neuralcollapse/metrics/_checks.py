@@ -15,6 +15,13 @@ from torch import Tensor
 
 from neuralcollapse._internal.checks import check_labels
 
+
+class UndefinedMetricError(ValueError):
+    """The data leave a metric undefined (not a wrong argument): features of fewer than
+    two classes, all class means at one point, statistics too large for float64. An
+    evaluation records such metrics as null with this message as the reason."""
+
+
 GlobalMean = Literal["weighted", "balanced"]
 GLOBAL_MEANS = ("weighted", "balanced")
 Precision = Literal["auto", "float32", "float64"]

@@ -63,11 +63,11 @@ def collapse_report(
 
     def chunks() -> Iterator[Batch]:
         for start in range(0, features.shape[0], _CHUNK):
-            h = features[start : start + _CHUNK]
-            logits = None if w is None else _linear_logits(h, w, b)
-            yield h, labels[start : start + _CHUNK], logits
+            yield features[start : start + _CHUNK], labels[start : start + _CHUNK], None
 
     # The features are in memory already: the second pass re-reads them, nothing is cached.
+    # No logits in the stream: the NC4 pass scores h @ W.T + b itself, in the same product
+    # as the distances to the class means (exact argmaxes, see metrics.ncc).
     return evaluate_stream(
         chunks,
         num_classes=k,

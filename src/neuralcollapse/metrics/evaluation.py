@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from neuralcollapse._internal.checks import check_int
 from neuralcollapse._internal.jsonio import to_jsonable
 from neuralcollapse.metrics._checks import (
+    UndefinedMetricError,
     check_bias,
     check_classifier,
     check_counts,
@@ -39,11 +40,18 @@ from neuralcollapse.metrics._checks import (
 from neuralcollapse.metrics.classification import AccuracyCounter, as_class_groups
 from neuralcollapse.metrics.collapse import CollapseReport, CollapseStats
 from neuralcollapse.metrics.hierarchical import HierarchicalCounter
+from neuralcollapse.metrics.ncc import NCCMismatchCounter
 
 if TYPE_CHECKING:
     from neuralcollapse.data.longtail import ShotGroups
 
-__all__ = ["CACHE_LIMIT", "Evaluation", "evaluate_model", "evaluate_stream"]
+__all__ = [
+    "CACHE_LIMIT",
+    "Evaluation",
+    "evaluate_model",
+    "evaluate_stream",
+    "undefined_collapse",
+]
 
 #: Default number of cached values (features plus logits) of the first pass: 200 MB in
 #: float32.
@@ -63,12 +71,15 @@ class Evaluation:
         metrics: JSON-ready (NaN and inf as None, lists not tensors): ``top1``,
             ``balanced``, ``num_samples``, ``per_class`` and one key per class group (see
             :meth:`AccuracyCounter.compute`; only ``num_samples`` when the stream had no
-            logits), ``collapse`` (:meth:`CollapseReport.to_dict`) and, when ``lca`` was
+            logits), ``collapse`` (:meth:`CollapseReport.to_dict`; when the data leave the
+            metrics undefined, :func:`undefined_collapse`: every metric null and
+            ``undefined``, the reason) and, when ``lca`` was
             given, ``hierarchical`` (:meth:`HierarchicalCounter.compute`).
         class_means: ``(K, d)`` float64 class means on CPU, centred on the global mean the
             report used (``global_mean``); rows of classes absent from the split are NaN.
             None for an accuracy-only evaluation (``collapse=False``).
-        report: the :class:`CollapseReport`; None for an accuracy-only evaluation.
+        report: the :class:`CollapseReport`; None for an accuracy-only evaluation or
+            undefined metrics.
     """
 
     metrics: dict[str, Any]
@@ -187,34 +198,82 @@ def evaluate_stream(
             metrics["hierarchical"] = hierarchy.compute()
         return Evaluation(to_jsonable(metrics), None, None)
 
-    # Second pass: NC4 against the final class means.
-    counter = None
-    if ncc and has_logits:
-        counter = stats.ncc_mismatch_counter()
-        second_rows = 0
-        for batch in cache if cache is not None else stream():
-            h, y, logits = _unpack(batch)
-            if logits is None:
-                raise ValueError("a batch of the second pass has no logits but the first had")
-            counter.update(h, y, logits)
-            second_rows += h.shape[0]
-        if second_rows != first_rows:
-            raise ValueError(
-                f"the second pass yielded {second_rows} samples but the first {first_rows}; "
-                "stream() must start a fresh pass over the same samples on every call (a "
-                "re-iterable loader with deterministic transforms, not a one-shot iterator)"
+    # Second pass: NC4 against the final class means. Features of one class, or all at
+    # one point, leave the collapse metrics undefined: recorded as null with the reason.
+    report: CollapseReport | None = None
+    try:
+        counter = None
+        if ncc and (has_logits or w is not None):
+            counter = _second_pass(
+                stats,
+                stream,
+                cache,
+                w=w,
+                b=b,
+                has_logits=has_logits,
+                first_rows=first_rows,
+                distributed=distributed,
             )
-        if distributed:
-            counter.all_reduce()
-
-    report = stats.compute(w, b, ncc=counter, reference_counts=reference)
+        report = stats.compute(w, b, ncc=counter, reference_counts=reference)
+        collapse = report.to_dict()
+    except UndefinedMetricError as exc:
+        collapse = undefined_collapse(stats, str(exc))
     metrics: dict[str, Any] = (
         accuracy.compute(named_groups) if has_logits else {"num_samples": stats.num_samples}
     )
-    metrics["collapse"] = report.to_dict()
+    metrics["collapse"] = collapse
     if hierarchy is not None:
         metrics["hierarchical"] = hierarchy.compute()
     return Evaluation(to_jsonable(metrics), stats.centred_class_means().cpu(), report)
+
+
+def _second_pass(
+    stats: CollapseStats,
+    stream: Callable[[], Iterable[Batch]],
+    cache: list[Batch] | None,
+    *,
+    w: Tensor | None,
+    b: Tensor | None,
+    has_logits: bool,
+    first_rows: int,
+    distributed: bool,
+) -> NCCMismatchCounter:
+    """NC4's counter over the cache (or a fresh pass of the stream) with the final means."""
+    # Without logits from the stream, NC4 compares the classifier W's own logits.
+    counter = stats.ncc_mismatch_counter(*((None, None) if has_logits else (w, b)))
+    second_rows = 0
+    for batch in cache if cache is not None else stream():
+        h, y, logits = _unpack(batch)
+        if logits is None and has_logits:
+            raise ValueError("a batch of the second pass has no logits but the first had")
+        counter.update(h, y, logits)
+        second_rows += h.shape[0]
+    if second_rows != first_rows:
+        raise ValueError(
+            f"the second pass yielded {second_rows} samples but the first {first_rows}; "
+            "stream() must start a fresh pass over the same samples on every call (a "
+            "re-iterable loader with deterministic transforms, not a one-shot iterator)"
+        )
+    if distributed:
+        counter.all_reduce()
+    return counter
+
+
+def undefined_collapse(stats: CollapseStats, reason: str) -> dict[str, Any]:
+    """The ``collapse`` entry of a split whose collapse metrics cannot be computed: the
+    sample counts, every metric null, and ``undefined``: the reason (one line)."""
+    counts = stats.class_counts.tolist()
+    entry: dict[str, Any] = {field.name: None for field in dataclasses.fields(CollapseReport)}
+    entry.update(
+        num_classes=stats.num_classes,
+        dim=stats.dim,
+        num_samples=stats.num_samples,
+        class_counts=counts,
+        absent_classes=[k for k, n in enumerate(counts) if n == 0],
+        global_mean=stats.global_mean,
+        undefined=" ".join(reason.split()),
+    )
+    return entry
 
 
 def evaluate_model(

@@ -20,10 +20,14 @@ code [L23] and CRM [Karthik 2021] reuse):
   top k (their "best hierarchical distance@k", ``ilsvrc_dist_top/k``); 0 when the true
   class is among the top k.
 
-Ranking and ties: classes are ranked by a stable descending sort of the scores, so equal
-scores rank the lower class index first (as ``torch.argmax`` picks the first maximum for
-top-1). The papers' code takes ``torch.topk``, which leaves the order of tied scores
-unspecified; with real-valued logits ties do not occur and the numbers agree.
+Ranking and ties: by default (``ties="lower_index"``) classes are ranked by a stable
+descending sort of the scores, so equal scores rank the lower class index first (as
+``torch.argmax`` picks the first maximum for top-1, and as CRM's code breaks ties).
+making-better-mistakes' code takes ``torch.topk``, whose order of tied scores is
+unspecified (it differs between devices and versions); ``ties="topk"`` ranks exactly as
+``torch.topk`` does on the given device. With real-valued float32 logits ties are rare
+and the numbers agree; on low-precision (float16 / bfloat16) logits ties are common and
+hier-dist@k can differ between the two.
 
 making-better-mistakes selects the mistaken samples by d_i(1) != 0 rather than by
 r_i(1) != y_i; the two agree whenever distinct classes have distance > 0 (always for a
@@ -63,19 +67,28 @@ __all__ = [
 ]
 
 
-def rank_classes(scores: Tensor, k: int) -> Tensor:
-    """(N, k) class indices of the k highest scores, best first; ties go to the lower
-    class index (a stable descending sort).
+TIES = ("lower_index", "topk")
+
+
+def rank_classes(scores: Tensor, k: int, *, ties: str = "lower_index") -> Tensor:
+    """(N, k) class indices of the k highest scores, best first.
 
     Args:
         scores: (N, K) logits or probabilities.
         k: 1..K.
+        ties: ``"lower_index"``: tied scores rank the lower class index first (a stable
+            descending sort); ``"topk"``: ``torch.topk``'s order (making-better-mistakes'
+            code), unspecified among ties.
     """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     if not isinstance(scores, Tensor) or scores.ndim != 2:
         shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
         raise ValueError(f"expected (N, K) logits or probabilities, got {shape}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be an integer in 1..{scores.shape[1]}, got {k!r}")
+    if ties == "topk":
+        return torch.topk(scores, k, dim=1).indices
     return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
 
 
@@ -160,6 +173,8 @@ class HierarchicalCounter(Accumulator):
         device: where the sums live (default: the lca tensor's device, else CPU).
         convention: the LCA distance of a Hierarchy, ``"level"`` or ``"height"``
             (docs/theory.md §7).
+        ties: how tied scores are ranked: ``"lower_index"`` (default) or ``"topk"``
+            (``torch.topk``'s order, as making-better-mistakes; see the module docstring).
 
     State: ``sums`` (3 + 3 len(ks),) float64: samples, wrong top-1, severity sum, then per
     k the sums of the top-k mean distance over all samples, of the same over the wrong
@@ -176,7 +191,11 @@ class HierarchicalCounter(Accumulator):
         device: torch.device | str | None = None,
         *,
         convention: str = DEFAULT_CONVENTION,
+        ties: str = "lower_index",
     ) -> None:
+        if ties not in TIES:
+            raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+        self.ties = ties
         matrix = distance_matrix(lca, convention=convention)
         super().__init__(device if device is not None else matrix.device)
         self.lca = matrix.detach().to(self.device, torch.float64)
@@ -220,7 +239,7 @@ class HierarchicalCounter(Accumulator):
                 raise ValueError(
                     f"scores have {scores.shape[1]} classes but lca has {self.num_classes}"
                 )
-            ranked = rank_classes(scores, max(self.ks))
+            ranked = rank_classes(scores, max(self.ks), ties=self.ties)
         labels = check_labels(labels, batch=ranked.shape[0], num_classes=self.num_classes)
         labels = labels.to(device)
         ranked = ranked.to(device)

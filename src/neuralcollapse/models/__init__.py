@@ -3,7 +3,8 @@
 Every model returns (B, feature_dim) features and exposes ``feature_dim``; classifier heads
 live in ``nc.heads``. Names: ``resnet32`` (CIFAR, d = 64 * width), ``resnet18``, ``resnet50``
 (``stem="cifar"|"imagenet"``, ``feature_dim=None|int``), ``wide_resnet`` (WRN-depth-width,
-default WRN-28-8, d = 512), ``mlp`` and ``small_cnn`` (8x8 digits), and ``timm:<name>``
+default WRN-28-8, d = 512), ``densenet_bc`` (CIFAR DenseNet-BC, default [Y22]'s
+DenseNet-BC-150-12, d = 510), ``mlp`` and ``small_cnn`` (8x8 digits), and ``timm:<name>``
 for any timm model (optional extra). ``load_weights(backbone, path)`` fills a backbone from a
 local state-dict file (pretrained weights; nothing is downloaded).
 """
@@ -18,6 +19,8 @@ from typing import Any
 import torch
 
 from .base import Backbone, count_parameters
+from .densenet import DenseNetBC, densenet_bc
+from .limits import check_parameter_count, planned_parameters
 from .pretrained import WeightsReport, load_weights
 from .resnet import ResNet, resnet18, resnet50
 from .resnet_cifar import CifarResNet, resnet32
@@ -29,6 +32,7 @@ __all__ = [
     "MLP",
     "Backbone",
     "CifarResNet",
+    "DenseNetBC",
     "ResNet",
     "SmallCNN",
     "TimmBackbone",
@@ -37,6 +41,7 @@ __all__ = [
     "available",
     "build",
     "count_parameters",
+    "densenet_bc",
     "load_weights",
     "resnet18",
     "resnet32",
@@ -51,6 +56,7 @@ _FACTORIES: dict[str, Callable[..., Backbone]] = {
     "mlp": MLP,
     "small_cnn": SmallCNN,
     "wide_resnet": wide_resnet,
+    "densenet_bc": densenet_bc,
 }
 _TIMM_PREFIX = "timm:"
 
@@ -78,6 +84,11 @@ def build(name: str, *, seed: int | None = None, **options: Any) -> Backbone:
     factory = _factory(name)
     if not name.startswith(_TIMM_PREFIX):
         _check_options(name, factory, options)
+        # sizes come from configs and checkpoints: refuse a huge model before allocating it
+        # (a build on the meta device allocates nothing; its caller checks the count)
+        if torch.empty(0).device.type != "meta":
+            planned = planned_parameters(functools.partial(factory, **options))
+            check_parameter_count(planned, f"model {name!r} with options {options}")
     if seed is None:
         return factory(**options)
     with torch.random.fork_rng(devices=[]):

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from neuralcollapse.data.sources import DataFormatError
+from neuralcollapse.data.files import DataFormatError
 
 from .resnet import ResNet
 

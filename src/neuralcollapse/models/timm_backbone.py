@@ -3,10 +3,12 @@ matches your torch: timm is no extra of this package, see its ImportError)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+import torch
 from torch import Tensor
+
+from neuralcollapse._internal.optional import optional_import
 
 from .base import Backbone
 
@@ -25,17 +27,16 @@ class TimmBackbone(Backbone):
 
     def __init__(self, name: str, pretrained: bool = False, **kwargs: Any) -> None:
         super().__init__()
-        try:
-            timm = importlib.import_module("timm")
-        except ImportError as err:
-            import torch
-
-            raise ImportError(
-                f"model 'timm:{name}' needs the timm package, which is not installed. timm "
-                "requires torchvision, whose every release pins one torch release: first "
+        timm = optional_import(
+            "timm",
+            package="timm",
+            purpose=f"model 'timm:{name}'",
+            install=(
+                "timm requires torchvision, whose every release pins one torch release: first "
                 f"install the torchvision built for your torch {torch.__version__} (or pip "
                 "replaces torch), then pip install timm"
-            ) from err
+            ),
+        )
         try:
             self.model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
         except RuntimeError as err:

@@ -30,6 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neuralcollapse._internal.colours import OKABE_ITO
+from neuralcollapse._internal.names import (
+    BALANCED,
+    NC1,
+    NC2_ETF_DISTANCE_MEANS,
+    NC3_SELF_DUALITY,
+    NC4_NCC_MISMATCH,
+    SHOT_GROUPS,
+    TOP1,
+)
 from neuralcollapse.report.runs import has_key, series
 
 if TYPE_CHECKING:
@@ -38,8 +48,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
-# Okabe-Ito, in an order that keeps the first colours far apart; yellow (poor on white) last.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+PALETTE = OKABE_ITO
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 HEATMAP_CMAP = "RdBu_r"
@@ -53,22 +62,18 @@ Runs = Mapping[str, Sequence[dict[str, Any]]]
 Metrics = Sequence[tuple[str, str]]
 
 ACCURACY_OVERALL: Metrics = (
-    ("test.top1", "test top-1"),
-    ("test.balanced", "test balanced"),
-    ("train.top1", "train top-1"),
+    (f"test.{TOP1}", "test top-1"),
+    (f"test.{BALANCED}", "test balanced"),
+    (f"train.{TOP1}", "train top-1"),
 )
-ACCURACY_GROUPS: Metrics = (
-    ("test.many", "many-shot"),
-    ("test.medium", "medium-shot"),
-    ("test.few", "few-shot"),
-)
+ACCURACY_GROUPS: Metrics = tuple((f"test.{group}", f"{group}-shot") for group in SHOT_GROUPS)
 # (metric, panel title, y label) of the four collapse panels; train and test features each.
 COLLAPSE_PANELS = (
     # Plain Unicode, not mathtext: a process's first mathtext label cost 0.25 s (busy 2 cores).
-    ("nc1", "NC1: within-class variability", "tr(Σ_W Σ_B⁺) / K (unitless)"),
-    ("nc2_etf_distance_means", "NC2: class means vs simplex ETF", "distance to ETF (unitless)"),
-    ("nc3_self_duality", "NC3: classifier–means self-duality", "distance (unitless)"),
-    ("nc4_ncc_mismatch", "NC4: mismatch with nearest class mean", "fraction of samples"),
+    (NC1, "NC1: within-class variability", "tr(Σ_W Σ_B⁺) / K (unitless)"),
+    (NC2_ETF_DISTANCE_MEANS, "NC2: class means vs simplex ETF", "distance to ETF (unitless)"),
+    (NC3_SELF_DUALITY, "NC3: classifier–means self-duality", "distance (unitless)"),
+    (NC4_NCC_MISMATCH, "NC4: mismatch with nearest class mean", "fraction of samples"),
 )
 HIERARCHY_SEVERITY: Metrics = (("test.hierarchical.mistake_severity", "mistake severity"),)
 HIERARCHY_DISTANCE: Metrics = (

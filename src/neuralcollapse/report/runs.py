@@ -120,6 +120,23 @@ def unique_labels(paths: Sequence[Path]) -> list[str]:
     return [f"{label} ({i + 1})" for i, label in enumerate(labels)]
 
 
+def _undefined_collapse(summary: dict[str, Any] | None) -> str:
+    """Why the final collapse metrics of a run's splits are null (``summary.json``
+    records ``undefined``: the reason), as one phrase; "" when they were computed."""
+    final = (summary or {}).get("final")
+    if not isinstance(final, dict):
+        return ""
+    splits = {"test": final, **{k: final.get(k) for k in ("train", "val")}}
+    reasons = [
+        f"{name}: {split['collapse']['undefined']}"
+        for name, split in splits.items()
+        if isinstance(split, dict)
+        and isinstance(split.get("collapse"), dict)
+        and split["collapse"].get("undefined")
+    ]
+    return "; ".join(reasons)
+
+
 def read_run(path: str | Path, label: str | None = None) -> RunData:
     """Config, summary, metric records (one per epoch) and the class geometry of the last
     evaluation (``geometry.npz``) of a run directory, from its files alone."""
@@ -132,6 +149,9 @@ def read_run(path: str | Path, label: str | None = None) -> RunData:
     if config is None and run.summary is not None:
         config = run.summary.get("config")
     run.config = config if isinstance(config, dict) else {}
+    undefined = _undefined_collapse(run.summary)
+    if undefined:
+        run.notes["collapse"] = f"collapse metrics undefined ({undefined})"
     names = (run.summary or {}).get("class_names")
     if isinstance(names, list) and all(isinstance(n, str) for n in names):
         run.class_names = names

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-import neuralcollapse
-from neuralcollapse._internal.files import atomic_write_text
+from neuralcollapse._internal.files import atomic_write_bytes, atomic_write_text
+from neuralcollapse._internal.names import BALANCED, COLLAPSE_KEYS, FEW, MANY, MEDIUM, NC1, TOP1
 from neuralcollapse._internal.text import format_percent, format_sci
+from neuralcollapse._version import __version__
 from neuralcollapse.errors import UsageError
 from neuralcollapse.report import html as page_html
 from neuralcollapse.report.html import Section
@@ -46,15 +47,12 @@ DPI = 100
 # files a few per cent larger (the collapse figure: 85 instead of 126 ms, 4 % larger).
 PNG_COMPRESSION = 3
 METRIC_COLUMNS = (
-    ("top1", "top-1 %", True),
-    ("balanced", "balanced %", True),
-    ("many", "many %", True),
-    ("medium", "medium %", True),
-    ("few", "few %", True),
-    ("collapse.nc1", "NC1", False),
-    ("collapse.nc2_etf_distance_means", "NC2", False),
-    ("collapse.nc3_self_duality", "NC3", False),
-    ("collapse.nc4_ncc_mismatch", "NC4", False),
+    (TOP1, "top-1 %", True),
+    (BALANCED, "balanced %", True),
+    (MANY, "many %", True),
+    (MEDIUM, "medium %", True),
+    (FEW, "few %", True),
+    *((f"collapse.{key}", f"NC{i}", False) for i, key in enumerate(COLLAPSE_KEYS, 1)),
 )
 
 HIERARCHY_COLUMNS = (
@@ -86,7 +84,7 @@ class _Figures:
         data = render_figure(fig, self.image_format)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{name}.{self.image_format}"
-        path.write_bytes(data)
+        atomic_write_bytes(path, data)  # replaces a link at the name, never writes through
         return page_html.figure(data, self.image_format, alt, caption)
 
 
@@ -190,7 +188,7 @@ def _summary_section(runs: Sequence[RunData]) -> Section:
             page_html.table(("run", "evaluation", *(name for _, name, _ in METRIC_COLUMNS)), rows)
         )
     for run in runs:
-        for key in ("summary", "records"):
+        for key in ("summary", "records", "collapse"):
             if key in run.notes:
                 section.note(f"{run.label}: {run.notes[key]}")
         summary = run.summary or {}
@@ -248,13 +246,13 @@ def _curves_section(runs: Sequence[RunData], figures: _Figures) -> Section:
         ("loss", "train_loss", plot_loss, "Training loss per epoch."),
         (
             "accuracy",
-            "test.top1",
+            f"test.{TOP1}",
             plot_accuracy,
             "Accuracy per epoch: overall (left) and on the test set by shot group (right).",
         ),
         (
             "collapse",
-            "test.collapse.nc1",
+            f"test.collapse.{NC1}",
             plot_collapse,
             "NC1-NC4 per epoch on a log scale, on train and test features. A value of "
             "exactly 0 (NC4 once every sample agrees with its nearest class mean) has no "
@@ -443,7 +441,7 @@ def write_report(
     labels = ", ".join(run.label for run in runs)
     title = f"neuralcollapse report: {labels}"
     meta = f"{len(runs)} run(s): " + ", ".join(str(run.path) for run in runs)
-    meta += f" — neuralcollapse {neuralcollapse.__version__}"
+    meta += f" — neuralcollapse {__version__}"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_path, page_html.page(title, meta, sections))
     return out_path

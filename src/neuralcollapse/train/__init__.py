@@ -2,9 +2,12 @@
 
 ::
 
-    from neuralcollapse.train import Trainer, load_config
-    config = load_config("configs/digits_lt.yaml", overrides=["train.epochs=5"])
-    summary = Trainer(config, "runs/demo", echo=print).fit()
+    from neuralcollapse.train import Trainer, run_config
+    config = run_config("digits_lt", ["train.epochs=5"])
+    summary = Trainer(config, "runs/demo", echo=print).fit()  # report.html included
+
+``run_config`` is the way in that the ``train`` command takes too (a recipe name or file
+plus overrides, or ``resume=RUN_DIR``); ``fit`` writes everything the config asks for.
 
 The names below are loaded on first use (PEP 562), so that importing one light submodule
 (``neuralcollapse.train.config``, as ``reproduce --help`` does) does not import the trainer
@@ -26,6 +29,7 @@ _EXPORTS = {
     "to_yaml": "neuralcollapse.train.config",
     "available_recipes": "neuralcollapse.train.recipes",
     "resolve_config_path": "neuralcollapse.train.recipes",
+    "run_config": "neuralcollapse.train.launch",
     "Trainer": "neuralcollapse.train.trainer",
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 
@@ -11,17 +13,15 @@ from torch import Tensor, nn
 from neuralcollapse import models
 from neuralcollapse._internal.seeding import derive_seed
 from neuralcollapse.errors import usage_errors
-from neuralcollapse.frames import build_frame, target_similarity, unreachable_classes
-from neuralcollapse.heads import FixedFrameHead, LearnableHead
+from neuralcollapse.frames import build_frame, unreachable_classes
+from neuralcollapse.heads import NONNEGATIVE_NECKS, FixedFrameHead, LearnableHead
 from neuralcollapse.hierarchy import ClassDistances, Hierarchy
-from neuralcollapse.losses import (
-    CosineFrameLoss,
-    DotRegressionLoss,
-    SoftLabelCrossEntropy,
-    mixup_loss,
-)
-from neuralcollapse.train.baselines import longtail_loss, uses_class_counts
-from neuralcollapse.train.config import Config, ConfigError
+from neuralcollapse.losses import LossContext, mixup_loss
+from neuralcollapse.losses.longtail import class_balanced_weights, deferred_reweighting
+from neuralcollapse.registry import FRAMES, LOSSES
+from neuralcollapse.train.config import LEARNABLE, Config, ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SMALL_MODEL_MACS",
@@ -62,28 +62,38 @@ def run_frame(
     feature_dim: int,
     hierarchy: Hierarchy | ClassDistances | None,
 ) -> Tensor:
-    """The fixed frame of a run (:func:`neuralcollapse.frames.build_frame`), drawn from
-    head.frame_seed (default train.seed); the frame dimension is head.dim, else the
-    backbone's feature dimension (for a HAFrame: head.dim, else the rank of its S).
+    """The fixed frame of a run (:func:`neuralcollapse.frames.build_frame`, the frame
+    registered as head.kind with head.options), drawn from head.frame_seed (default
+    train.seed); the frame dimension is head.dim, else the backbone's feature dimension
+    (for a hierarchy frame: head.dim, else its own choice, the rank of its S).
 
-    When the backbone's features meet the frame unchanged (``head.neck=none`` and no
-    projection) they are non-negative (every backbone of the zoo ends in a ReLU), so a
-    class whose decision region misses the non-negative orthant could never be predicted:
-    such a frame is refused (:func:`neuralcollapse.frames.unreachable_classes`).
+    When the features meet the frame without a projection through a neck that keeps
+    them non-negative (:data:`~neuralcollapse.heads.NONNEGATIVE_NECKS`: ``none``, and
+    ``l2``, since normalising a non-negative vector keeps it non-negative) they are
+    non-negative (every backbone of the zoo ends in a ReLU), so a class whose decision
+    region misses the non-negative orthant could never be predicted: such a frame is
+    refused (:func:`neuralcollapse.frames.unreachable_classes`), or with
+    ``head.allow_unreachable=true`` logged as a warning.
     """
     head = config.head
+    entry = FRAMES.get(head.kind)
     seed = config.train.seed if head.frame_seed is None else head.frame_seed
-    dim = head.dim if head.kind == "haframe" else head.dim or feature_dim
-    if head.kind == "etf" and dim < num_classes - 1:
+    tree_frame = entry.meta.get("hierarchy", False)
+    dim = head.dim if tree_frame else head.dim or feature_dim
+    min_dim = entry.meta.get("min_dim")
+    if dim is not None and min_dim is not None and dim < min_dim(num_classes):
+        rule = entry.meta.get("min_dim_rule", "its minimum")
         raise ConfigError(
-            f"head.kind='etf' with d={dim} < K-1={num_classes - 1}: no simplex ETF exists; "
-            f"set head.dim >= {num_classes - 1} or head.kind='spread'"
+            f"head.kind={head.kind!r} with d={dim} < {rule}={min_dim(num_classes)}: no such "
+            f"frame exists; set head.dim >= {min_dim(num_classes)} or head.kind='spread'"
         )
-    nonnegative = head.neck == "none" and (dim is None or dim == feature_dim)
+    nonnegative = head.neck in NONNEGATIVE_NECKS and (dim is None or dim == feature_dim)
+    canonical = entry.meta.get("canonical", False)
     rotation = head.rotation
     if rotation == "auto":
-        rotation = "none" if head.kind == "etf" and nonnegative and dim >= num_classes else "random"
-    if rotation == "none" and head.kind != "etf":
+        reachable = canonical and nonnegative and dim is not None and dim >= num_classes
+        rotation = "none" if reachable else "random"
+    if rotation == "none" and not canonical:
         raise ConfigError(
             f"head.rotation='none' is the canonical simplex ETF; head.kind={head.kind!r} has "
             "no canonical form: set head.rotation=random (or auto)"
@@ -94,22 +104,35 @@ def run_frame(
             num_classes,
             dim,
             seed=seed,
-            hierarchy=hierarchy if head.kind == "haframe" else None,
+            hierarchy=hierarchy if tree_frame else None,
             convention=config.data.lca_convention,
             gamma=head.gamma,
             rotate=rotation != "none",
+            options=head.options,
         )
     if nonnegative:
-        missing = unreachable_classes(frame, nonnegative=True)
-        if missing:
-            raise ConfigError(
-                f"with head.neck=none the non-negative (ReLU) features meet the frame "
-                f"directly, and this head.kind={head.kind!r} frame (seed {seed}) leaves "
-                f"class(es) {missing} unreachable: no such feature can predict them. Use "
-                "head.rotation=none (the canonical ETF, needs d >= K), or a neck "
-                "(head.neck=bn or bn_l2)"
-            )
+        _check_reachable(config, frame, seed)
     return frame
+
+
+def _check_reachable(config: Config, frame: Tensor, seed: int) -> None:
+    """Refuse (or with head.allow_unreachable warn about) a frame that leaves classes
+    out of reach of non-negative features."""
+    head = config.head
+    missing = unreachable_classes(frame, nonnegative=True)
+    if not missing:
+        return
+    message = (
+        f"with head.neck={head.neck} the non-negative (ReLU) features meet the frame "
+        f"{'directly' if head.neck == 'none' else 'after L2 normalisation (still non-negative)'}"
+        f", and this head.kind={head.kind!r} frame (seed {seed}) leaves class(es) {missing} "
+        "unreachable: no such feature can predict them. Use head.rotation=none (the "
+        "canonical ETF, needs d >= K), or a neck (head.neck=bn or bn_l2), or set "
+        "head.allow_unreachable=true to train anyway"
+    )
+    if not head.allow_unreachable:
+        raise ConfigError(message)
+    logger.warning("%s (head.allow_unreachable=true: training anyway)", message.split(". Use")[0])
 
 
 def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -182,25 +205,28 @@ def build_model(
     false).
     """
     options = {**_input_options(config.model.name, input_shape), **config.model.options}
-    backbone = models.build(config.model.name, seed=config.train.seed, **options)
+    with usage_errors("model.name/model.options", catch=(ValueError, TypeError)):
+        backbone = models.build(config.model.name, seed=config.train.seed, **options)
     if config.model.weights is not None:
         with usage_errors(f"model.weights={config.model.weights!r}"):
             models.load_weights(backbone, config.model.weights, strict=config.model.weights_strict)
     feature_dim = backbone.feature_dim
+    neck_options = {"prelu": config.head.prelu, "bn_momentum": config.head.neck_bn_momentum}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.train.seed, "head"))  # projection and neck init
-        if config.head.kind == "learnable":
+        if config.head.kind == LEARNABLE:
             head: nn.Module = LearnableHead(
                 feature_dim,
                 num_classes,
                 bias=config.head.bias,
                 neck=config.head.neck,
                 cosine=config.head.cosine,
+                **neck_options,
             )
         else:
             frame = run_frame(config, num_classes, feature_dim, hierarchy)
             head = FixedFrameHead(
-                feature_dim, frame, neck=config.head.neck, scale=config.head.scale
+                feature_dim, frame, neck=config.head.neck, scale=config.head.scale, **neck_options
             )
     return Classifier(backbone, head)
 
@@ -208,11 +234,12 @@ def build_model(
 class RunLoss(nn.Module):
     """The run's loss behind one call, ``loss(logits, h, targets, frame)``.
 
-    What the configured loss reads is decided once, here: logit losses (``ce``,
-    ``soft_ce`` and the long-tailed baselines) read the logits, frame losses (``dr``,
-    ``cosine_frame``) the head's features ``h`` and its frame. ``targets`` are labels or
-    mixup ``(y_a, y_b, lam)``. ``epoch_weights(epoch)``, when given, sets the inner loss's
-    class weights at the start of each epoch (:meth:`set_epoch`; deferred re-weighting).
+    What the configured loss reads is decided once, here, from its registry entry
+    (``reads``): logit losses (``ce``, ``soft_ce`` and the long-tailed baselines) read the
+    logits, frame losses (``dr``, ``cosine_frame``) the head's features ``h`` and its
+    frame. ``targets`` are labels or mixup ``(y_a, y_b, lam)``. ``epoch_weights(epoch)``,
+    when given, sets the inner loss's class weights at the start of each epoch
+    (:meth:`set_epoch`; deferred re-weighting).
     """
 
     def __init__(
@@ -235,51 +262,76 @@ class RunLoss(nn.Module):
     def forward(self, logits: Tensor, h: Tensor, targets, frame: Tensor | None) -> Tensor:
         if self.reads_features:
             return self.inner(h, targets, frame)
-        if isinstance(self.inner, nn.CrossEntropyLoss):
+        if isinstance(self.inner, nn.CrossEntropyLoss):  # torch's own: no mixup targets
             return mixup_loss(self.inner, logits, targets)
         return self.inner(logits, targets)
 
 
 def build_loss(
     config: Config,
-    model: Classifier,
+    model: Classifier | None,
     hierarchy: Hierarchy | ClassDistances | None,
     class_counts: Tensor | None = None,
 ) -> RunLoss:
-    """The training loss of ``config`` (see :class:`RunLoss`); the long-tailed baselines
-    need the (K,) training ``class_counts``."""
+    """The training loss of ``config``: the loss registered as ``loss.name`` (its options
+    from ``loss.options``), built from a :class:`~neuralcollapse.losses.LossContext`
+    (see :class:`RunLoss`). Losses that take class weights get ``loss.class_weight``'s
+    weights from the start, or ``loss.drw_epoch``'s per epoch; those and the long-tailed
+    baselines need the (K,) training ``class_counts``.
+
+    Raises:
+        ConfigError: an unregistered name or bad options; UsageError: a bad value the
+            loss refuses (a class without training samples, ...).
+    """
     cfg = config.loss
-    if uses_class_counts(config):
-        inner, epoch_weights = longtail_loss(config, class_counts)
-        return RunLoss(inner, reads_features=False, epoch_weights=epoch_weights)
-    if cfg.name == "ce":
-        inner: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        return RunLoss(inner, reads_features=False)
-    if cfg.name == "soft_ce":
-        soft = SoftLabelCrossEntropy(
-            hierarchy,
-            beta=cfg.beta,
-            normalize_distances=cfg.normalize_distances,
-            reduction=cfg.soft_reduction,
-            convention=config.data.lca_convention,
+    entry = LOSSES.get(cfg.name)
+    options = entry.parse_options(cfg.options, "loss.options")
+    head = None if model is None else model.head
+    frame = getattr(head, "frame", None)
+    with usage_errors("loss"):
+        counts = None if class_counts is None else torch.as_tensor(class_counts)
+        weight, epoch_weights = _class_weights(config, entry.meta.get("weighted", False), counts)
+        ctx = LossContext(
+            config=config,
+            options=options,
+            num_classes=_num_classes(head, counts),
+            class_counts=counts,
+            hierarchy=hierarchy,
+            frame=frame,
+            class_weight=weight,
         )
-        return RunLoss(soft, reads_features=False)
-    if cfg.name == "dr":
-        inner = DotRegressionLoss(
-            form=cfg.form,
-            feature_budget=cfg.feature_budget,
-            batch_reweight=cfg.batch_reweight,
-            norm_penalty=cfg.norm_penalty,
+        inner = entry.build(ctx)
+    reads = entry.meta.get("reads", "logits")
+    return RunLoss(inner, reads_features=reads == "features", epoch_weights=epoch_weights)
+
+
+def _num_classes(head: nn.Module | None, counts: Tensor | None) -> int:
+    """K from the head (both heads have ``num_classes``), else from the counts."""
+    if head is not None:
+        return int(head.num_classes)
+    return 0 if counts is None else int(counts.numel())
+
+
+def _class_weights(
+    config: Config, weighted: bool, counts: Tensor | None
+) -> tuple[Tensor | None, Callable[[int], Tensor | None] | None]:
+    """The first epoch's class weights (``loss.class_weight``) and, with
+    ``loss.drw_epoch``, the per-epoch weights (deferred re-weighting, Cao et al. 2019)."""
+    cfg = config.loss
+    if not weighted or (cfg.class_weight == "none" and cfg.drw_epoch is None):
+        return None, None
+    if counts is None:
+        raise ValueError(
+            f"loss.name={cfg.name!r} with class weights needs the training class counts: "
+            "pass class_counts=data.train_counts to build_loss"
         )
-        return RunLoss(inner, reads_features=True)
-    tree = hierarchy if config.head.kind == "haframe" else None
-    similarity = target_similarity(
-        model.head.frame,
-        hierarchy=tree,
-        gamma=config.head.gamma,
-        convention=config.data.lca_convention,
+    weights = class_balanced_weights(counts, cfg.cb_beta)  # checked now, not at a switch
+    if cfg.drw_epoch is None:
+        return weights, None
+    schedule = functools.partial(
+        deferred_reweighting, counts, start_epoch=cfg.drw_epoch, beta=cfg.cb_beta
     )
-    return RunLoss(CosineFrameLoss(similarity.float(), alpha=cfg.alpha), reads_features=True)
+    return None, schedule
 
 
 def _parameter_groups(config: Config, model: Classifier) -> list[dict]:

@@ -10,6 +10,8 @@ order on one background thread, so that their fsyncs overlap the next epoch's tr
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,11 +42,45 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    return atomic_write(path, lambda stream: torch.save(payload, stream))
+    try:
+        return atomic_write(path, lambda stream: torch.save(payload, stream))
+    except RuntimeError as exc:
+        # torch.save reports a failed write (full disk, file-size limit, quota) as a
+        # RuntimeError of its zip writer; the OSError it came from is its context.
+        cause = _os_error_in(exc)
+        if cause is None and "write failed" not in str(exc):
+            raise
+        code = cause.errno if cause is not None and cause.errno else errno.EIO
+        reason = (cause.strerror if cause is not None else None) or os.strerror(code)
+        raise OSError(code, reason, str(path)) from exc
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The first OSError among the causes and contexts of ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# What a checkpoint of a training run holds, by type: checked by load_checkpoint(require=).
+RUN_ENTRIES: dict[str, type | tuple[type, ...]] = {"epoch": int, "config": dict, "model": dict}
+
+
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    *,
+    require: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
+
+    ``require`` names entries of :data:`RUN_ENTRIES` that must be present with their type
+    (a crafted or foreign file is refused in one line rather than failing later).
 
     Raises:
         FileNotFoundError: no such file.
@@ -75,6 +111,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {str(path)!r} has format version {state['version']}, newer than this "
             f"neuralcollapse reads ({CHECKPOINT_VERSION}): upgrade neuralcollapse"
         )
+    for name in require:
+        value = state.get(name)
+        if isinstance(value, bool) or not isinstance(value, RUN_ENTRIES[name]):
+            raise UsageError(
+                f"checkpoint {str(path)!r} has no valid {name!r} entry (got "
+                f"{type(value).__name__}); it is damaged or was not written by a training run"
+            )
     return state
 
 

@@ -33,6 +33,8 @@ from neuralcollapse.config import (
 )
 from neuralcollapse.config import to_yaml as _to_yaml
 from neuralcollapse.errors import ConfigError
+from neuralcollapse.registry import FRAMES, LOSSES, import_modules
+from neuralcollapse.train.recipes import read_recipe, resolve_config_path
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -42,6 +44,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "LEARNABLE",
     "HeadConfig",
     "LogConfig",
     "LossConfig",
@@ -64,6 +67,9 @@ __all__ = [
 # Keys that older versions wrote and that nothing reads any more: dropped when loading, so
 # the config.yaml and checkpoints of earlier runs keep loading.
 RETIRED_KEYS = ("data.device_resident",)
+# Seeds: the range every generator the package seeds accepts (NumPy's legacy 32-bit one
+# is the narrowest); this project's setting.
+SEED_MAX = 2**32 - 1
 
 # What a resumed run may change: how long it trains, how often and on how many training
 # samples it evaluates, how it logs. A key ending in ".*" covers its whole section.
@@ -75,14 +81,14 @@ RESUMABLE_CHANGES = (
     "log.*",
 )
 
-# Data sets read from their official releases (neuralcollapse.data.formats), and those of
-# them made of image files of any size.
-RELEASE_DATA = ("mnist", "fashion_mnist", "svhn", "stl10", "cub", "fgvc_aircraft", "inaturalist")
-IMAGE_FILE_DATA = ("cub", "fgvc_aircraft", "inaturalist")
 
-# Losses that read the logits (usable with a learnable head), and those that take weights.
-LOGIT_LOSSES = ("ce", "soft_ce", "logit_adjusted", "balanced_softmax", "ldam", "focal")
-WEIGHTED_LOSSES = ("ce", "focal", "ldam")
+#: head.kind of the ordinary learnable linear classifier (every other value names a frame
+#: of the registry, neuralcollapse.registry.FRAMES).
+LEARNABLE = "learnable"
+
+#: data.val_fraction by default (this project's setting): a run holds out a stratified 10%
+#: of its training split to choose its best epoch on; data.val_list replaces it.
+DEFAULT_VAL_FRACTION = 0.1
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUN_NAME_RULE = (
@@ -95,35 +101,27 @@ RUN_NAME_RULE = (
 class DataConfig:
     """What to train on. Long-tailed subsets follow ``nc.data.class_counts``."""
 
-    name: Literal[
-        "digits",
-        "mnist5k",
-        "cifar10",
-        "cifar100",
-        "gaussian",
-        "hierarchical",
-        "image_folder",
-        "list_file",
-        "mnist",
-        "fashion_mnist",
-        "svhn",
-        "stl10",
-        "cub",
-        "fgvc_aircraft",
-        "inaturalist",
-    ] = "digits"
+    # a data set registered with neuralcollapse.registry.register_dataset (built in: digits,
+    # mnist5k, cifar10, cifar100, gaussian, hierarchical, image_folder, list_file, mnist,
+    # fashion_mnist, svhn, stl10, cub, fgvc_aircraft, inaturalist)
+    name: str = "digits"
+    options: dict[str, Any] = field(default_factory=dict)  # a registered data set's own options
     # folder of the data set's official files (CIFAR archive, IDX files, .mat files,
     # stl10_binary, CUB_200_2011, fgvc-aircraft-2013b, iNaturalist JSON), image folder or
     # list-file base
     root: str | None = None
+    # files listed by a data file (list files, CUB images.txt, iNaturalist file_name,
+    # FGVC-Aircraft image ids) must lie under root once resolved; true allows others
+    allow_outside_root: bool = False
     train_list: str | None = None  # list_file: "relative/path label" lines, training set
     test_list: str | None = None  # list_file: same, evaluation set
     # validation split held out of the loaded training split BEFORE the long-tailed subset
     # (so it keeps the loaded split's class proportions): val_fraction of every class
     # (round(f * n_k) samples of class k, stratified, drawn with train.seed), or val_list, a
     # text file of 0-based indices into the loaded training split (one or more per line,
-    # "#" comments). At most one of them; 0 / null = no validation split.
-    val_fraction: float = bounded(0.0, ge=0, lt=1)
+    # "#" comments; it replaces the default fraction). Default DEFAULT_VAL_FRACTION = 0.1:
+    # every run chooses its best epoch on held-out data; val_fraction 0 = no validation.
+    val_fraction: float = bounded(DEFAULT_VAL_FRACTION, ge=0, lt=1)
     val_list: str | None = None
     # training and evaluation split of the official release; default per data set:
     # [train, test], fgvc_aircraft [trainval, test], inaturalist [train, val]
@@ -164,6 +162,9 @@ class DataConfig:
     # files, [L23] and making-better-mistakes) or "height" (the LCA's longest way down);
     # identical on balanced trees (docs/theory.md §7)
     lca_convention: Literal["level", "height"] = "level"
+    # the most classes a class tree or distance file may have: its (K, K) matrices take
+    # 8 K^2 bytes each (10,000 classes: 800 MB; this project's setting)
+    max_classes: int = bounded(10_000, ge=2)
     tree_branching: list[int] = bounded(default_factory=lambda: [2, 3, 4], ge=1)
     # hierarchical, without a data.hierarchy file: a balanced synthetic tree with these
     # fan-outs
@@ -181,9 +182,14 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    """The classifier: a fixed frame (``etf``, ``spread``, ``haframe``) or ``learnable``."""
+    """The classifier: ``learnable``, or a fixed frame registered with
+    ``neuralcollapse.registry.register_frame`` (built in: ``etf``, ``spread``,
+    ``haframe``)."""
 
-    kind: Literal["etf", "spread", "haframe", "learnable"] = "etf"
+    kind: str = "etf"
+    # an external frame's own options (its registered options dataclass); the built-in
+    # frames read the flat keys below
+    options: dict[str, Any] = field(default_factory=dict)
     dim: int | None = bounded(None, ge=1)  # frame dimension d; default: the feature_dim
     # auto: bn_l2 in front of a fixed frame ([Y22]'s CIFAR models), none for a learnable
     # head (the papers' baseline is the plain linear classifier); resolved when loaded.
@@ -194,26 +200,38 @@ class HeadConfig:
     # normalised linear layer for LDAM); needs bias false
     cosine: bool = False
     gamma: float = bounded(2.0, gt=0)  # haframe only
-    frame_seed: int | None = bounded(None, ge=0)  # default: train.seed
+    frame_seed: int | None = bounded(None, ge=0, le=SEED_MAX)  # default: train.seed
     # etf: "random" rotation from the seed, or "none" (the canonical ETF, [Z21]); "auto" is
-    # "none" when ReLU features meet the frame directly (neck none, no projection, d >= K),
-    # where a rotated frame can leave classes unreachable, else "random".
+    # "none" when ReLU features meet the frame with their signs kept (neck none or l2, no
+    # projection, d >= K), where a rotated frame can leave classes unreachable, else
+    # "random".
     rotation: Literal["auto", "random", "none"] = "auto"
+    # a fixed frame that leaves classes out of reach of non-negative features (neck none
+    # or l2, no projection) is refused; true trains anyway, with a logged warning
+    allow_unreachable: bool = False
+    # neck haframe: one PReLU slope per layer ("shared", PyTorch's default) or per feature
+    # ("per_channel", [L23]'s official transformation module)
+    prelu: Literal["shared", "per_channel"] = "shared"
+    # running-statistics momentum of the neck's leading BatchNorm (bn, bn_l2, haframe);
+    # [L23]'s CIFAR-100 WideResNet head uses 0.001
+    neck_bn_momentum: float = bounded(0.1, gt=0, le=1)
 
 
 @dataclass
 class LossConfig:
-    """``ce``: cross-entropy on the head's logits; ``dr``: dot-regression (fixed frames);
-    ``cosine_frame``: [L23]'s CE + cosine regression onto the frame's target Gram;
-    ``soft_ce``: cross-entropy with Bertinetto's hierarchy soft labels (needs a hierarchy).
-    Long-tailed baselines on the logits (:mod:`neuralcollapse.losses.longtail`):
-    ``logit_adjusted`` (Menon et al. 2021), ``balanced_softmax`` (Ren et al. 2020),
-    ``ldam`` (Cao et al. 2019), ``focal`` (Lin et al. 2017); ``class_weight`` and
-    ``drw_epoch`` add class-balanced weights (Cui et al. 2019) to ce, focal and ldam."""
+    """The loss registered as ``name`` (``neuralcollapse.registry.register_loss``; a loss
+    of your own takes its options from ``options``). Built in: ``ce``: cross-entropy on
+    the head's logits; ``dr``: dot-regression (fixed frames); ``cosine_frame``: [L23]'s
+    CE + cosine regression onto the frame's target Gram; ``soft_ce``: cross-entropy with
+    Bertinetto's hierarchy soft labels (needs a hierarchy). Long-tailed baselines on the
+    logits (:mod:`neuralcollapse.losses.longtail`): ``logit_adjusted`` (Menon et al.
+    2021), ``balanced_softmax`` (Ren et al. 2020), ``ldam`` (Cao et al. 2019), ``focal``
+    (Lin et al. 2017); ``class_weight`` and ``drw_epoch`` add class-balanced weights (Cui
+    et al. 2019) to the losses that take weights (ce, focal, ldam). The built-in losses
+    read the flat keys below."""
 
-    name: Literal[
-        "ce", "dr", "cosine_frame", "soft_ce", "logit_adjusted", "balanced_softmax", "ldam", "focal"
-    ] = "dr"
+    name: str = "dr"
+    options: dict[str, Any] = field(default_factory=dict)  # a registered loss's own options
     form: Literal["paper", "reference"] = "paper"  # dr
     feature_budget: float = bounded(1.0, gt=0)  # dr, paper form
     batch_reweight: bool = False  # dr
@@ -229,9 +247,19 @@ class LossConfig:
     max_margin: float = bounded(0.5, gt=0)  # ldam: margin of the rarest class
     logit_scale: float = bounded(30.0, gt=0)  # ldam: s, logits scaled before the CE
     focal_gamma: float = bounded(2.0, ge=0)  # focal: (1 - p)^gamma
+    # focal: softmax (Lin et al.) or sigmoid_cb (Cui et al.'s class-balanced sigmoid focal
+    # loss over all K logits, divided by the batch size); docs/theory.md §8
+    focal_form: Literal["softmax", "sigmoid_cb"] = "softmax"
+    # focal, softmax form: alpha = w_y outside the focusing term (Lin et al.'s
+    # alpha-balanced form), cao = Cao et al.'s weighted focal loss, p = exp(-w_y CE)
+    focal_weighting: Literal["alpha", "cao"] = "alpha"
     # ce, focal, ldam: class-balanced weights (effective number, cb_beta) from the start
     class_weight: Literal["none", "class_balanced"] = "none"
     cb_beta: float = bounded(0.9999, ge=0, lt=1)  # class_weight / drw_epoch weights
+    # what a class-weighted loss divides its weighted sum by: weight_sum (the samples'
+    # weights, as nn.CrossEntropyLoss(weight=)), batch (the batch size B, Cui et al.'s
+    # code), auto (weight_sum; batch for focal sigmoid_cb and cao, as their code)
+    cb_reduction: Literal["auto", "weight_sum", "batch"] = "auto"
     drw_epoch: int | None = bounded(None, ge=0)  # ce, focal, ldam: DRW from this 0-based epoch
 
 
@@ -267,7 +295,7 @@ class TrainConfig:
 
     epochs: int = bounded(30, ge=1)
     batch_size: int = bounded(64, ge=1)  # global batch (summed over processes under DDP)
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
     mixup_alpha: float = bounded(0.0, ge=0)  # 0 = off
     amp: Literal["off", "bf16", "fp16"] = "off"  # CUDA only
     compile: bool = False  # torch.compile the model
@@ -297,6 +325,10 @@ class TrainConfig:
     stage2_lr: float = bounded(0.1, gt=0)  # crt, lws: cosine from this to 0 over the epochs
     stage2_sampling: Literal["balanced", "sqrt", "shuffle"] = "balanced"  # crt, lws
     stage2_tau: float = bounded(1.0, ge=0)  # tau_norm: w_k / ||w_k||^tau
+    # crt, lws: the frozen backbone's mode: eval (BatchNorm running statistics fixed, this
+    # project's default) or train (Kang et al.'s loop: batch statistics, running statistics
+    # moving; docs/theory.md, neuralcollapse.train.stage2)
+    stage2_backbone_mode: Literal["eval", "train"] = "eval"
 
 
 @dataclass
@@ -334,16 +366,20 @@ class LogConfig:
     wandb: bool = False  # a Weights & Biases run under RUN_DIR/wandb
     wandb_project: str = "neuralcollapse"
     wandb_mode: Literal["offline", "online"] = "offline"  # offline: upload with wandb sync
-    mlflow: bool = False  # an MLflow run: file store RUN_DIR/mlruns, or at mlflow_uri
+    mlflow: bool = False  # an MLflow run: SQLite store RUN_DIR/mlruns/mlflow.db, or mlflow_uri
     mlflow_uri: str | None = None  # tracking URI: http://host:5000, file:///..., sqlite:///...
     mlflow_experiment: str = "neuralcollapse"
 
 
 @dataclass
 class Config:
-    """A whole training run: its name and one dataclass per section."""
+    """A whole training run: its name, the modules to import first and one dataclass per
+    section."""
 
     name: str = "run"
+    # modules imported before the names are checked, so that the losses, frames and data
+    # sets they register (neuralcollapse.registry) can be named below
+    imports: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -362,8 +398,9 @@ def config_from_dict(values: dict[str, Any] | None) -> Config:
     """A checked :class:`Config` from nested dicts (missing keys take their defaults;
     :data:`RETIRED_KEYS` are ignored)."""
     config = from_dict(Config, values or {}, retired=RETIRED_KEYS)
+    import_modules(config.imports)
     if config.head.neck == "auto":
-        config.head.neck = "none" if config.head.kind == "learnable" else "bn_l2"
+        config.head.neck = "none" if config.head.kind == LEARNABLE else "bn_l2"
     check_config(config)
     return config
 
@@ -386,19 +423,24 @@ def _default_name(path: Path) -> str:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from the defaults), apply overrides, check everything.
+    """Read a YAML config or packaged recipe (or start from the defaults), apply
+    overrides, check everything.
 
-    The config's ``name`` defaults to the file's stem (characters a run name cannot hold
-    replaced by ``_``).
+    ``path`` is a file, or the name of a packaged recipe (``"digits_lt"``, as the command
+    line's ``--config`` takes it). A recipe's ``base:`` files are merged in first
+    (:func:`neuralcollapse.train.recipes.read_recipe`). The config's ``name`` defaults to
+    the file's stem (characters a run name cannot hold replaced by ``_``).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ConfigError: invalid YAML, an unknown key, a bad value or combination.
+        FileNotFoundError: ``path`` is neither a file nor a packaged recipe.
+        ConfigError: invalid YAML, an unknown key or base, a cycle of bases, a bad value or
+            combination.
     """
     values: dict[str, Any] = {}
     if path is not None:
-        values = read_yaml_mapping(path)
-        values.setdefault("name", _default_name(Path(path)))
+        file = resolve_config_path(path)
+        values = read_recipe(file).values
+        values.setdefault("name", _default_name(file))
     return config_from_dict(apply_overrides(values, overrides or []))
 
 
@@ -420,28 +462,14 @@ def check_config(config: Config) -> None:
         _RUN_NAME.fullmatch(c.name) is not None,
         f"name must be {RUN_NAME_RULE}; got {c.name!r}",
     )
-    fixed = c.head.kind != "learnable"
-    _require(
-        fixed or c.loss.name in LOGIT_LOSSES,
-        f"loss.name={c.loss.name!r} needs a fixed frame, but head.kind='learnable': use "
-        "head.kind in {'etf', 'spread', 'haframe'} or loss.name='ce'",
-    )
-    has_tree = c.data.hierarchy is not None or c.data.name == "hierarchical"
-    _require(
-        c.head.kind != "haframe" or has_tree,
-        "head.kind='haframe' needs a class hierarchy: set data.hierarchy to its file (or "
-        "builtin:cifar100, or a distance file)",
-    )
+    traits = _data_traits(c)
+    has_tree = c.data.hierarchy is not None or traits.default_tree is not None
+    _check_registered(c, has_tree)
     builtin = (c.data.hierarchy or "").removeprefix(BUILTIN_PREFIX)
     _require(
         not (c.data.hierarchy or "").startswith(BUILTIN_PREFIX) or builtin in BUILTIN_HIERARCHIES,
         f"data.hierarchy={c.data.hierarchy!r} names no shipped tree; the package ships "
         f"{', '.join(BUILTIN_PREFIX + name for name in BUILTIN_HIERARCHIES)}",
-    )
-    _require(
-        c.loss.name != "soft_ce" or has_tree,
-        "loss.name='soft_ce' needs a class hierarchy: set data.hierarchy to its file (or "
-        "builtin:cifar100, or a distance file)",
     )
     _require(
         c.train.batch_size % c.train.accumulate == 0,
@@ -464,15 +492,14 @@ def check_config(config: Config) -> None:
         f"eval.few={c.eval.few} must not exceed eval.many={c.eval.many}",
     )
     _require(
-        c.data.name != "hierarchical"
+        traits.default_tree is None
         or c.data.hierarchy is not None
         or (len(c.data.tree_branching) >= 1 and any(b > 1 for b in c.data.tree_branching)),
         "data.tree_branching must list at least one fan-out > 1 (entries >= 1), got "
         f"{c.data.tree_branching}",
     )
     _require(
-        c.data.name not in ("cifar10", "cifar100", "image_folder", "list_file", *RELEASE_DATA)
-        or c.data.root is not None,
+        not traits.reads_files or c.data.root is not None,
         f"data.name={c.data.name!r} reads files: set data.root to their folder",
     )
     _require(
@@ -480,9 +507,41 @@ def check_config(config: Config) -> None:
         "data.name='list_file' needs data.train_list and data.test_list",
     )
     _check_longtail_keys(c)
-    _check_dataset_keys(c)
+    _check_dataset_keys(c, traits)
     _check_validation_keys(c)
     _check_log_keys(c)
+
+
+def _check_registered(c: Config, has_tree: bool) -> None:
+    """loss.name and head.kind against the registries (neuralcollapse.registry), their
+    options against the entries' options dataclasses, and what the entries need."""
+    loss = LOSSES.get(c.loss.name)
+    loss.parse_options(c.loss.options, "loss.options")
+    fixed = c.head.kind != LEARNABLE
+    if fixed:
+        frame = FRAMES.get(c.head.kind)
+        frame.parse_options(c.head.options, "head.options")
+        _require(
+            not frame.meta.get("hierarchy", False) or has_tree,
+            f"head.kind={c.head.kind!r} needs a class hierarchy: set data.hierarchy to its "
+            "file (or builtin:cifar100, or a distance file)",
+        )
+    else:
+        _require(
+            not c.head.options,
+            "head.options are a registered frame's options, but head.kind='learnable': "
+            "drop them or name the frame",
+        )
+    _require(
+        fixed or loss.meta.get("reads", "logits") == "logits",
+        f"loss.name={c.loss.name!r} needs a fixed frame, but head.kind='learnable': use "
+        f"head.kind in {{{', '.join(map(repr, FRAMES.names()))}}} or loss.name='ce'",
+    )
+    _require(
+        not loss.meta.get("hierarchy", False) or has_tree,
+        f"loss.name={c.loss.name!r} needs a class hierarchy: set data.hierarchy to its file "
+        "(or builtin:cifar100, or a distance file)",
+    )
 
 
 def _check_log_keys(c: Config) -> None:
@@ -498,7 +557,7 @@ def _check_log_keys(c: Config) -> None:
     )
     _require(
         c.log.mlflow_uri is None or c.log.mlflow_uri.strip() != "",
-        "log.mlflow_uri must be a tracking URI or null (the file store RUN_DIR/mlruns)",
+        "log.mlflow_uri must be a tracking URI or null (the SQLite store RUN_DIR/mlruns/mlflow.db)",
     )
 
 
@@ -518,10 +577,12 @@ def best_split(config: Config) -> str | None:
 
 def _check_validation_keys(c: Config) -> None:
     """The validation split and what chooses the best epoch."""
+    # a val_list replaces the default fraction; another fraction beside it is ambiguous
+    fraction = c.data.val_fraction
     _require(
-        not (c.data.val_fraction > 0 and c.data.val_list is not None),
-        f"data.val_fraction={c.data.val_fraction} and data.val_list={c.data.val_list!r} both "
-        "name a validation split: set only one of them",
+        c.data.val_list is None or fraction in (0.0, DEFAULT_VAL_FRACTION),
+        f"data.val_fraction={fraction} and data.val_list={c.data.val_list!r} both name a "
+        "validation split: set only one of them",
     )
     _require(
         c.train.select_best_on != "val" or has_validation(c),
@@ -530,23 +591,38 @@ def _check_validation_keys(c: Config) -> None:
     )
 
 
-def _check_dataset_keys(c: Config) -> None:
-    """The official-release data sets' keys: splits, decoding size, crops, shipped trees."""
+def _data_traits(c: Config) -> Any:
+    """The registered data set's traits (neuralcollapse.data.datasets.DatasetTraits), its
+    ``data.options`` checked against its options dataclass."""
+    # imported here: the data package imports torch, which --help pages must not
+    from neuralcollapse.data.datasets import dataset_traits
+    from neuralcollapse.registry import DATASETS
+
+    entry = DATASETS.get(c.data.name)
+    entry.parse_options(c.data.options, "data.options")
+    return dataset_traits(entry)
+
+
+def _check_dataset_keys(c: Config, traits: Any) -> None:
+    """The data set's keys against what it declares: splits, decoding size, crops, trees."""
+    from neuralcollapse.registry import DATASETS
+
     d = c.data
+    releases = [e.name for e in DATASETS.entries() if e.meta.get("release", False)]
     _require(
-        d.splits is None or (len(d.splits) == 2 and d.name in RELEASE_DATA),
-        f"data.splits names [training split, evaluation split] of data.name in "
-        f"{RELEASE_DATA}; got {d.splits} for data.name={d.name!r}",
+        d.splits is None or (len(d.splits) == 2 and traits.release),
+        f"data.splits names [training split, evaluation split] of an official release "
+        f"({', '.join(releases)}); got {d.splits} for data.name={d.name!r}",
     )
     _require(
-        d.name not in IMAGE_FILE_DATA or d.image_size is not None,
+        not traits.any_size or d.image_size is not None,
         f"data.name={d.name!r} decodes image files of many sizes: set data.image_size (e.g. "
         "224) so they stack into batches",
     )
     _require(
-        d.resize == "stretch" or d.name in IMAGE_FILE_DATA,
-        f"data.resize={d.resize!r} applies to {IMAGE_FILE_DATA}; image folders and list files "
-        "are stretched to data.image_size",
+        d.resize == "stretch" or traits.any_size,
+        f"data.resize={d.resize!r} applies to data sets of images of many sizes, not "
+        f"data.name={d.name!r}; image folders and list files are stretched to data.image_size",
     )
     _require(
         d.crop_size is None or d.image_size is None or d.crop_size <= d.image_size,
@@ -556,9 +632,10 @@ def _check_dataset_keys(c: Config) -> None:
         len(d.rrc_scale) == 2 and d.rrc_scale[0] <= d.rrc_scale[1],
         f"data.rrc_scale must be [low, high] with 0 < low <= high <= 1, got {d.rrc_scale}",
     )
+    shipping = [e.name for e in DATASETS.entries() if e.meta.get("tree") is not None]
     _require(
-        d.hierarchy != "dataset" or d.name in ("fgvc_aircraft", "inaturalist"),
-        f"data.hierarchy='dataset' is the tree a data set ships (fgvc_aircraft, inaturalist); "
+        d.hierarchy != "dataset" or traits.tree is not None,
+        f"data.hierarchy='dataset' is the tree a data set ships ({', '.join(shipping)}); "
         f"data.name={d.name!r} has none: give a tree file",
     )
 
@@ -566,10 +643,16 @@ def _check_dataset_keys(c: Config) -> None:
 def _check_longtail_keys(c: Config) -> None:
     """The long-tailed baselines' keys: class weights, cosine head, stage 2."""
     weighted = c.loss.class_weight != "none" or c.loss.drw_epoch is not None
+    takes_weights = [e.name for e in LOSSES.entries() if e.meta.get("weighted", False)]
     _require(
-        not weighted or c.loss.name in WEIGHTED_LOSSES,
-        f"loss.class_weight / loss.drw_epoch weight the classes of ce, focal or ldam, not "
-        f"loss.name={c.loss.name!r}: unset them or choose one of those losses",
+        not weighted or c.loss.name in takes_weights,
+        f"loss.class_weight / loss.drw_epoch weight the classes of {', '.join(takes_weights)}, "
+        f"not loss.name={c.loss.name!r}: unset them or choose one of those losses",
+    )
+    _require(
+        c.loss.focal_form == "softmax" or c.loss.focal_weighting == "alpha",
+        "loss.focal_weighting='cao' is Cao et al.'s softmax focal loss; "
+        "loss.focal_form='sigmoid_cb' weights each sample by w_y: set one of them back",
     )
     _require(
         c.loss.class_weight == "none" or c.loss.drw_epoch is None,
@@ -582,7 +665,7 @@ def _check_longtail_keys(c: Config) -> None:
         "loss.class_weight / loss.drw_epoch",
     )
     _require(
-        not c.head.cosine or c.head.kind == "learnable",
+        not c.head.cosine or c.head.kind == LEARNABLE,
         f"head.cosine=true is a learnable cosine classifier, but head.kind={c.head.kind!r}: "
         "set head.kind=learnable or head.cosine=false",
     )
@@ -592,7 +675,7 @@ def _check_longtail_keys(c: Config) -> None:
     )
     if c.train.stage2 != "none":
         _require(
-            c.head.kind == "learnable" and not c.head.cosine,
+            c.head.kind == LEARNABLE and not c.head.cosine,
             f"train.stage2={c.train.stage2!r} re-balances a learnable linear classifier, but "
             f"head.kind={c.head.kind!r}{' with head.cosine=true' if c.head.cosine else ''}: "
             "use head.kind=learnable head.cosine=false, or train.stage2=none",

@@ -20,6 +20,7 @@ The training split is evaluated without augmentation, on a fixed stratified subs
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,42 +33,40 @@ from torch.utils.data import Dataset
 
 from neuralcollapse._internal.seeding import derive_generator, derive_seed
 from neuralcollapse.data import (
+    DataRequest,
     DeviceLoader,
-    ImageFolderDataset,
     LabeledImages,
-    ListFileDataset,
     center_crop,
     channel_stats,
-    gaussian_mixture,
-    hierarchical_mixture,
-    load_cifar,
-    load_digits,
-    load_mnist5k,
+    dataset_traits,
     long_tailed_indices,
     long_tailed_subset,
     make_dataloader,
     materialize,
     normalize,
+    original_worker_errors,
     random_crop_flip,
     random_resized_crop,
 )
 from neuralcollapse.errors import ConfigError, usage_errors
-from neuralcollapse.hierarchy import ClassDistances, Hierarchy, load_hierarchy
+from neuralcollapse.hierarchy import (
+    ClassDistances,
+    Hierarchy,
+    check_class_count,
+    load_hierarchy,
+    match_classes,
+)
+from neuralcollapse.registry import DATASETS
 from neuralcollapse.train.config import Config, DataConfig
 from neuralcollapse.train.distributed import DistContext
-from neuralcollapse.train.release_data import (
-    ARRAY_DATA,
-    load_array_sets,
-    load_image_file_sets,
-    shipped_hierarchy,
-    store_images,
-)
+from neuralcollapse.train.release_data import store_images
 
 __all__ = [
     "Batches",
     "Loaders",
     "TrainingData",
     "build_loaders",
+    "load_splits",
     "load_training_data",
     "read_index_list",
     "subsample_counts",
@@ -78,7 +77,6 @@ __all__ = [
 # Normalisation of file-backed (ImageNet-style) images: the usual ImageNet statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GAUSSIAN_TEST_PER_CLASS = 100
 
 
 @dataclass
@@ -124,35 +122,6 @@ def _long_tailed(dataset: LabeledImages | Dataset, cfg: DataConfig, seed: int):
     return _subset(dataset, keep)
 
 
-def _mixture(
-    cfg: DataConfig, seed: int, hierarchy: Hierarchy | ClassDistances | None
-) -> tuple[LabeledImages, LabeledImages]:
-    # One balanced draw split per class into train and test, so both share the class means.
-    per_class = cfg.samples_per_class + GAUSSIAN_TEST_PER_CLASS
-    if cfg.name == "hierarchical":
-        mixture = hierarchical_mixture(
-            hierarchy.matrix if isinstance(hierarchy, ClassDistances) else hierarchy,
-            cfg.dim,
-            per_class,
-            separation=cfg.separation,
-            seed=seed,
-            convention=cfg.lca_convention,
-        )
-        names = hierarchy.leaves
-    else:
-        mixture = gaussian_mixture(
-            cfg.num_classes, cfg.dim, per_class, separation=cfg.separation, seed=seed
-        )
-        names = tuple(str(k) for k in range(cfg.num_classes))
-    vectors = mixture.features.reshape(-1, cfg.dim, 1, 1)  # fed as 1x1 "images"
-    everything = LabeledImages(vectors, mixture.labels, names)
-    position = torch.arange(len(mixture.labels)) % per_class  # samples are grouped by class
-    test_mask = position >= cfg.samples_per_class
-    train = everything.subset(torch.nonzero(~test_mask).flatten())
-    test = everything.subset(torch.nonzero(test_mask).flatten())
-    return train, test
-
-
 class _LabelledSubset(Dataset):
     """A subset of a file-backed dataset that keeps the ``labels`` tensor samplers need."""
 
@@ -167,66 +136,62 @@ class _LabelledSubset(Dataset):
         return self.base[int(self.indices[index])]
 
 
-def _file_sets(cfg: DataConfig) -> tuple[Dataset, Dataset]:
-    root = Path(cfg.root)
-    if cfg.name == "image_folder":
-        for part in ("train", "test"):
-            if not (root / part).is_dir():
-                raise FileNotFoundError(
-                    f"data.root={str(root)!r} must hold 'train/' and 'test/' folders with one "
-                    f"sub-folder per class; {str(root / part)!r} is missing"
-                )
-        train = ImageFolderDataset(root / "train", size=cfg.image_size)
-        test = ImageFolderDataset(root / "test", size=cfg.image_size)
-        if train.class_names != test.class_names:
-            raise ValueError(f"{root}: train/ and test/ have different class folders")
-    else:
-        train = ListFileDataset(root, cfg.train_list, size=cfg.image_size)
-        test = ListFileDataset(
-            root, cfg.test_list, num_classes=train.num_classes, size=cfg.image_size
-        )
-    return train, test
+def _class_tree(cfg: DataConfig, request: DataRequest) -> Hierarchy | ClassDistances | None:
+    """The run's class tree: data.hierarchy (a file, builtin:NAME, or "dataset" for the
+    tree the data set ships), else the tree the data set's classes come from, else None."""
+    traits = dataset_traits(cfg.name)
+    if cfg.hierarchy == "dataset":
+        if traits.tree is None:
+            raise ConfigError(
+                f"data.name={cfg.name!r} ships no class tree; give data.hierarchy a file"
+            )
+        with usage_errors("data.hierarchy='dataset'"):
+            return traits.tree(request)
+    if cfg.hierarchy:
+        with usage_errors(f"data.hierarchy={cfg.hierarchy!r}"):
+            return load_hierarchy(cfg.hierarchy)
+    if traits.default_tree is not None:
+        with usage_errors(f"data.name={cfg.name!r}"):
+            return traits.default_tree(cfg)
+    return None
+
+
+def load_splits(config: Config) -> tuple[LabeledImages | Dataset, LabeledImages | Dataset, object]:
+    """(training split, evaluation split, class tree or None) of the registered data set
+    ``data.name``, as its function returns them (before any validation split or subset)."""
+    cfg = config.data
+    entry = DATASETS.get(cfg.name)
+    traits = dataset_traits(entry)
+    options = entry.parse_options(getattr(cfg, "options", None), "data.options")
+    request = DataRequest(cfg, config.train.seed, options, None, traits.default_splits)
+    hierarchy = _class_tree(cfg, request)
+    if hierarchy is not None:
+        with usage_errors(f"data.hierarchy={cfg.hierarchy!r}"):
+            # before anything of size K x K is built (frames, metrics, mixtures)
+            check_class_count(hierarchy.num_classes, cfg.max_classes, what="class tree")
+        if isinstance(hierarchy, Hierarchy):
+            hierarchy.max_classes = cfg.max_classes
+    request = dataclasses.replace(request, hierarchy=hierarchy)
+    with usage_errors(f"data.name={cfg.name!r}"):
+        train, test = entry.build(request)
+    for part, split in (("training", train), ("evaluation", test)):
+        if not isinstance(getattr(split, "labels", None), Tensor) or not hasattr(
+            split, "class_names"
+        ):
+            raise TypeError(
+                f"data set {cfg.name!r} returned a {type(split).__name__} as its {part} split; "
+                "a registered data set returns LabeledImages or datasets with a labels tensor "
+                "and class_names"
+            )
+    return train, test, hierarchy
 
 
 def load_training_data(config: Config) -> TrainingData:
     """Load the data of ``config``: the splits as loaded, the validation split held out of
     the training split, the long-tailed subset of the rest (all seeded by train.seed)."""
     cfg, seed = config.data, config.train.seed
-    if cfg.hierarchy == "dataset":
-        hierarchy = shipped_hierarchy(cfg)
-    elif cfg.hierarchy:
-        with usage_errors(f"data.hierarchy={cfg.hierarchy!r}"):
-            hierarchy = load_hierarchy(cfg.hierarchy)
-    elif cfg.name == "hierarchical":
-        hierarchy = Hierarchy.balanced(cfg.tree_branching)
-    else:
-        hierarchy = None
-    if cfg.name in ("image_folder", "list_file", "cub", "fgvc_aircraft", "inaturalist"):
-        if cfg.name in ("image_folder", "list_file"):
-            train, test = _file_sets(cfg)
-        else:
-            train, test = load_image_file_sets(cfg)
-        names = tuple(test.class_names)
-        train, val = _hold_out_validation(train, cfg, seed, names)
-        train = _long_tailed(train, cfg, seed)
-        counts = torch.bincount(train.labels, minlength=len(names))
-        # decoded into the device-resident store when they fit, else streamed; ImageNet
-        # statistics either way (the convention of the pretrained backbones they start from)
-        train, test = store_images(train, test, names, cfg)
-        if val is not None and isinstance(train, LabeledImages):
-            val = materialize(val, names, num_workers=cfg.num_workers)  # stored like train
-        data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy, val)
-    else:
-        if cfg.name in ("digits", "mnist5k"):
-            split = load_digits(seed=seed) if cfg.name == "digits" else load_mnist5k()
-            train, test = split.train, split.test
-        elif cfg.name in ("cifar10", "cifar100"):
-            train = load_cifar(cfg.root, cfg.name, "train")
-            test = load_cifar(cfg.root, cfg.name, "test")
-        elif cfg.name in ARRAY_DATA:
-            train, test = load_array_sets(cfg)
-        else:
-            train, test = _mixture(cfg, seed, hierarchy)
+    train, test, hierarchy = load_splits(config)
+    if isinstance(train, LabeledImages):
         train, val = _hold_out_validation(train, cfg, seed, train.class_names)
         train = _long_tailed(train, cfg, seed)
         mean, std = channel_stats(train.images)
@@ -240,8 +205,26 @@ def load_training_data(config: Config) -> TrainingData:
             hierarchy,
             val,
         )
+    else:
+        names = tuple(test.class_names)
+        train, val = _hold_out_validation(train, cfg, seed, names)
+        train = _long_tailed(train, cfg, seed)
+        counts = torch.bincount(train.labels, minlength=len(names))
+        # decoded into the device-resident store when they fit, else streamed; ImageNet
+        # statistics either way (the convention of the pretrained backbones they start from)
+        train, test = store_images(train, test, names, cfg)
+        if val is not None and isinstance(train, LabeledImages):
+            with usage_errors(f"data.name={cfg.name!r}"):
+                val = materialize(val, names, num_workers=cfg.num_workers)  # stored like train
+        data = TrainingData(train, test, names, counts, IMAGENET_MEAN, IMAGENET_STD, hierarchy, val)
     if hierarchy is not None:
-        data.hierarchy = _match_classes(hierarchy, data.class_names, cfg.hierarchy)
+        where = f"data.hierarchy={cfg.hierarchy!r}" if cfg.hierarchy else "the data set's tree"
+        try:
+            data.hierarchy = match_classes(hierarchy, data.class_names, source="the file")
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if isinstance(data.hierarchy, Hierarchy):
+            data.hierarchy.max_classes = cfg.max_classes
     return data
 
 
@@ -331,34 +314,6 @@ def _hold_out_validation(
     )
 
 
-def _match_classes(
-    tree: Hierarchy | ClassDistances, class_names: tuple[str, ...], spec: str | None
-) -> Hierarchy | ClassDistances:
-    """The tree (or distances) with its classes in the data set's order.
-
-    When every class name of the data set names a leaf of the tree (a class of a named
-    distance file), classes are matched by name; otherwise the tree's own order (its leaf
-    order, or the file's order) must give exactly the data set's number of classes.
-    """
-    names = tuple(class_names)
-    if tree.leaves == names:
-        return tree
-    named = not isinstance(tree, ClassDistances) or tree.named
-    if named and len(set(names)) == len(names) and set(names) <= set(tree.leaves):
-        if isinstance(tree, ClassDistances):
-            return tree.select(names)
-        if tree.num_classes == len(names):
-            return tree.reordered(names)
-    if tree.num_classes != len(names):
-        kind = "leaves" if isinstance(tree, Hierarchy) else "classes"
-        raise ConfigError(
-            f"data.hierarchy={spec!r} has {tree.num_classes} {kind} but the data set has "
-            f"{len(names)} classes (and their names are not all among them); give a tree "
-            "or distance file over exactly these classes"
-        )
-    return tree
-
-
 def _subset(dataset: LabeledImages | Dataset, indices: Tensor) -> LabeledImages | Dataset:
     if isinstance(dataset, LabeledImages):
         return dataset.subset(indices)
@@ -445,12 +400,13 @@ class Batches:
             for images, labels in self._loader:
                 yield self._fit_size(images, generator), labels
             return
-        for images, labels in self._loader:
-            images = images.to(self.device, non_blocking=True)
-            if self.crop or self.flip:
-                images = random_crop_flip(images, self.crop, self.flip, generator)
-            images = self._fit_size(normalize(images, self.mean, self.std), generator)
-            yield images, labels.to(self.device, non_blocking=True)
+        with original_worker_errors():
+            for images, labels in self._loader:
+                images = images.to(self.device, non_blocking=True)
+                if self.crop or self.flip:
+                    images = random_crop_flip(images, self.crop, self.flip, generator)
+                images = self._fit_size(normalize(images, self.mean, self.std), generator)
+                yield images, labels.to(self.device, non_blocking=True)
 
     def _fit_size(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """data.crop_size: a random-resized crop (training with that augmentation), else

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,8 @@ from neuralcollapse.errors import ConfigError, UsageError
 
 __all__ = [
     "DistContext",
+    "average_gradients",
+    "broadcast_buffers",
     "broadcast_object",
     "check_device_options",
     "check_same_frame",
@@ -90,6 +93,25 @@ def broadcast_object(value: object, context: DistContext) -> object:
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def average_gradients(world_size: int) -> Callable[[list[torch.Tensor]], None]:
+    """A function that replaces each given gradient by its mean over the ``world_size``
+    processes of the group (an all-reduce per tensor)."""
+
+    def average(grads: list[torch.Tensor]) -> None:
+        for grad in grads:
+            dist.all_reduce(grad)
+            grad.div_(world_size)
+
+    return average
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of ``module`` (BatchNorm running statistics),
+    as DDP does before each forward pass, for loops that run without the DDP wrapper."""
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def init_distributed(requested_device: str, timeout_s: float) -> DistContext:

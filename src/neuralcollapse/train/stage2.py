@@ -2,8 +2,8 @@
 
 Kang et al. (*Decoupling Representation and Classifier for Long-Tailed Recognition*, ICLR
 2020) keep the representation learnt with ordinary instance sampling and re-balance only
-the classifier. With the backbone (and the head's neck) frozen and in eval mode (BatchNorm
-statistics fixed), for a linear classifier ``z_k = <w_k, h> + b_k``:
+the classifier. With the backbone (and the head's neck) frozen, for a linear classifier
+``z_k = <w_k, h> + b_k``:
 
 * **cRT** (classifier re-training): re-initialise W and b, then train them with
   cross-entropy on class-balanced batches.
@@ -25,6 +25,20 @@ the numbering of ``metrics.jsonl`` (records carry ``"stage"``), and ``summary.js
 in ``stages`` which stage its final and best numbers come from. Stage 2 is not resumable
 part-way: an interrupted stage 2 is run again, identically, on resume.
 
+The frozen backbone's mode during cRT and LWS is ``train.stage2_backbone_mode``:
+
+* ``eval`` (this project's default): BatchNorm normalises with its running statistics,
+  which stay as stage 1 left them, and dropout is off; the features of a sample are the
+  same in every stage-2 epoch and equal those the evaluation sees.
+* ``train``: Kang et al.'s loop. Their ``train()`` puts every network, the frozen feature
+  model included, in train mode at the start of each epoch (facebookresearch/
+  classifier-balancing, run_networks.py:247-249), while ``fix: true`` only turns off the
+  gradients of its parameters (run_networks.py:115-120; e.g.
+  config/ImageNet_LT/cls_crt.yaml ``feat_model: fix: true``). So BatchNorm normalises
+  with the statistics of each class-balanced batch and its running statistics move toward
+  those of the re-balanced data, which the evaluation then uses (dropout, where a model
+  has it, is on too).
+
 In a plain loop (any model with ``backbone`` and a :class:`~neuralcollapse.heads.LearnableHead`
 ``head``)::
 
@@ -41,7 +55,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 import torch.distributed
@@ -52,16 +66,18 @@ from neuralcollapse._internal.checks import check_float, check_int
 from neuralcollapse._internal.seeding import derive_seed
 from neuralcollapse.errors import ConfigError
 from neuralcollapse.train.config import Config
-from neuralcollapse.train.data import Batches
+from neuralcollapse.train.data import Batches, TrainingData
+from neuralcollapse.train.distributed import DistContext, average_gradients, broadcast_buffers
 from neuralcollapse.train.evaluation import EvalPlan, eval_plan
 
 if TYPE_CHECKING:
     from neuralcollapse.train.log import RunLog
-    from neuralcollapse.train.trainer import Trainer
+    from neuralcollapse.train.state import RunState
 
 __all__ = [
     "METHODS",
     "ClassifierRetraining",
+    "RunHost",
     "LearnableWeightScaling",
     "check_resume",
     "run_stage2",
@@ -138,8 +154,14 @@ class ClassifierRetraining:
         epochs: the stage's length, for the schedule (>= 1).
         momentum, weight_decay: of the SGD optimiser.
         seed: seeds the cRT re-initialisation.
+        backbone_mode: ``"eval"`` (BatchNorm running statistics fixed, dropout off) or
+            ``"train"`` (Kang et al.'s loop: batch statistics, running statistics
+            moving); see the module doc.
         average_gradients: under several processes, averages the gradients of the given
             parameters across them (the trainer passes an all-reduce).
+        sync_buffers: under several processes, makes the model's buffers (BatchNorm
+            running statistics) those of the first process, after each epoch in train
+            mode (the trainer passes a broadcast).
     """
 
     def __init__(
@@ -152,10 +174,15 @@ class ClassifierRetraining:
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         seed: int = 0,
+        backbone_mode: Literal["eval", "train"] = "eval",
         average_gradients: Callable[[list[Tensor]], None] | None = None,
+        sync_buffers: Callable[[nn.Module], None] | None = None,
     ) -> None:
         if method not in ("crt", "lws"):
             raise ValueError(f"method must be 'crt' or 'lws', got {method!r}")
+        if backbone_mode not in ("eval", "train"):
+            raise ValueError(f"backbone_mode must be 'eval' or 'train', got {backbone_mode!r}")
+        self.backbone_mode, self.sync_buffers = backbone_mode, sync_buffers
         self.model, self.method = model, method
         self.classifier = _classifier_of(model)
         self.lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
@@ -213,7 +240,8 @@ class ClassifierRetraining:
         lr = self.lr_at(self.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.model.eval()  # frozen BatchNorm statistics (and no dropout)
+        # eval: frozen BatchNorm statistics, no dropout; train: Kang et al.'s loop
+        self.model.train(self.backbone_mode == "train")
         totals = torch.zeros(3, dtype=torch.float64, device=self.classifier.weight.device)
         steps = 0
         for x, y in batches:
@@ -230,6 +258,8 @@ class ClassifierRetraining:
             steps += 1
         if self.scaling is not None:
             self.scaling.fold_(self.classifier, self.weight, self.bias)
+        if self.backbone_mode == "train" and self.sync_buffers is not None:
+            self.sync_buffers(self.model)
         self.epoch += 1
         loss_sum, hits, count = totals.tolist()
         if not math.isfinite(loss_sum):
@@ -282,117 +312,109 @@ def stage_summary(config: Config, best_epoch: int | None, done: bool) -> dict[st
     }
 
 
-def _average_gradients(world_size: int) -> Callable[[list[Tensor]], None]:
-    def average(grads: list[Tensor]) -> None:
-        for grad in grads:
-            torch.distributed.all_reduce(grad)
-            grad.div_(world_size)
+class RunHost(Protocol):
+    """What stage 2 needs of the run it continues (the Trainer's public hooks)."""
 
-    return average
+    config: Config
+    model: nn.Module
+    data: TrainingData
+    context: DistContext
+    state: RunState
+
+    def conclude_epoch(
+        self,
+        log: RunLog,
+        record: dict[str, Any],
+        plan: EvalPlan | None,
+        started: float,
+        *,
+        epoch: int,
+    ) -> dict[str, Any] | None: ...
+
+    def save(self, name: str = "last") -> None: ...
 
 
-def _stage2_batches(trainer: Trainer) -> Batches:
+def _stage2_batches(run: RunHost) -> Batches:
     """Training batches (augmented as in stage 1) drawn with ``train.stage2_sampling``."""
-    config = trainer.config
+    config = run.config
     data = dataclasses.replace(config.data, sampling=config.train.stage2_sampling)
     return Batches(
-        trainer.data.train,
-        trainer.data,
+        run.data.train,
+        run.data,
         batch_size=config.train.batch_size,
         training=True,
         config=dataclasses.replace(config, data=data),
-        context=trainer.context,
+        context=run.context,
     )
 
 
-def run_stage2(trainer: Trainer, log: RunLog) -> dict[str, Any] | None:
-    """Stage 2 of ``trainer``'s run, after its last stage-1 epoch (called by ``fit``).
+def run_stage2(run: RunHost, log: RunLog) -> dict[str, Any] | None:
+    """Stage 2 of a run, after its last stage-1 epoch (called by ``Trainer.fit``).
 
     Each stage-2 epoch is recorded like a training epoch (``"stage"`` added; evaluated on
     the schedule of :func:`~neuralcollapse.train.evaluation.eval_plan`, counted from the
-    stage's first epoch, everything after its last) and enters the best-epoch tracking;
-    tau-normalisation records one fully evaluated epoch. At the end ``checkpoints/last.pt`` holds
-    the final model with the stage marked done.
+    stage's first epoch, everything after its last) and enters the best-epoch tracking
+    (both through ``run.conclude_epoch``); tau-normalisation records one fully evaluated
+    epoch. Until the stage ends, ``run.state.epoch`` stays at the last stage-1 epoch (the
+    one the last checkpoint holds); at the end the last checkpoint holds the final model
+    with the stage marked done.
 
     Returns:
         The last evaluation (None when stage 2 is off or already done).
     """
-    config = trainer.config
+    config, state = run.config, run.state
     method = config.train.stage2
-    if method == "none" or trainer.stage2_done:
+    if method == "none" or state.stage2_done:
         return None
-    epoch, evaluation = trainer.epoch, None
+    stage = {"stage": method}
     if method == "tau_norm":
         started = time.perf_counter()
-        tau_normalize_(_classifier_of(trainer.model), config.train.stage2_tau)
-        epoch += 1
+        tau_normalize_(_classifier_of(run.model), config.train.stage2_tau)
+        epoch = state.epoch + 1
+        record = {"epoch": epoch, **stage, "step": state.global_step}
+        record["tau"] = config.train.stage2_tau
         plan = eval_plan(config, 1, last=True)
-        evaluation = _record(
-            trainer, log, epoch, {"tau": config.train.stage2_tau}, started, plan=plan
-        )
+        evaluation = run.conclude_epoch(log, record, plan, started, epoch=epoch)
     else:
-        context = trainer.context
-        retrain = ClassifierRetraining(
-            trainer.model,
-            method,
-            lr=config.train.stage2_lr,
-            epochs=config.train.stage2_epochs,
-            momentum=config.optim.momentum,
-            weight_decay=config.optim.weight_decay,
-            seed=config.train.seed,
-            average_gradients=_average_gradients(context.world_size) if context.enabled else None,
-        )
-        batches = _stage2_batches(trainer)
-        for index in range(config.train.stage2_epochs):
-            started = time.perf_counter()
-            batches.set_epoch(epoch)  # the numbering continues: a fresh order per epoch
-            stats = retrain.train_epoch(batches)
-            epoch += 1
-            trainer.global_step += int(stats["steps"])
-            last = index + 1 == config.train.stage2_epochs
-            fields = {
-                "lr": stats["lr"],
-                "train_loss": stats["loss"],
-                "train_batch_accuracy": stats["batch_accuracy"],
-            }
-            plan = eval_plan(config, index + 1, last=last)
-            result = _record(trainer, log, epoch, fields, started, plan=plan)
-            evaluation = result if result is not None else evaluation
-        retrain.finish()
-    trainer.epoch, trainer.stage2_done = epoch, True
-    trainer._save("last")
+        epoch, evaluation = _retrain(run, log, method)
+    state.epoch, state.stage2_done = epoch, True
+    run.save("last")
     return evaluation
 
 
-def _record(
-    trainer: Trainer,
-    log: RunLog,
-    epoch: int,
-    fields: dict[str, Any],
-    started: float,
-    *,
-    plan: EvalPlan | None,
-) -> dict[str, Any] | None:
-    """Evaluate (as ``plan`` says; not at all when None), track the best epoch and write
-    the record of a stage-2 epoch."""
-    record: dict[str, Any] = {
-        "epoch": epoch,
-        "stage": trainer.config.train.stage2,
-        "step": trainer.global_step,
-        **fields,
-    }
-    evaluation = None
-    if plan is not None:
-        # The epoch the geometry and a best checkpoint are of; until stage 2 ends,
-        # trainer.epoch stays at the checkpointed (last stage-1) epoch for resume messages.
-        checkpointed, trainer.epoch = trainer.epoch, epoch
-        try:
-            evaluation = trainer.evaluate(collapse=plan.collapse, full=plan.full)
-            record.update(evaluation)
-            trainer._track_best(evaluation)
-        finally:
-            trainer.epoch = checkpointed
-    trainer.elapsed += time.perf_counter() - started
-    record["elapsed_s"] = trainer.elapsed
-    trainer.record(log, record)
-    return evaluation
+def _retrain(run: RunHost, log: RunLog, method: str) -> tuple[int, dict[str, Any] | None]:
+    """cRT or LWS epochs in a run: (the last epoch's number, the last evaluation)."""
+    config, state, context = run.config, run.state, run.context
+    distributed = context.enabled
+    retrain = ClassifierRetraining(
+        run.model,
+        method,
+        lr=config.train.stage2_lr,
+        epochs=config.train.stage2_epochs,
+        momentum=config.optim.momentum,
+        weight_decay=config.optim.weight_decay,
+        seed=config.train.seed,
+        backbone_mode=config.train.stage2_backbone_mode,
+        average_gradients=average_gradients(context.world_size) if distributed else None,
+        sync_buffers=broadcast_buffers if distributed else None,
+    )
+    batches = _stage2_batches(run)
+    epoch, evaluation = state.epoch, None
+    for index in range(config.train.stage2_epochs):
+        started = time.perf_counter()
+        batches.set_epoch(epoch)  # the numbering continues: a fresh order per epoch
+        stats = retrain.train_epoch(batches)
+        epoch += 1
+        state.global_step += int(stats["steps"])
+        record = {
+            "epoch": epoch,
+            "stage": method,
+            "step": state.global_step,
+            "lr": stats["lr"],
+            "train_loss": stats["loss"],
+            "train_batch_accuracy": stats["batch_accuracy"],
+        }
+        plan = eval_plan(config, index + 1, last=index + 1 == config.train.stage2_epochs)
+        evaluation = run.conclude_epoch(log, record, plan, started, epoch=epoch) or evaluation
+    retrain.finish()
+    return epoch, evaluation

@@ -8,8 +8,14 @@ every finished epoch, close), each switched on by its own ``log.*`` key:
 * Weights & Biases (``log.wandb``): an offline run by default (``log.wandb_mode``), written
   under ``RUN_DIR/wandb`` and uploaded later with ``wandb sync``; nothing goes over the
   network and no login is needed. Project: ``log.wandb_project``.
-* MLflow (``log.mlflow``): a file store in ``RUN_DIR/mlruns`` by default, or the tracking
-  server / store of ``log.mlflow_uri``. Experiment: ``log.mlflow_experiment``.
+* MLflow (``log.mlflow``): by default a SQLite store, ``RUN_DIR/mlruns/mlflow.db``
+  (MLflow's recommended local store since its file store was deprecated; artifacts in
+  ``RUN_DIR/mlruns/artifacts``), read back with ``mlflow ui --backend-store-uri
+  sqlite:///RUN_DIR/mlruns/mlflow.db`` or ``MlflowClient(tracking_uri=...)``, no environment
+  variable needed; or the tracking server / store of ``log.mlflow_uri``. A run directory
+  started by an older version with a file store in ``RUN_DIR/mlruns`` keeps it on resume.
+  Experiment: ``log.mlflow_experiment``. The SQLite store needs SQLAlchemy and Alembic,
+  which the ``mlflow`` extra brings.
 
 Each package is imported only when its tracker is on; a missing one is a
 :class:`~neuralcollapse.errors.ConfigError` that names the extra to install
@@ -28,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
+import logging
 import math
 import os
 import re
@@ -37,13 +45,15 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any, Literal
 
-import neuralcollapse
+from neuralcollapse._internal.optional import extra_install, optional_import
+from neuralcollapse._version import __version__
 from neuralcollapse.errors import ConfigError
 from neuralcollapse.rundir import MLFLOW, RunDir
 from neuralcollapse.train.config import Config, config_to_dict
 
 __all__ = [
     "COLLAPSE_SCALARS",
+    "MLFLOW_DB",
     "SUMMARY_KEYS",
     "MlflowTracker",
     "Status",
@@ -52,6 +62,7 @@ __all__ = [
     "WandbTracker",
     "epoch_scalars",
     "flat_config",
+    "mlflow_default_uri",
     "open_trackers",
 ]
 
@@ -134,13 +145,10 @@ def _plain(value: Any) -> bool | int | float | str:
 
 def _require(module: str, key: str, extra: str) -> ModuleType:
     """Import ``module`` for the tracker switched on by ``key``, or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ConfigError(
-            f"{key}=true needs the {module} package, which is not installed: "
-            f"pip install 'neuralcollapse[{extra}]' (or set {key}=false)"
-        ) from err
+    install = f"{extra_install(extra)} (or set {key}=false)"
+    return optional_import(
+        module, package=module, purpose=f"{key}=true", install=install, error=ConfigError
+    )
 
 
 def _run_key(run: RunDir) -> str:
@@ -257,18 +265,50 @@ def _file_store_allowed(uri: str) -> Iterator[None]:
         os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
 
 
+MLFLOW_DB = "mlflow.db"  # the default SQLite store, inside RUN_DIR/mlruns
+_MLFLOW_ARTIFACTS = "artifacts"
+
+
+def mlflow_default_uri(run: RunDir) -> str:
+    """The tracking URI of a run without ``log.mlflow_uri``: ``sqlite:///`` of
+    ``RUN_DIR/mlruns/mlflow.db``, or the file store ``RUN_DIR/mlruns`` that an older
+    version of this package started there (resumed runs keep their store)."""
+    folder = run.path / MLFLOW
+    if folder.is_dir() and any(
+        entry.name not in (MLFLOW_DB, _MLFLOW_ARTIFACTS) for entry in folder.iterdir()
+    ):
+        return folder.resolve().as_uri()
+    return "sqlite:///" + str((folder / MLFLOW_DB).resolve())
+
+
+@contextlib.contextmanager
+def _quiet_store_setup() -> Iterator[None]:
+    """MLflow and Alembic log every table they create in a new SQLite store at INFO level;
+    those lines say nothing to a user of this package and are held back while it opens."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _mlflow_key(name: str) -> str:
     """A scalar name MLflow accepts (letters, digits, ``_ - . / :`` and spaces)."""
     return re.sub(r"[^\w\-./: ]", "_", name.replace("@", "_at_"))
 
 
 class MlflowTracker(Tracker):
-    """An MLflow run in a file store under ``RUN_DIR/mlruns`` or at a tracking URI.
+    """An MLflow run in the SQLite store ``RUN_DIR/mlruns/mlflow.db`` or at a tracking URI.
 
     Args:
         run: the run directory.
-        uri: the tracking URI (``http://host:5000``, ``file:///path/mlruns``,
-            ``sqlite:///mlflow.db``); None for the file store ``RUN_DIR/mlruns``.
+        uri: the tracking URI (``http://host:5000``, ``sqlite:///path/mlflow.db``,
+            ``file:///path/mlruns``); None for the SQLite store of
+            :func:`mlflow_default_uri`.
         experiment: the experiment name (created when missing).
         resume: continue the run of an earlier attempt of this run directory, found by
             its ``neuralcollapse.run_dir`` tag, when there is one.
@@ -283,15 +323,29 @@ class MlflowTracker(Tracker):
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri or (run.path / MLFLOW).resolve().as_uri()
+        self.uri = uri or mlflow_default_uri(run)
+        if self.uri.startswith("sqlite:") and self._needs_sqlite():
+            raise ConfigError(
+                f"log.mlflow: the SQLite store {self.uri} needs SQLAlchemy and Alembic: "
+                "pip install 'neuralcollapse[mlflow]' (or set log.mlflow_uri to a server)"
+            )
         path = str(run.path.resolve())
         try:
-            with _file_store_allowed(self.uri):
+            if uri is None:
+                (run.path / MLFLOW).mkdir(exist_ok=True)
+            with _file_store_allowed(self.uri), _quiet_store_setup():
                 self.client = MlflowClient(tracking_uri=self.uri)
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
-            )
+                found = self.client.get_experiment_by_name(experiment)
+            if found:
+                experiment_id = found.experiment_id
+            else:
+                # artifacts beside the store, never in the working directory
+                artifacts = None
+                if uri is None:
+                    artifacts = (run.path / MLFLOW / _MLFLOW_ARTIFACTS).resolve().as_uri()
+                experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=artifacts
+                )
             previous = self._previous_run(experiment_id, path) if resume else None
             if previous is not None:
                 self.run_id = previous
@@ -300,12 +354,16 @@ class MlflowTracker(Tracker):
                 tags = {
                     "mlflow.runName": run.path.resolve().name,
                     "neuralcollapse.run_dir": path,
-                    "neuralcollapse.version": neuralcollapse.__version__,
+                    "neuralcollapse.version": __version__,
                 }
                 created = self.client.create_run(experiment_id, tags=tags)
                 self.run_id = created.info.run_id
         except MlflowException as exc:
             raise ConfigError(f"log.mlflow: MLflow at {self.uri} refused the run: {exc}") from exc
+
+    @staticmethod
+    def _needs_sqlite() -> bool:
+        return any(importlib.util.find_spec(m) is None for m in ("sqlalchemy", "alembic"))
 
     def _previous_run(self, experiment_id: str, path: str) -> str | None:
         if "'" in path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from neuralcollapse._internal.geometry import etf_min_dim
 from neuralcollapse.config import apply_overrides, bounded, from_dict, read_yaml_mapping
 from neuralcollapse.errors import ConfigError
 
@@ -85,7 +86,7 @@ class UFMConfig:
     steps: int = bounded(2000, ge=1)
     log_every: int = bounded(100, ge=1)  # collapse report every this many steps (and at end)
     init_std: float = bounded(0.1, gt=0)  # std of the Gaussian start of H (and learnable W)
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, le=2**32 - 1)  # the range every seeded generator accepts
     device: str = "cpu"
     num_threads: int | None = bounded(None, ge=1)  # CPU threads; None: auto (see simulate)
     dtype: Literal["float32", "float64"] = "float32"
@@ -141,8 +142,8 @@ def check_ufm_config(config: UFMConfig) -> UFMConfig:
         f"loss={c.loss!r} has no logits to add a bias to: set bias=false",
     )
     _require(
-        c.head_kind != "etf" or c.dim >= c.num_classes - 1,
-        f"head_kind='etf' needs dim >= num_classes - 1 = {c.num_classes - 1}, got dim="
+        c.head_kind != "etf" or c.dim >= etf_min_dim(c.num_classes),
+        f"head_kind='etf' needs dim >= num_classes - 1 = {etf_min_dim(c.num_classes)}, got dim="
         f"{c.dim}; raise dim or use head_kind='spread'",
     )
     _require(

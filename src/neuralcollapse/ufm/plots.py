@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neuralcollapse._internal.colours import OKABE_ITO
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -17,17 +19,6 @@ if TYPE_CHECKING:
     from neuralcollapse.ufm.simulate import UFMResult
 
 __all__ = ["OKABE_ITO", "plot_reproduction", "plot_simulation"]
-
-OKABE_ITO = (
-    "#E69F00",
-    "#56B4E9",
-    "#009E73",
-    "#0072B2",
-    "#D55E00",
-    "#CC79A7",
-    "#F0E442",
-    "#000000",
-)
 
 
 def _positive(values: list[Any]) -> list[float | None]:

@@ -642,19 +642,11 @@ def dr_vs_ce(
 
 
 def binary_tree(depth: int = 3) -> Hierarchy:
-    """A balanced binary class tree with 2**depth leaves ``c0``, ``c1``, ... (depth >= 1)."""
+    """A balanced binary class tree with 2**depth leaves ``class0``, ``class1``, ...
+    (depth >= 1): ``Hierarchy.balanced([2] * depth)``."""
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    edges, level = [], ["root"]
-    for height in range(depth - 1, -1, -1):
-        children = []
-        for parent in level:
-            for branch in ("0", "1"):
-                child = f"c{len(children)}" if height == 0 else f"{parent}.{branch}"
-                children.append(child)
-                edges.append((child, parent))
-        level = children
-    return Hierarchy.from_edges(edges)
+    return Hierarchy.balanced([2] * depth)
 
 
 def _cosine_by_height(cosines: Tensor, heights: Tensor) -> dict[int, float]:

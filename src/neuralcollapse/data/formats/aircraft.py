@@ -16,17 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.registry import register_dataset
 
-from ..sources import DataFormatError
-from ._common import (
-    ImageFiles,
-    PathLike,
-    check_split,
+from ..datasets import DataRequest
+from ..files import (
+    DataFormatError,
+    confined_path,
     extract_archive,
     fetch,
     read_id_table,
     read_lines,
 )
+from ._common import ImageFiles, PathLike, check_split, image_file_pair
 
 __all__ = [
     "AIRCRAFT_BANNER_ROWS",
@@ -96,6 +97,7 @@ def load_fgvc_aircraft(
     crop_banner: bool = True,
     check_files: bool = True,
     download: bool = False,
+    allow_outside_root: bool = False,
 ) -> ImageFiles:
     """FGVC-Aircraft as a file-backed image set, labelled at one level of its tree.
 
@@ -112,13 +114,16 @@ def load_fgvc_aircraft(
         check_files: check now that every listed image exists.
         download: fetch and extract the official archive when the release is absent (no
             checksum is published for it).
+        allow_outside_root: accept image ids that resolve outside ``root`` (``..``,
+            absolute paths, symlinks out of it); refused by default.
 
     Returns:
         :class:`ImageFiles` (``labels``, ``class_names``, ``len``, ``to_memory()``).
     """
     check_split(split, AIRCRAFT_SPLITS, "FGVC-Aircraft")
     _check_level(level)
-    data = _data_folder(Path(root).expanduser(), download)
+    base = Path(root).expanduser()
+    data = _data_folder(base, download)
     names = _names(data, level)
     index = {name: i for i, name in enumerate(names)}
     listing = data / f"images_{level}_{split}.txt"
@@ -129,7 +134,15 @@ def load_fgvc_aircraft(
                 f"{listing}: image {image_id} is labelled {name!r}, which "
                 f"{data / _NAMES_FILE[level]} does not list"
             )
-        paths.append(data / "images" / f"{image_id}.jpg")
+        paths.append(
+            confined_path(
+                base,
+                f"{image_id}.jpg",
+                allow_outside=allow_outside_root,
+                listed_in=f"{listing} image {image_id!r}",
+                base=data / "images",
+            )
+        )
         labels.append(index[name])
     if check_files:
         for path in paths:
@@ -199,3 +212,33 @@ def fgvc_aircraft_hierarchy(root: PathLike, *, level: str = "variant") -> Hierar
 
 def _unique(edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(edges))
+
+
+def _shipped_tree(request: DataRequest) -> Hierarchy:
+    return fgvc_aircraft_hierarchy(request.root, level=request.config.label_level)
+
+
+@register_dataset(
+    "fgvc_aircraft",
+    reads_files=True,
+    release=True,
+    image_files=True,
+    any_size=True,
+    default_splits=("trainval", "test"),
+    tree=_shipped_tree,
+)
+def _fgvc_aircraft(request: DataRequest) -> tuple[ImageFiles, ImageFiles]:
+    """FGVC-Aircraft (2013b) at data.label_level, from its official release under data.root."""
+    cfg = request.config
+    return image_file_pair(
+        request,
+        lambda split: load_fgvc_aircraft(
+            request.root,
+            split,
+            level=cfg.label_level,
+            size=cfg.image_size,
+            resize=cfg.resize,
+            crop_banner=cfg.crop_banner,
+            allow_outside_root=request.allow_outside_root,
+        ),
+    )

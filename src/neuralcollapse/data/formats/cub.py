@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..sources import DataFormatError
-from ._common import ImageFiles, PathLike, check_split, extract_archive, fetch, read_id_table
+from neuralcollapse.registry import register_dataset
+
+from ..datasets import DataRequest
+from ..files import DataFormatError, confined_path, extract_archive, fetch, read_id_table
+from ._common import ImageFiles, PathLike, check_split, image_file_pair
 
 __all__ = ["CUB_FOLDER", "load_cub"]
 
@@ -44,6 +47,7 @@ def load_cub(
     resize: str = "stretch",
     check_files: bool = True,
     download: bool = False,
+    allow_outside_root: bool = False,
 ) -> ImageFiles:
     """CUB-200-2011 (200 bird species) as a file-backed image set.
 
@@ -56,13 +60,16 @@ def load_cub(
         check_files: check now that every listed image exists (one stat per image).
         download: fetch and extract ``CUB_200_2011.tgz`` from CaltechDATA when the release is
             absent (no checksum is published for it).
+        allow_outside_root: accept ``images.txt`` entries that resolve outside ``root``
+            (``..``, absolute paths, symlinks out of it); refused by default.
 
     Returns:
         :class:`ImageFiles` with ``labels`` (N,) int64 in [0, 200), ``class_names``,
         ``len``; ``to_memory()`` decodes it into :class:`LabeledImages`.
     """
     check_split(split, ("train", "test"), "CUB-200-2011")
-    folder = _locate(Path(root).expanduser(), download)
+    base = Path(root).expanduser()
+    folder = _locate(base, download)
     tables = {name: read_id_table(folder / name) for name in _FILES}
     classes = tables["classes.txt"]
     if sorted(classes) != list(range(1, len(classes) + 1)):
@@ -86,7 +93,16 @@ def load_cub(
                 f"expected a class id 1..{len(names)} of classes.txt"
             )
         if flag == want:
-            paths.append(folder / "images" / relative)
+            listed = f"{folder / 'images.txt'} image {image_id}"
+            paths.append(
+                confined_path(
+                    base,
+                    relative,
+                    allow_outside=allow_outside_root,
+                    listed_in=listed,
+                    base=folder / "images",
+                )
+            )
             labels.append(int(label) - 1)
     if not paths:
         raise DataFormatError(f"{folder / 'train_test_split.txt'} puts no image in {split!r}")
@@ -108,3 +124,19 @@ def _lookup(tables: dict, name: str, image_id: int, folder: Path) -> str:
             f"{folder / name} has no line for image {image_id} of {folder / 'images.txt'}"
         )
     return value
+
+
+@register_dataset("cub", reads_files=True, release=True, image_files=True, any_size=True)
+def _cub(request: DataRequest) -> tuple[ImageFiles, ImageFiles]:
+    """CUB-200-2011 (200 bird species) from its official release folder under data.root."""
+    cfg = request.config
+    return image_file_pair(
+        request,
+        lambda split: load_cub(
+            request.root,
+            split,
+            size=cfg.image_size,
+            resize=cfg.resize,
+            allow_outside_root=request.allow_outside_root,
+        ),
+    )

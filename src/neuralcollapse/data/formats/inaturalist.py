@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from neuralcollapse.hierarchy import Hierarchy
+from neuralcollapse.registry import register_dataset
 
-from ..sources import DataFormatError
-from ._common import ImageFiles, PathLike, check_split
+from ..datasets import DataRequest
+from ..files import DataFormatError, confined_path, read_text
+from ._common import ImageFiles, PathLike, check_split, image_file_pair
 
 __all__ = ["INATURALIST_RANKS", "inaturalist_hierarchy", "load_inaturalist"]
 
@@ -26,12 +28,15 @@ INATURALIST_RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{path} is not valid JSON ({err})") from err
+        content = json.loads(read_text(path, "annotation file"))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{path} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise DataFormatError(
+            f"{path} nests its JSON too deeply to read; an iNaturalist annotation file is "
+            "flat lists of objects"
+        ) from None
     if not isinstance(content, dict):
         raise DataFormatError(f"{path} holds a {type(content).__name__}, expected an object")
     return content
@@ -67,6 +72,18 @@ def _id(record: dict) -> int:
     return record["id"]
 
 
+def _check_ids(records: list[dict], key: str, fields: tuple[str, ...], path: Path) -> None:
+    """Ids must be integers or strings (hashable, comparable), never lists or objects."""
+    for i, record in enumerate(records):
+        for name in fields:
+            value = record[name]
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise DataFormatError(
+                    f"{path}: {key}[{i}] has {name} {str(value)[:40]}, not an integer or "
+                    "string id; use the official annotation file"
+                )
+
+
 def _class_names(categories: list[dict]) -> list[str]:
     """Category names; a name used by several categories gets its id appended."""
     names = [str(c["name"]).strip() for c in categories]
@@ -84,6 +101,7 @@ def load_inaturalist(
     size: int | None = None,
     resize: str = "stretch",
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ) -> ImageFiles:
     """iNaturalist from ``<root>/<split><year>.json`` and the images it names under ``root``.
 
@@ -95,6 +113,8 @@ def load_inaturalist(
         year: the edition whose file names to read (2019; 2018 uses the same layout).
         size, resize: decoding size and policy (see :class:`ImageFiles`).
         check_files: check now that every listed image exists (one stat per image).
+        allow_outside_root: accept ``file_name`` entries that resolve outside ``root``
+            (``..``, absolute paths, symlinks out of it); refused by default.
 
     Returns:
         :class:`ImageFiles`: labels index the categories sorted by id (1,010 in 2019),
@@ -108,6 +128,8 @@ def load_inaturalist(
     index = {_id(c): i for i, c in enumerate(categories)}
     images = _records(content, "images", ("id", "file_name"), path)
     annotations = _records(content, "annotations", ("image_id", "category_id"), path)
+    _check_ids(images, "images", ("id",), path)
+    _check_ids(annotations, "annotations", ("image_id", "category_id"), path)
     label_of: dict[Any, int] = {}
     for i, note in enumerate(annotations):
         category = note["category_id"]
@@ -125,7 +147,13 @@ def load_inaturalist(
                 f"{path}: image {image['id']!r} has no annotation (a test file has no labels; "
                 "use the train or val file)"
             )
-        paths.append(base / str(image["file_name"]))
+        name = image["file_name"]
+        if not isinstance(name, str):
+            raise DataFormatError(
+                f"{path}: image {image['id']!r} has file_name {str(name)[:40]}, not a string"
+            )
+        where = f"{path} image {image['id']!r}"
+        paths.append(confined_path(base, name, allow_outside=allow_outside_root, listed_in=where))
         labels.append(label_of[image["id"]])
     if check_files:
         for file in paths:
@@ -170,3 +198,31 @@ def inaturalist_hierarchy(annotation_file: PathLike) -> Hierarchy:
             parent = node
         edges.append((name, parent))
     return Hierarchy.from_edges(edges, classes=names)
+
+
+def _shipped_tree(request: DataRequest) -> Hierarchy:
+    return inaturalist_hierarchy(request.root / f"{request.splits[0]}2019.json")
+
+
+@register_dataset(
+    "inaturalist",
+    reads_files=True,
+    release=True,
+    image_files=True,
+    any_size=True,
+    default_splits=("train", "val"),
+    tree=_shipped_tree,
+)
+def _inaturalist(request: DataRequest) -> tuple[ImageFiles, ImageFiles]:
+    """iNaturalist 2019 from <split>2019.json and the images it names under data.root."""
+    cfg = request.config
+    return image_file_pair(
+        request,
+        lambda split: load_inaturalist(
+            request.root,
+            split,
+            size=cfg.image_size,
+            resize=cfg.resize,
+            allow_outside_root=request.allow_outside_root,
+        ),
+    )

@@ -8,15 +8,21 @@ image files are ``0x00000803`` (uint8, 3 dimensions: N x 28 x 28), the label fil
 
 from __future__ import annotations
 
-import gzip
+import functools
+import lzma
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..sources import DataFormatError, LabeledImages
-from ._common import PathLike, check_md5, check_split, fetch
+from neuralcollapse._internal.compressed import open_maybe_compressed
+from neuralcollapse.registry import register_dataset
+
+from ..datasets import DataRequest
+from ..files import DataFormatError, check_md5, fetch
+from ..sources import LabeledImages
+from ._common import PathLike, check_split
 
 __all__ = ["FASHION_MNIST_CLASSES", "IDX_FILES", "load_mnist", "read_idx"]
 
@@ -69,43 +75,94 @@ _IDX_TYPES = {
 }
 
 
-def read_idx(path: PathLike) -> tuple[int, np.ndarray]:
-    """Read one IDX file (``.gz`` is decompressed on the fly).
+# the most value bytes an IDX file may declare by default: 4x the largest official file
+# (MNIST's training images, 47 MB)
+MAX_IDX_BYTES = 200 << 20
+# deflate expands at most ~1032-fold; a gzip declaring more than this per compressed byte
+# cannot be honest
+_MAX_DEFLATE_RATIO = 1100
+
+
+def read_idx(path: PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> tuple[int, np.ndarray]:
+    """Read one IDX file (gzip / xz compressed or raw, told apart by its magic bytes).
+
+    The header is read first and the size it declares checked before any value is read:
+    against ``max_bytes``, against the file's size (raw files; for gzip the size the
+    stream may expand to), and the stream must end exactly where the header says. A small
+    file declaring gigabytes is refused without decompressing it.
 
     Returns:
         (magic number, array of the declared shape and type, native byte order).
 
     Raises:
         FileNotFoundError: no such file.
-        DataFormatError: a bad magic number, or a size that disagrees with the header.
+        DataFormatError: a bad magic number, a declared size over ``max_bytes`` or
+            disagreeing with the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataFormatError(f"{path} is not a readable gzip file ({err})") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise DataFormatError(
-            f"{path} does not start with an IDX magic number (0x0000, type code, "
-            f"dimensions); got {raw[:4].hex() or 'nothing'}"
-        )
-    magic, ndim, dtype = int.from_bytes(raw[:4], "big"), raw[3], _IDX_TYPES[raw[2]]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFormatError(f"{path}: the file ends inside its {ndim}-dimension header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    stored = path.stat().st_size
+    try:
+        stream, kind = open_maybe_compressed(path)
+        with stream:
+            magic, shape, dtype, header = _idx_header(stream, path)
+            expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            _check_idx_size(path, shape, expected, header, stored, kind, max_bytes)
+            raw = stream.read(expected)
+            trailing = stream.read(1)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+        raise DataFormatError(f"{path} is not a readable IDX file ({err})") from None
+    if len(raw) != expected or trailing:
+        found = f"{len(raw)}" if len(raw) != expected else f"more than {expected}"
         raise DataFormatError(
             f"{path}: the header promises shape {shape} ({expected} bytes of values) but the "
-            f"file holds {len(raw) - header}; the file is truncated or corrupt, fetch it again"
+            f"file holds {found}; the file is truncated or corrupt, fetch it again"
         )
-    values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    values = np.frombuffer(raw, dtype=dtype).reshape(shape)
     return magic, values.astype(dtype.newbyteorder("="))
+
+
+def _idx_header(stream, path: Path) -> tuple[int, tuple[int, ...], np.dtype, int]:
+    head = stream.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or head[3] == 0:
+        raise DataFormatError(
+            f"{path} does not start with an IDX magic number (0x0000, type code, "
+            f"dimensions); got {head[:4].hex() or 'nothing'}"
+        )
+    ndim = head[3]
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataFormatError(f"{path}: the file ends inside its {ndim}-dimension header")
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return int.from_bytes(head, "big"), shape, _IDX_TYPES[head[2]], 4 + 4 * ndim
+
+
+def _check_idx_size(
+    path: Path,
+    shape: tuple[int, ...],
+    expected: int,
+    header: int,
+    stored: int,
+    kind: str | None,
+    max_bytes: int,
+) -> None:
+    if expected > max_bytes:
+        raise DataFormatError(
+            f"{path}: the header declares shape {shape} ({expected:,} bytes), more than the "
+            f"{max_bytes:,} an IDX file may hold here; not an official file (or raise "
+            "max_bytes)"
+        )
+    if kind is None and stored != header + expected:
+        raise DataFormatError(
+            f"{path}: the header promises shape {shape} ({expected} bytes of values) but the "
+            f"file holds {stored - header}; the file is truncated or corrupt, fetch it again"
+        )
+    if kind is not None and header + expected > _MAX_DEFLATE_RATIO * stored:
+        raise DataFormatError(
+            f"{path}: the header declares {expected:,} bytes, more than a {stored:,}-byte "
+            f"{kind} file can hold; the file is corrupt, fetch it again"
+        )
 
 
 def _locate(root: Path, name: str, fashion: bool) -> Path | None:
@@ -167,6 +224,11 @@ def load_mnist(
             f"{paths[1]}: magic number {label_magic:#010x}, expected {LABELS_MAGIC:#010x} "
             "(uint8 labels, 1 dimension)"
         )
+    if images.shape[1:] != (28, 28):
+        raise DataFormatError(
+            f"{paths[0]} holds {images.shape[1]} x {images.shape[2]} images; the "
+            f"{'Fashion-MNIST' if fashion else 'MNIST'} format is 28 x 28 (use the official files)"
+        )
     if images.shape[0] != labels.shape[0]:
         raise DataFormatError(
             f"{paths[0]} holds {images.shape[0]} images but {paths[1]} holds "
@@ -180,3 +242,21 @@ def load_mnist(
         torch.from_numpy(labels.astype(np.int64)),
         names,
     )
+
+
+def _mnist_sets(request: DataRequest, fashion: bool) -> tuple[LabeledImages, LabeledImages]:
+    first, second = request.splits
+    load = functools.partial(load_mnist, request.root, fashion=fashion)
+    return load(first), load(second)
+
+
+@register_dataset("mnist", reads_files=True, release=True)
+def _mnist(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """MNIST from its official IDX files (raw or .gz) in data.root."""
+    return _mnist_sets(request, fashion=False)
+
+
+@register_dataset("fashion_mnist", reads_files=True, release=True)
+def _fashion_mnist(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """Fashion-MNIST from its official IDX files (raw or .gz) in data.root."""
+    return _mnist_sets(request, fashion=True)

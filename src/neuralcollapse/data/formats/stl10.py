@@ -9,14 +9,17 @@ after the other; ``train_y.bin`` / ``test_y.bin`` one uint8 label in 1..10 per i
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..sources import DataFormatError, LabeledImages
-from ._common import PathLike, check_md5, check_split, fetch
+from neuralcollapse.registry import register_dataset
+
+from ..datasets import DataRequest
+from ..files import DataFormatError, check_md5, fetch, read_release_members
+from ..sources import LabeledImages
+from ._common import PathLike, check_split
 
 __all__ = ["STL10_FOLDER", "load_stl10"]
 
@@ -26,6 +29,8 @@ _URL = "http://ai.stanford.edu/~acoates/stl10/" + _ARCHIVE
 _MD5 = "91f7769df0f17e558f3565bffb0c7dfb"  # of the archive, as torchvision checks it
 _SIDE = 96
 _IMAGE_BYTES = 3 * _SIDE * _SIDE
+# the largest member read, test_X.bin, takes 221 MB (8,000 images)
+_MAX_MEMBER_BYTES = 512 << 20
 
 
 def load_stl10(root: PathLike, split: str = "train", *, download: bool = False) -> LabeledImages:
@@ -95,25 +100,9 @@ def _where(source: Path, member: str) -> str:
 
 
 def _read_members(source: Path, members: list[str]) -> dict[str, bytes]:
-    found: dict[str, bytes | None] = dict.fromkeys(members)
-    if source.is_dir():
-        for member in members:
-            path = source / member
-            found[member] = path.read_bytes() if path.is_file() else None
-    else:
-        wanted = {f"{STL10_FOLDER}/{m}": m for m in members}
-        try:
-            with tarfile.open(source, "r:*") as tar:
-                for info in tar:
-                    if info.name in wanted and info.isfile():
-                        handle = tar.extractfile(info)
-                        found[wanted[info.name]] = handle.read() if handle else None
-                    if all(v is not None for v in found.values()):
-                        break
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataFormatError(
-                f"{source} is not a readable tar archive ({err}); expected the official {_ARCHIVE}"
-            ) from err
+    found = read_release_members(
+        source, STL10_FOLDER, members, max_bytes=_MAX_MEMBER_BYTES, release=_ARCHIVE
+    )
     for member, content in found.items():
         if content is None:
             raise FileNotFoundError(
@@ -142,3 +131,10 @@ def _images(raw: bytes, where: str) -> np.ndarray:
     columns = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3, _SIDE, _SIDE)
     # column-major storage: the third axis runs over columns, the last over rows
     return np.ascontiguousarray(columns.transpose(0, 1, 3, 2))
+
+
+@register_dataset("stl10", reads_files=True, release=True)
+def _stl10(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """STL-10's labelled images from the official binary release under data.root."""
+    first, second = request.splits
+    return load_stl10(request.root, first), load_stl10(request.root, second)

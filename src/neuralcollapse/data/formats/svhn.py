@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..sources import DataFormatError, LabeledImages, _optional
-from ._common import PathLike, check_md5, check_split, fetch
+from neuralcollapse.registry import register_dataset
+
+from ..datasets import DataRequest
+from ..files import DataFormatError, check_md5, check_size, fetch, optional_module
+from ..sources import LabeledImages
+from ._common import PathLike, check_split
 
 __all__ = ["SVHN_FILES", "SVHN_SPLITS", "load_svhn"]
 
@@ -26,6 +30,8 @@ SVHN_FILES = {
     "extra": ("extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"),
 }
 SVHN_SPLITS = ("train", "test", "extra", "train+extra")
+# the largest official file, extra_32x32.mat, takes 1.3 GB
+_MAX_FILE_BYTES = 2 << 30
 
 
 def load_svhn(root: PathLike, split: str = "train", *, download: bool = False) -> LabeledImages:
@@ -62,7 +68,8 @@ def _read_split(base: Path, split: str, download: bool) -> tuple[torch.Tensor, t
         fetch(_SVHN_URL + name, path, md5)
     elif download:
         check_md5(path, md5, name)
-    sio = _optional("scipy.io", "scipy", "svhn", "reading SVHN .mat files")
+    check_size(path, _MAX_FILE_BYTES, "SVHN .mat file")
+    sio = optional_module("scipy.io", "scipy", "svhn", "reading SVHN .mat files")
     try:
         content = sio.loadmat(path)
     except Exception as err:  # scipy raises several types for a bad file
@@ -87,3 +94,10 @@ def _read_split(base: Path, split: str, download: bool) -> tuple[torch.Tensor, t
     labels[labels == 10] = 0
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (N, 3, H, W)
     return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+@register_dataset("svhn", reads_files=True, release=True)
+def _svhn(request: DataRequest) -> tuple[LabeledImages, LabeledImages]:
+    """SVHN cropped digits from the official <split>_32x32.mat files in data.root."""
+    first, second = request.splits
+    return load_svhn(request.root, first), load_svhn(request.root, second)
