@@ -13,7 +13,7 @@ demo: $(STAMP)
 	$(BIN)/neuralcollapse train
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -35,8 +35,9 @@ chromium:
 		echo "chromium: already installed"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "chromium: running apt-get update && apt-get install -y chromium"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "chromium: apt-get failed; the browser test will skip"; \
 	else \
 		echo "chromium: not installed (needs root and apt-get); the browser test will skip"; \
 	fi

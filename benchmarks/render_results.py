@@ -83,8 +83,39 @@ def render_collapse_report(data: dict) -> list[str]:
     return lines
 
 
+def render_reproduce_plan(data: dict) -> list[str]:
+    """Issue 26: the papers' grid as ``reproduce --suite paper --plan`` prints it."""
+    info = data["info"]
+    return [
+        f"`{info['command']}` — {info['date_utc']} UTC, commit {info['commit']}. Nothing "
+        "trains; the GPU-hours are the command's stated estimate, not a measurement.",
+        "",
+        "```",
+        *data["output"].rstrip("\n").splitlines(),
+        "```",
+    ]
+
+
+def render_epoch_overhead(data: dict) -> list[str]:
+    """Issue 30: the default job's epoch, Trainer vs a hand loop, interleaved rounds."""
+    info, r = data["info"], data["results"]
+    return [
+        f"`{info['command']}` — {info['date_utc']} UTC, commit {info['commit']}, "
+        f"{info['machine']}, torch {info['torch']}, load average "
+        f"{info.get('loadavg_1min_at_start')} -> {info.get('loadavg_1min_at_end')}.",
+        "",
+        "| rounds | epochs per round | threads | Trainer / hand loop, wall (median) | range | "
+        "CPU-time ratio (median) |",
+        "|---|---|---|---|---|---|",
+        f"| {r['rounds']} | {r['epochs']} | {r['threads']} | {r['median_ratio']:.3f}x | "
+        f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f} | {r['median_cpu_ratio']:.3f}x |",
+    ]
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "collapse_report": render_collapse_report,
+    "reproduce_plan": render_reproduce_plan,
+    "epoch_overhead": render_epoch_overhead,
 }
 
 

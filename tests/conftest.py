@@ -99,3 +99,12 @@ def _no_package_manager():
     finally:
         subprocess.Popen.__init__ = original_init
         os.system = original_system
+
+
+# ---------------------------------------------------------------------------------------
+# Under pytest-xdist (`make test` runs one worker per core) every worker is one process
+# of its own: one torch thread each, so that the workers never fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)

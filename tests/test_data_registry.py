@@ -116,6 +116,8 @@ def test_a_data_sets_options_are_checked_like_config_keys(toy_data):
 def test_data_set_traits_drive_the_config_checks():
     with pytest.raises(ConfigError, match="reads files: set data.root"):
         load_config(None, ["data.name=cub"])
+    with pytest.raises(ConfigError, match="'list_file' needs data.train_list and data.test_list"):
+        load_config(None, ["data.name=list_file", "data.root=."])
     with pytest.raises(ConfigError, match="data.splits names"):
         load_config(None, ["data.splits=[a, b]"])
     with pytest.raises(ConfigError, match=r"data.hierarchy='dataset' is the tree.*fgvc_aircraft"):

@@ -385,6 +385,8 @@ def test_a_deep_tree_saves_as_edges_and_nested_json(tmp_path):
     tree = Hierarchy(chain)
     assert Hierarchy.load(tree.save(tmp_path / "deep.csv")).leaves == tree.leaves
     assert tree.to_nested()["name"] == "n0"
+    with pytest.raises(ValueError, match="too deep for nested JSON"):
+        tree.save(tmp_path / "deep.json")
 
 
 def test_distance_file_header_larger_than_its_data_is_refused(tmp_path):
@@ -466,3 +468,11 @@ def test_top_k_tie_breaking_rules():
     assert counter.compute()["num_samples"] == 1
     with pytest.raises(ValueError, match="ties must be one of"):
         rank_classes(scores, 2, ties="random")
+
+
+def test_a_distance_pickle_over_too_many_classes_is_refused_before_its_matrix(tmp_path):
+    pairs = {(f"a{i}", f"b{i}"): 1 for i in range(6000)}  # 12,000 names: a 1.2 GB matrix
+    path = tmp_path / "many.pkl"
+    path.write_bytes(pickle.dumps(pairs))
+    with pytest.raises(ValueError, match=r"12,000 classes.*limit of 10,000"):
+        load_hierarchy(path)

@@ -659,6 +659,12 @@ def test_release_recipe_trains_one_epoch(recipe, releases, tmp_path, capsys):
     assert f"training {recipe} into {run_dir}" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == 1 and 0 <= summary["final"]["top1"] <= 1
+    # the recipe's reader fed every test image of the stand-in release through the model,
+    # and the collapse metrics saw every class of it
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    test = json.loads(lines[-1])["test"]
+    assert test["num_samples"] == summary["splits"]["test"] > 0
+    assert test["collapse"]["num_classes"] == len(test["per_class"]) >= 2
 
 
 def test_svhn_lt_profile_on_the_training_split_and_balanced_test(releases):

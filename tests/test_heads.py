@@ -290,3 +290,15 @@ def test_head_options_round_trip_through_get_config():
 def test_bad_neck_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FixedFrameHead(4, torch.eye(4), neck="haframe", **kwargs)
+
+
+@pytest.mark.parametrize("head_kind", ["fixed", "learnable"])
+def test_features_of_another_float_dtype_are_one_clear_error(head_kind):
+    head = (
+        FixedFrameHead(4, torch.eye(3, 4), neck="bn")
+        if head_kind == "fixed"
+        else LearnableHead(4, 3, neck="bn")
+    )
+    with pytest.raises(ValueError, match=r"features are torch.float64 but the head's weights"):
+        head(torch.zeros(2, 4, dtype=torch.float64))
+    assert head.double()(torch.zeros(2, 4, dtype=torch.float64)).dtype == torch.float64

@@ -397,3 +397,10 @@ def test_mixup_loss_checks_targets(targets, match):
 def test_mixup_loss_rejects_an_empty_batch():
     with pytest.raises(ValueError, match="empty batch"):
         mixup_loss(torch.nn.CrossEntropyLoss(), torch.zeros(0, 4), torch.zeros(0).long())
+
+
+def test_nan_features_are_refused_by_the_frame_losses():
+    features = torch.zeros(3, 4)
+    features[1, 2] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or inf in 1 of 3 rows"):
+        DotRegressionLoss()(features, torch.tensor([0, 1, 2]), torch.eye(3, 4))

@@ -626,3 +626,9 @@ def test_a_lock_held_for_a_dead_process_says_so(tmp_path):
         with pytest.raises(UsageError, match="ended; a child process still holds the lock"):
             RunDir.create(run)
     RunDir.create(run).release()  # free once the child is gone
+
+
+def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write_text(tmp_path / "missing" / "out.json", "{}")
+    assert caught.value.filename == str(tmp_path / "missing" / "out.json")

@@ -205,9 +205,9 @@ def _resolve_source(
     if isinstance(source, (str, Path)):
         return _from_run(Path(source), checkpoint, input_shape)
     if _is_trainer(source):
-        from neuralcollapse.train.trainer import _input_shape
+        from neuralcollapse.train.assembly import input_shape as sample_shape
 
-        shape = _input_shape(source.data, source.config.data.crop_size)
+        shape = sample_shape(source.data, source.config.data.crop_size)
         names = list(source.data.class_names)
         info = _describe(source.model, source.config, shape, names)
         return source.model, info, _data_preprocessing(source.data, source.config, shape)
@@ -239,9 +239,10 @@ def _from_run(path: Path, checkpoint: str | None, input_shape: Sequence[int] | N
     """The model of a run directory's (or a checkpoint file's) checkpoint, rebuilt the way
     ``neuralcollapse eval`` does."""
     from neuralcollapse.rundir import RunDir
+    from neuralcollapse.train.assembly import assemble
+    from neuralcollapse.train.assembly import input_shape as sample_shape
     from neuralcollapse.train.checkpoint import load_checkpoint
     from neuralcollapse.train.config import config_from_dict
-    from neuralcollapse.train.trainer import _input_shape, assemble
 
     if checkpoint not in (None, "best", "last"):
         raise UsageError(f"checkpoint must be 'best', 'last' or None, got {checkpoint!r}")
@@ -256,7 +257,7 @@ def _from_run(path: Path, checkpoint: str | None, input_shape: Sequence[int] | N
     data, _, model = assemble(config, torch.device("cpu"))
     model.load_state_dict(state["model"])
     shape = _as_shape(input_shape) if input_shape is not None else None
-    shape = shape or _input_shape(data, config.data.crop_size)
+    shape = shape or sample_shape(data, config.data.crop_size)
     info = _describe(model, config, shape, list(data.class_names))
     info["source"] = {"checkpoint": str(file), "epoch": state.get("epoch")}
     return model, info, _data_preprocessing(data, config, shape)

@@ -217,6 +217,28 @@ def _check_input(x: torch.Tensor, in_features: int) -> None:
         )
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() if device_type == "cuda" else False
+
+
+def _check_dtype(x: torch.Tensor, module: nn.Module) -> None:
+    """Features whose float dtype differs from the head's weights fail inside the first
+    layer with torch's mixed-dtype error; say what to convert instead (autocast regions
+    cast for themselves)."""
+    if isinstance(x, torch.fx.Proxy) or not x.is_floating_point():
+        return
+    weight = next(module.parameters(), None)
+    if weight is None or weight.dtype == x.dtype or _autocast_on(x.device.type):
+        return
+    raise ValueError(
+        f"features are {x.dtype} but the head's weights are {weight.dtype}: convert one to "
+        f"the other (features.to({weight.dtype}) or head.to({x.dtype}))"
+    )
+
+
 class FixedFrameHead(nn.Module):
     """A classifier whose class vectors are a fixed frame W (K, d) that is never trained.
 
@@ -288,6 +310,7 @@ class FixedFrameHead(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_features) -> (B, d): the features h the frame sees."""
         _check_input(x, self.in_features)
+        _check_dtype(x, self)
         return self.neck(self.projection(x))
 
     def forward(
@@ -375,6 +398,7 @@ class LearnableHead(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_features) -> (B, d): the features h the classifier sees."""
         _check_input(x, self.in_features)
+        _check_dtype(x, self)
         h = self.neck(x)
         return F.normalize(h, dim=1, eps=L2_EPS) if self.cosine else h
 

@@ -492,7 +492,13 @@ class Hierarchy:
             nested = self.to_nested()
             if self._order_leaves(self._tree_leaves(nested), None)[0] != self.leaves:
                 nested["classes"] = list(self.leaves)
-            text = json.dumps(nested, indent=1) + "\n"
+            try:
+                text = json.dumps(nested, indent=1) + "\n"
+            except RecursionError:
+                raise ValueError(
+                    f"the tree is {self.depth} levels deep, too deep for nested JSON: save it "
+                    "as edges (a .csv file, format='edges')"
+                ) from None
         else:
             raise ValueError(f"format must be 'edges', 'nested' or 'paths', got {format!r}")
         return atomic_write_text(path, text)
@@ -814,13 +820,15 @@ class ClassDistances:
         classes: Sequence[str] | None = None,
         *,
         source: str | None = None,
+        max_classes: int | None = None,
     ) -> ClassDistances:
         """From ``{(name_a, name_b): distance}`` (making-better-mistakes' format).
 
         ``classes``: the names to take, in class order (a file may also list inner tree
         nodes; those not named are ignored). Default: every name of the pairs, ordered by
         the leaf-order rules of :mod:`neuralcollapse.hierarchy` (distinct integer
-        suffixes, else first appearance among the keys).
+        suffixes, else first appearance among the keys). ``max_classes``: the most
+        classes whose (K, K) matrix is built (default :data:`MAX_CLASSES`).
         """
         where = source or "distance pairs"
         names: dict[str, None] = {}
@@ -842,11 +850,18 @@ class ClassDistances:
                     f"{where}: classes {unknown[:5]} have no distances ({len(unknown)} of "
                     f"{len(order)} missing)"
                 )
+        check_class_count(len(order), max_classes, what=f"distance file {where}")
         text_pairs = {(str(a), str(b)): value for (a, b), value in pairs.items()}
         return cls(_pairs_matrix(text_pairs, order, where), order, source=source)
 
     @classmethod
-    def load(cls, path: PathLike, *, classes: Sequence[str] | None = None) -> ClassDistances:
+    def load(
+        cls,
+        path: PathLike,
+        *,
+        classes: Sequence[str] | None = None,
+        max_classes: int | None = None,
+    ) -> ClassDistances:
         """Read a ``.npy`` (K, K) matrix or a pickled ``{(a, b): d}`` dict (``.pkl`` or
         ``.pickle``, optionally ``.xz`` / ``.gz`` compressed, as making-better-mistakes and
         [L23] ship them).
@@ -859,7 +874,7 @@ class ClassDistances:
         if path.suffix.lower() == ".npy":
             return cls(read_npy_matrix(path), classes, source=str(path))
         pairs, _ = read_distance_pairs(path)
-        return cls.from_pairs(pairs, classes, source=str(path))
+        return cls.from_pairs(pairs, classes, source=str(path), max_classes=max_classes)
 
     def select(self, classes: Sequence[str]) -> ClassDistances:
         """The distances among ``classes`` (names of this matrix), in that order."""
@@ -917,7 +932,7 @@ def distance_matrix(
 
 
 def load_hierarchy(
-    spec: PathLike, *, classes: Sequence[str] | None = None
+    spec: PathLike, *, classes: Sequence[str] | None = None, max_classes: int | None = None
 ) -> Hierarchy | ClassDistances:
     """A class tree or a distance matrix, from what a user names:
 
@@ -927,13 +942,15 @@ def load_hierarchy(
     * any other file: :meth:`Hierarchy.load` (edges CSV, path CSV or nested JSON).
 
     ``classes`` sets the class order (for a distance pickle: which names are the classes).
+    ``max_classes``: the most classes of a distance pickle, whose (K, K) matrix is built
+    as it is read (default :data:`MAX_CLASSES`).
     """
     text = str(spec)
     if text.startswith(BUILTIN_PREFIX):
         tree = Hierarchy.builtin(text[len(BUILTIN_PREFIX) :])
         return tree if classes is None else tree.reordered(classes)
     if is_distance_file(text):
-        return ClassDistances.load(text, classes=classes)
+        return ClassDistances.load(text, classes=classes, max_classes=max_classes)
     return Hierarchy.load(text, classes=classes)
 
 

@@ -26,10 +26,9 @@ from neuralcollapse._internal.compressed import read_capped
 
 __all__ = ["is_distance_file", "read_distance_pairs", "read_npy_matrix"]
 
-# the most bytes a distance file may hold once decompressed: a float64 matrix of 10,000
-# classes (the class-count limit of neuralcollapse.hierarchy) takes 800 MB; a pickled
-# pair dict of them more, so the limit is a little above
-MAX_DISTANCE_BYTES = 1 << 30
+# the most bytes a distance file may hold once decompressed (this project's setting): the
+# official pickles of making-better-mistakes and [L23] take a few MB to ~30 MB
+MAX_DISTANCE_BYTES = 256 << 20
 _NPY_MAGIC = b"\x93NUMPY"
 _COMPRESSED = (".xz", ".gz")
 _PICKLE_SUFFIXES = (".pkl", ".pickle")

@@ -123,7 +123,10 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     untouched.
     """
     path = Path(path)
-    handle, temp = _create_temp(path.parent, path.name)
+    try:
+        handle, temp = _create_temp(path.parent, path.name)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args, path: Path, state: dict, config, context: DistContext) -> int:
     from neuralcollapse.errors import UsageError
+    from neuralcollapse.train.assembly import assemble
     from neuralcollapse.train.evaluation import evaluate_splits
-    from neuralcollapse.train.trainer import assemble
 
     data, loaders, model = assemble(config, context)
     try:

@@ -323,11 +323,6 @@ def run(args: argparse.Namespace) -> int:
             global_mean=args.global_mean,
             num_classes=args.num_classes,
         )
-    if report is None:  # the metrics are undefined for these data (no reason was given)
-        raise UsageError(
-            f"{args.file}: the collapse metrics are undefined for these features: they need "
-            "at least two classes whose means differ"
-        )
     print(format_report(report))
     if args.json is not None:
         write_json(args.json, {"file": str(args.file), **report.to_dict()})

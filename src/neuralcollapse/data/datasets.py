@@ -79,6 +79,8 @@ class DatasetTraits:
 
     Attributes:
         reads_files: it reads files under ``data.root`` (which must then be set).
+        requires: other ``data`` keys that must be set (``list_file``: ``train_list``,
+            ``test_list``).
         release: an official release with named splits (``data.splits`` applies).
         default_splits: its (training, evaluation) splits when ``data.splits`` is unset.
         image_files: it decodes image files (``data.image_size``, the decoded size, applies;
@@ -93,6 +95,7 @@ class DatasetTraits:
     """
 
     reads_files: bool = False
+    requires: tuple[str, ...] = ()
     release: bool = False
     default_splits: tuple[str, str] = ("train", "test")
     image_files: bool = False

@@ -933,7 +933,9 @@ def _image_folder(request: DataRequest) -> tuple[ImageFolderDataset, ImageFolder
     return train, test
 
 
-@register_dataset("list_file", reads_files=True, image_files=True)
+@register_dataset(
+    "list_file", reads_files=True, requires=("train_list", "test_list"), image_files=True
+)
 def _list_file(request: DataRequest) -> tuple[ListFileDataset, ListFileDataset]:
     """Images named by data.train_list / data.test_list ('relative/path label' lines)."""
     cfg = request.config

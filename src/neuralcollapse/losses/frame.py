@@ -75,6 +75,16 @@ def _check_features_and_frame(features: torch.Tensor, frame: torch.Tensor) -> No
     if not features.is_floating_point():
         raise ValueError(f"features must be floating point, got dtype {features.dtype}")
     _check_batch(features.shape[0], "features")
+    # On the CPU a NaN check is free beside the loss; on an accelerator it would stall the
+    # device every step, and the trainer checks the loss itself. FloatingPointError, as
+    # for a diverged loss: the trainer reports either as a failed run (exit 1).
+    if features.device.type == "cpu" and not bool(torch.isfinite(features.sum())):
+        bad = int((~torch.isfinite(features).all(dim=1)).sum())
+        if bad:
+            raise FloatingPointError(
+                f"features hold NaN or inf in {bad} of {features.shape[0]} rows, so the loss "
+                "became NaN: lower optim.lr or set optim.grad_clip (or check the inputs)"
+            )
     if not isinstance(frame, torch.Tensor) or frame.ndim != 2:
         shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame)
         raise ValueError(f"frame must be a (K, d) tensor, got {shape}")

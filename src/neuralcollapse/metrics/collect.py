@@ -16,7 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from neuralcollapse._internal.checks import check_labels
-from neuralcollapse.metrics._checks import check_bias, check_classifier, check_features
+from neuralcollapse.metrics._checks import (
+    UndefinedMetricError,
+    check_bias,
+    check_classifier,
+    check_features,
+)
 from neuralcollapse.metrics.collapse import CollapseReport, GlobalMean
 from neuralcollapse.metrics.evaluation import Batch, Evaluation, evaluate_stream
 
@@ -68,7 +73,7 @@ def collapse_report(
     # The features are in memory already: the second pass re-reads them, nothing is cached.
     # No logits in the stream: the NC4 pass scores h @ W.T + b itself, in the same product
     # as the distances to the class means (exact argmaxes, see metrics.ncc).
-    return evaluate_stream(
+    evaluation = evaluate_stream(
         chunks,
         num_classes=k,
         classifier=w,
@@ -76,7 +81,10 @@ def collapse_report(
         device=features.device,
         global_mean=global_mean,
         cache_limit=0,
-    ).report
+    )
+    if evaluation.report is None:  # the driver records the reason instead of raising
+        raise UndefinedMetricError(evaluation.metrics["collapse"]["undefined"])
+    return evaluation.report
 
 
 def _linear_logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:

@@ -1,6 +1,6 @@
 """Where a sweep's runs train: this process, local processes, a Ray cluster, SLURM.
 
-Every launcher runs :func:`~neuralcollapse.sweep.core.execute_run` on its worker and hands
+Every launcher runs :func:`~neuralcollapse.sweep.runs.execute_run` on its worker and hands
 back its payload, so every launcher writes the same run directories and the sweep reads
 the same results. Ray and submitit do the scheduling; nothing here queues beyond holding
 back runs while a local launcher's slots are full.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from neuralcollapse.errors import UsageError
-from neuralcollapse.sweep.core import execute_run
+from neuralcollapse.sweep.runs import execute_run
 
 __all__ = [
     "InlineLauncher",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from neuralcollapse.sweep.core import RunResult
+    from neuralcollapse.sweep.runs import RunResult
 
 __all__ = ["Progress", "format_duration"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuralcollapse.errors import UsageError
-from neuralcollapse.sweep.core import RunSpec
+from neuralcollapse.sweep.runs import RunSpec
 from neuralcollapse.train.config import Config, load_config
 from neuralcollapse.train.recipes import available_recipes, resolve_config_path
 

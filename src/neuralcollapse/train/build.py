@@ -208,8 +208,11 @@ def build_model(
     with usage_errors("model.name/model.options", catch=(ValueError, TypeError)):
         backbone = models.build(config.model.name, seed=config.train.seed, **options)
     if config.model.weights is not None:
-        with usage_errors(f"model.weights={config.model.weights!r}"):
+        key = f"model.weights={config.model.weights!r}"
+        try:
             models.load_weights(backbone, config.model.weights, strict=config.model.weights_strict)
+        except ValueError as exc:  # file errors are UsageErrors already: name the key too
+            raise ConfigError(f"{key}: {exc}") from exc
     feature_dim = backbone.feature_dim
     neck_options = {"prelu": config.head.prelu, "bn_momentum": config.head.neck_bn_momentum}
     with torch.random.fork_rng(devices=[]):

@@ -502,9 +502,10 @@ def check_config(config: Config) -> None:
         not traits.reads_files or c.data.root is not None,
         f"data.name={c.data.name!r} reads files: set data.root to their folder",
     )
+    missing = [key for key in traits.requires if getattr(c.data, key, None) in (None, "")]
     _require(
-        c.data.name != "list_file" or bool(c.data.train_list and c.data.test_list),
-        "data.name='list_file' needs data.train_list and data.test_list",
+        not missing,
+        f"data.name={c.data.name!r} needs {' and '.join('data.' + k for k in missing)}",
     )
     _check_longtail_keys(c)
     _check_dataset_keys(c, traits)

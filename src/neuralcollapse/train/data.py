@@ -149,7 +149,7 @@ def _class_tree(cfg: DataConfig, request: DataRequest) -> Hierarchy | ClassDista
             return traits.tree(request)
     if cfg.hierarchy:
         with usage_errors(f"data.hierarchy={cfg.hierarchy!r}"):
-            return load_hierarchy(cfg.hierarchy)
+            return load_hierarchy(cfg.hierarchy, max_classes=cfg.max_classes)
     if traits.default_tree is not None:
         with usage_errors(f"data.name={cfg.name!r}"):
             return traits.default_tree(cfg)

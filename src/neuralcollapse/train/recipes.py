@@ -69,6 +69,7 @@ BASES_DIR = RECIPE_DIR / "_bases"
 FAMILIES_FILE = RECIPE_DIR / "_families.yaml"
 DEFAULT_RECIPE = "digits_lt"
 
+
 @dataclass
 class Recipe:
     """A recipe with its bases merged in.

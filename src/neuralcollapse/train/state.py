@@ -11,7 +11,6 @@ overlaps training.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
+from neuralcollapse._internal import jsonio
 from neuralcollapse._internal.jsonio import dumps
 from neuralcollapse.rundir import RunDir
 from neuralcollapse.train.checkpoint import BackgroundWriter, save_checkpoint, snapshot
@@ -112,7 +112,7 @@ class Checkpoints:
         random.setstate((python_state[0], tuple(content["rng"]["python"]), python_state[2]))
         state = self.state
         state.epoch, state.global_step = content["epoch"], content["global_step"]
-        state.best, state.best_epoch = json.loads(content["best"]), content["best_epoch"]
+        state.best, state.best_epoch = jsonio.loads(content["best"]), content["best_epoch"]
         state.elapsed = content["elapsed"]
         state.stage2_done = bool(content.get("stage2_done", False))
         self.saved_epoch = state.epoch

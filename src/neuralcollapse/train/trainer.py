@@ -58,8 +58,6 @@ from neuralcollapse.train.summary import build_summary
 
 __all__ = ["Trainer", "assemble"]
 
-_input_shape = input_shape  # the name export.py imports (kept until it uses assembly's)
-
 
 def _silent(_: str) -> None:
     return None
