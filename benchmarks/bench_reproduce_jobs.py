@@ -43,7 +43,13 @@ def run_suite(out: Path, jobs: int, quick: bool) -> dict:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return {"jobs": jobs, "command": " ".join(command), "wall_s": wall}
+    # the 1-minute load average after each run: other jobs on the machine slow both sides
+    return {
+        "jobs": jobs,
+        "command": " ".join(command),
+        "wall_s": wall,
+        "loadavg_1min_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def measured(out: Path) -> list[tuple[str, str, str]]:

@@ -112,7 +112,31 @@ def render_epoch_overhead(data: dict) -> list[str]:
     ]
 
 
+def render_reproduce_jobs(data: dict) -> list[str]:
+    """Issue 26: ``reproduce`` wall time with --jobs 1 and --jobs 2, one after the other."""
+    info, r = data["info"], data["results"]
+    lines = [
+        f"`{info['command']}` — {info['date_utc']} UTC, commit {info['commit']}, "
+        f"{info['machine']}; the {r['suite']} suite.",
+        "",
+        "| --jobs | wall s | load average (1 min) after |",
+        "|---|---|---|",
+    ]
+    for run in r["runs"]:
+        load = run.get("loadavg_1min_after", "—")
+        lines.append(f"| {run['jobs']} | {run['wall_s']:.0f} | {load} |")
+    same = "identical" if r["identical_measurements"] else "NOT identical"
+    lines += [
+        "",
+        f"--jobs 2 / --jobs 1 = {r['ratio_jobs2_over_jobs1']:.2f} (target {r['target']}); "
+        f"the measured values of every row: {same}.",
+    ]
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {
+    "reproduce_jobs_quick": render_reproduce_jobs,
+    "reproduce_jobs_full": render_reproduce_jobs,
     "collapse_report": render_collapse_report,
     "reproduce_plan": render_reproduce_plan,
     "epoch_overhead": render_epoch_overhead,

@@ -111,3 +111,34 @@ def test_nan_features_are_named_in_the_second_pass():
     h[2, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
         counter.update(h, torch.zeros(4, dtype=torch.long))
+
+
+def test_reduced_precision_float32_products_take_the_float64_path(monkeypatch):
+    # TF32/bf16 products would break the float32 error bound: every row is scored in float64
+    gen = torch.Generator().manual_seed(6)
+    k, d, n = 4, 8, 200
+    y = torch.arange(n) % k
+    h = torch.randn(k, d, generator=gen)[y] + torch.randn(n, d, generator=gen)
+    w = torch.randn(k, d, generator=gen)
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
+    calls = []
+    original = torch.Tensor.float
+
+    def counting_float(self, *args, **kwargs):
+        calls.append(self.shape)
+        return original(self, *args, **kwargs)
+
+    stats = CollapseStats(k, d)
+    stats.update(h, y)
+    counter = stats.ncc_mismatch_counter(classifier=w)
+    monkeypatch.setattr(torch.Tensor, "float", counting_float)
+    counter.update(h, y)
+    assert calls == []  # the float32 product never ran
+    expected = _reference_counts(h.double().numpy(), y.numpy(), w.double().numpy(), None)
+    result = counter.compute()
+    got = (
+        round(result.nc4_ncc_mismatch * n),
+        round(result.ncc_accuracy * n),
+        round(result.classifier_accuracy * n),
+    )
+    assert got == expected

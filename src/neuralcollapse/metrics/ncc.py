@@ -244,7 +244,7 @@ class _FastScores:
     def predict(self, x: Tensor, classifier: bool) -> tuple[Tensor, Tensor | None]:
         """``(B,)`` nearest-class-mean indices (into all K classes) and, when
         ``classifier``, ``(B,)`` argmax of ``x @ W.T + b``; ``x`` is ``(B, d)``."""
-        if x.dtype == torch.float64:
+        if x.dtype == torch.float64 or not _float32_products_are_ieee(x.device):
             check_all_finite(x)
             clf = self._exact_logits(x) if classifier else None
             return self.present[self._exact_ncc(x)], clf
@@ -271,6 +271,14 @@ class _FastScores:
             )
             clf = _checked_argmax(scores[:, self.num_means :], tolerance, x, self._exact_logits)
         return self.present[ncc], clf
+
+
+def _float32_products_are_ieee(device: torch.device) -> bool:
+    """Whether float32 matrix products on ``device`` round as IEEE float32 (the error
+    bound assumes it): not when TF32 or bf16 products are allowed."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return not (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
 
 
 def _checked_argmax(
