@@ -22,7 +22,7 @@ and name their extra when missing.
 
 from __future__ import annotations
 
-from .augment import center_crop, random_resized_crop
+from .augment import center_crop, color_jitter, random_resized_crop
 from .datasets import DataRequest, DatasetTraits, dataset_traits
 from .files import DataFormatError, confined_path
 from .formats import (
@@ -100,6 +100,7 @@ __all__ = [
     "Mixture",
     "ShotGroups",
     "center_crop",
+    "color_jitter",
     "channel_stats",
     "class_counts",
     "class_sampling_probs",

@@ -1,4 +1,4 @@
-"""Batched resize-style augmentation on the device: random-resized crops and centre crops.
+"""Batched augmentation on the device: random-resized crops, centre crops and colour jitter.
 
 The ImageNet-style training crop (Szegedy et al. 2015, as torchvision's
 ``RandomResizedCrop``): per image, a box covering a random fraction ``scale`` of the area
@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["center_crop", "random_resized_crop"]
+__all__ = [
+    "apply_color_jitter",
+    "center_crop",
+    "color_jitter",
+    "jitter_draws",
+    "random_resized_crop",
+]
 
 _TRIES = 10
 
@@ -118,3 +124,66 @@ def center_crop(images: Tensor, size: int) -> Tensor:
         raise ValueError(f"cannot centre-crop {size} x {size} out of {h} x {w} images")
     top, left = (h - size) // 2, (w - size) // 2
     return images[..., top : top + size, left : left + size]
+
+
+# ITU-R 601-2 luma, the weights of torchvision's rgb_to_grayscale
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _grayscale(images: Tensor) -> Tensor:
+    """(B, 1, H, W) luma of (B, C, H, W) images in [0, 1] (a one-channel image is its own)."""
+    if images.shape[1] == 1:
+        return images
+    weights = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
+
+
+def jitter_draws(
+    batch: int, strength: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per image, the (B, 3) brightness, contrast and saturation factors, uniform in
+    [1 - strength, 1 + strength] (clamped at 0), and the (B, 3) order the three are applied
+    in (a random permutation of 0, 1, 2 each)."""
+    factors = 1 + strength * (
+        2 * torch.rand(batch, 3, generator=generator, dtype=torch.float64) - 1
+    )
+    order = torch.argsort(torch.rand(batch, 3, generator=generator), dim=1)
+    return factors.clamp(min=0.0), order
+
+
+def apply_color_jitter(images: Tensor, factors: Tensor, order: Tensor) -> Tensor:
+    """Brightness, contrast and saturation changes of (B, C, H, W) images in [0, 1], per
+    image by ``factors`` (B, 3) in the per-image ``order`` (B, 3), each result clamped to
+    [0, 1] as torchvision's ``ColorJitter`` does (hue is left alone):
+
+    * brightness f: ``f x``;
+    * contrast f: ``f x + (1 - f) m``, m the mean luma of the image;
+    * saturation f: ``f x + (1 - f) g``, g the pixel's luma.
+    """
+    b = images.shape[0]
+    f = factors.to(device=images.device, dtype=images.dtype).view(b, 3, 1, 1, 1)
+    order = order.to(images.device)
+    for slot in range(3):
+        step = order[:, slot].view(b, 1, 1, 1)
+        gray = _grayscale(images)
+        candidates = (
+            images * f[:, 0],
+            f[:, 1] * images + (1 - f[:, 1]) * gray.mean(dim=(2, 3), keepdim=True),
+            f[:, 2] * images + (1 - f[:, 2]) * gray,
+        )
+        picked = torch.where(step == 0, candidates[0], candidates[1])
+        picked = torch.where(step == 2, candidates[2], picked)
+        images = picked.clamp(0.0, 1.0)
+    return images
+
+
+def color_jitter(
+    images: Tensor, strength: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Random brightness, contrast and saturation jitter of ``strength`` (torchvision's
+    ``ColorJitter(strength, strength, strength, hue=0)``) for a batch of (B, C, H, W)
+    images in [0, 1], on their device; random draws from the CPU ``generator``."""
+    if strength == 0:
+        return images
+    factors, order = jitter_draws(images.shape[0], strength, generator)
+    return apply_color_jitter(images, factors, order)

@@ -148,6 +148,10 @@ class DataConfig:
     # (default: the whole image)
     crop_size: int | None = bounded(None, ge=1)
     rrc_scale: list[float] = bounded(default_factory=lambda: [0.08, 1.0], gt=0, le=1)
+    # training images only: random brightness, contrast and saturation changes of up to
+    # this fraction, in a random order per image (torchvision's ColorJitter(s, s, s), the
+    # ImageNet-LT augmentation of [Y22]); 0 = off
+    color_jitter: float = bounded(0.0, ge=0, lt=1)
     num_workers: int = bounded(2, ge=0)  # DataLoader workers for file-backed data
     num_classes: int = bounded(10, ge=2)  # gaussian only
     dim: int = bounded(32, ge=1)  # gaussian only: input dimension

@@ -38,6 +38,7 @@ from neuralcollapse.data import (
     LabeledImages,
     center_crop,
     channel_stats,
+    color_jitter,
     dataset_traits,
     long_tailed_indices,
     long_tailed_subset,
@@ -346,6 +347,7 @@ class Batches:
         # centre-cropped to it, after normalisation, on the device
         self.resized_crop = training and cfg.augment == "random_resized_crop"
         self.crop_size, self.rrc_scale = cfg.crop_size, tuple(cfg.rrc_scale)
+        self.jitter = cfg.color_jitter if training else 0.0
         sampling = cfg.sampling if training else "sequential"
         device = context.device
         self.device, self.mean, self.std = device, data.mean, data.std
@@ -398,7 +400,7 @@ class Batches:
         generator = derive_generator(self.seed, "augment", self._epoch)
         if not self._files:
             for images, labels in self._loader:
-                yield self._fit_size(images, generator), labels
+                yield self._jitter(self._fit_size(images, generator), generator), labels
             return
         with original_worker_errors():
             for images, labels in self._loader:
@@ -406,7 +408,20 @@ class Batches:
                 if self.crop or self.flip:
                     images = random_crop_flip(images, self.crop, self.flip, generator)
                 images = self._fit_size(normalize(images, self.mean, self.std), generator)
+                images = self._jitter(images, generator)
                 yield images, labels.to(self.device, non_blocking=True)
+
+    def _jitter(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """data.color_jitter on the [0, 1] scale: the normalised batch is mapped back,
+        jittered and normalised again (crops commute with the per-channel normalisation,
+        so this is torchvision's order: crop, flip, jitter, normalise)."""
+        if not self.jitter:
+            return images
+        if self.mean is None:
+            return color_jitter(images, self.jitter, generator)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (color_jitter(images * std + mean, self.jitter, generator) - mean) / std
 
     def _fit_size(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """data.crop_size: a random-resized crop (training with that augmentation), else
