@@ -287,8 +287,9 @@ def _checked_argmax(
     """Row argmax of ``scores`` (B, J) where no other entry comes within ``tolerance``
     (B,) of the row's maximum, else ``exact(x[rows])``."""
     top, index = scores.max(dim=1)
-    rivals = (scores >= (top - tolerance).unsqueeze(1)).sum(dim=1)
-    close = torch.nonzero(rivals > 1).flatten()
+    rivals = scores >= (top - tolerance).unsqueeze(1)
+    rivals.scatter_(1, index.unsqueeze(1), False)  # the maximum is no rival of itself
+    close = torch.nonzero(rivals.any(dim=1)).flatten()
     if close.numel():
         index[close] = exact(x[close])
     return index
