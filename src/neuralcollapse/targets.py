@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from neuralcollapse.config import from_dict, read_yaml_mapping
@@ -60,31 +60,19 @@ class Target:
     note: str = ""
 
 
-@dataclass
-class _Entry:
-    paper: str
-    table: str
-    row: str
-    setting: str
-    metric: str
-    unit: str
-    value: float | None
-    source: str
-    relation: str = "equal"
-    note: str = ""
-
-
 @functools.cache
 def _load(path: str) -> dict[str, Target]:
     targets = {}
     for key, values in read_yaml_mapping(path).items():
-        entry = from_dict(_Entry, values, prefix=f"{key}.")
+        if isinstance(values, dict) and "id" in values:
+            raise ConfigError(f"{key}.id: an entry's id is its key; remove the id field")
+        fields_of_entry = {**values, "id": str(key)} if isinstance(values, dict) else values
+        entry = from_dict(Target, fields_of_entry, prefix=f"{key}.")
         if entry.relation not in ("equal", "greater_than", "less_than"):
             raise ConfigError(
                 f"{key}.relation must be equal, greater_than or less_than, got {entry.relation!r}"
             )
-        kept = {f.name: getattr(entry, f.name) for f in fields(_Entry)}
-        targets[str(key)] = Target(id=str(key), **kept)
+        targets[str(key)] = entry
     return targets
 
 
