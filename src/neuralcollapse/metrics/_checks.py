@@ -100,6 +100,13 @@ def check_all_finite(features: Tensor) -> None:
         check_finite_rows(torch.where(row_ok, 0.0, math.nan))
 
 
+def all_finite(values: Tensor) -> bool:
+    """Whether every entry of a floating tensor is finite. NaN and inf propagate into
+    the sum, so one read-only pass decides unless the finite entries overflow together
+    (then the entries are checked one by one)."""
+    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())
+
+
 def check_batch(
     features: object, labels: object, num_classes: int, dim: int, *, finite: bool = True
 ) -> tuple[Tensor, Tensor]:
@@ -119,7 +126,7 @@ def check_classifier(classifier: object, num_classes: int, dim: int) -> Tensor:
             f"classifier must have shape (num_classes, dim) = ({num_classes}, {dim}), got "
             f"{tuple(w.shape)}; frames are rows (logits = h @ W.T): transpose a (d, K) matrix"
         )
-    if not w.is_floating_point() or not bool(torch.isfinite(w).all()):
+    if not w.is_floating_point() or not all_finite(w):
         raise ValueError("classifier must be a finite floating tensor; it has NaN/inf or ints")
     return w.detach()
 
@@ -130,7 +137,7 @@ def check_bias(bias: object, num_classes: int) -> Tensor:
         raise ValueError(
             f"bias must have shape ({num_classes},), got {tuple(b.shape)}; pass one value per class"
         )
-    if not b.is_floating_point() or not bool(torch.isfinite(b).all()):
+    if not b.is_floating_point() or not all_finite(b):
         raise ValueError("bias must be a finite floating tensor; it has NaN/inf or ints")
     return b.detach()
 

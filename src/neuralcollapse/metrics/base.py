@@ -85,8 +85,9 @@ class Accumulator:
 
         Args:
             name: the key in :meth:`state_dict`.
-            default: its value in a fresh (or :meth:`reset`) accumulator; copied to
-                :attr:`device`.
+            default: its value in a fresh (or :meth:`reset`) accumulator, moved to
+                :attr:`device`. The accumulator keeps this tensor as the template of
+                its state: the caller hands it over and must not modify it afterwards.
             reduce: ``"sum"``: :meth:`merge` adds the other accumulator's value and
                 :meth:`all_reduce` sums over processes. ``None``: the subclass's
                 :meth:`_merge` and :meth:`_all_reduce` handle it.
@@ -95,9 +96,11 @@ class Accumulator:
             raise ValueError(f"reduce must be one of {_REDUCTIONS} or None, got {reduce!r}")
         if name in self._specs:
             raise ValueError(f"state {name!r} is declared twice")
-        default = default.detach().to(self.device).clone()
-        self._specs[name] = _StateSpec(default, reduce)
-        setattr(self, f"_{name}", default.clone())
+        # The default is kept as given (on the device), not copied: a fresh accumulator
+        # of large states then costs one allocation per state beside the default's.
+        template = default.detach().to(self.device)
+        self._specs[name] = _StateSpec(template, reduce)
+        setattr(self, f"_{name}", template.clone())
 
     def _config(self) -> dict[str, Any]:
         """What another accumulator must share with this one to be merged, and what a

@@ -198,9 +198,10 @@ class CollapseStats(Accumulator):
     (the shift removes the offset before anything is rounded). The float64 path
     matches to about 1e-10.
 
-    Memory: two ``d x d`` (the scatter, and products not yet folded into it) and three
-    ``K x d``-sized float64 tensors, plus reused scratch: up to ``4096 x d`` centred rows,
-    one ``d x d`` product and one ``K x d`` class-sum buffer in the product dtype.
+    Memory: the ``d x d`` scatter and two ``K x d`` float64 states (each with a zero
+    template of its size that :meth:`reset` copies), plus reused scratch: up to
+    ``4096 x d`` centred rows, one ``d x d`` product and one ``K x d`` class-sum buffer
+    in the product dtype.
 
     State (see :meth:`state_dict`): ``counts`` (K,) int64, ``shift`` (K, d),
     ``shifted_sums`` (K, d), ``shifted_sq_norms`` (K,) and ``scatter`` (d, d), all float64
@@ -236,11 +237,16 @@ class CollapseStats(Accumulator):
         self._shifted_sq_norms: Tensor
         self._scatter: Tensor
         self._buffers: dict[tuple[str, torch.dtype], Tensor] = {}
-        # Products not yet in the scatter, blocks on and above the diagonal only.
-        self._pending: Tensor | None = None
-        self._pending_dirty = False
+        # update() adds products to the blocks of the scatter on and above the diagonal
+        # only; while this is True the blocks below are stale (see _fold_scatter).
+        self._lower_stale = False
+        # float32 per-class sums not yet in the float64 sums, and their rows per class.
+        self._pending_class_sums: Tensor | None = None
+        self._pending_class_rows = torch.zeros(num_classes, dtype=torch.int64, device=self.device)
         # (shift tensor, its version, its float32 copy or None): see _float32_shift.
         self._float32_shift_cache: tuple[Tensor, int, Tensor | None] | None = None
+        # (state tensors, their versions, the class means): see _class_means.
+        self._means_cache: tuple[tuple[Tensor, ...], tuple[int, ...], Tensor] | None = None
 
     def _config(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "dim": self.dim}
@@ -314,12 +320,19 @@ class CollapseStats(Accumulator):
         xc, row_sq = self._centred_batch(features, y, centre_by, product)
         self._shifted_sq_norms.index_add_(0, y, row_sq.to(torch.float64))
         chunk = _chunk_rows(product, self.dim)
-        pending = self._pending_scatter()
+        # A batch with more than a chunk of rows of one class adds its float32 class sums
+        # chunk by chunk (see _class_sum_buffer).
+        per_chunk = product == torch.float32 and int(batch_counts.max()) > chunk
+        sums = self._class_sum_buffer(xc.dtype, batch_counts, chunk)
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            self._add_products(xc[start:stop], pending)
-            self._add_class_sums(xc[start:stop], y[start:stop])
-        self._pending_dirty = True
+            self._add_products(xc[start:stop], self._scatter)
+            sums.index_add_(0, y[start:stop], xc[start:stop])
+            if per_chunk:
+                self._flush_class_sums(force=True)
+        if product == torch.float32 and not per_chunk:
+            self._pending_class_rows += batch_counts
+        self._lower_stale = True
         self._shift = shift
         self._counts += batch_counts
 
@@ -348,18 +361,37 @@ class CollapseStats(Accumulator):
         check_finite_rows(row_sq)
         return xc, row_sq
 
-    def _add_class_sums(self, xc: Tensor, y: Tensor) -> None:
-        """Add a chunk's centred rows to their classes' float64 sums (float32 rows summed
-        per chunk in float32, so each float32 sum runs over at most one chunk).
+    def _class_sum_buffer(self, dtype: torch.dtype, batch_counts: Tensor, chunk: int) -> Tensor:
+        """Where :meth:`update` adds this batch's centred rows per class: the float64 sums
+        themselves for float64 rows, else a float32 buffer of sums not yet added to them.
 
-        index_add_ of rows: measured 2026-12-06 on this 2-core machine (N=50k, d=512,
-        K=100) at 11 ms with one thread and 6 ms with two, index_put_ with accumulate at
-        33 and 67 ms."""
-        if xc.dtype == torch.float64:
-            self._shifted_sums.index_add_(0, y, xc)
+        Each float32 per-class sum runs over at most ``chunk`` rows of its class (the
+        bound of the class docstring): the buffer is added to the float64 sums, and
+        cleared, before a batch would take a class past that. Keeping it across chunks
+        and batches saves a ``K x d`` float64 add per chunk. index_add_ of rows:
+        measured 2026-12-06 on this 2-core machine (N=50k, d=512, K=100) at 11 ms with
+        one thread and 6 ms with two, index_put_ with accumulate at 33 and 67 ms.
+        """
+        if dtype == torch.float64:
+            return self._shifted_sums
+        if self._pending_class_sums is None or self._pending_class_sums.dtype != dtype:
+            self._flush_class_sums()
+            self._pending_class_sums = torch.zeros(
+                self._shifted_sums.shape, dtype=dtype, device=self.device
+            )
+        if int((self._pending_class_rows + batch_counts).max()) > chunk:
+            self._flush_class_sums()
+        return self._pending_class_sums
+
+    def _flush_class_sums(self, force: bool = False) -> None:
+        """Add the float32 class sums not yet added to the float64 sums, and clear them;
+        every reader of the sums calls this (through :meth:`_fold_scatter`)."""
+        if self._pending_class_sums is None:
             return
-        class_sums = self._buffer("class_sums", self._shifted_sums.shape, xc.dtype).zero_()
-        self._shifted_sums.add_(class_sums.index_add_(0, y, xc))
+        if force or bool(self._pending_class_rows.any()):
+            self._shifted_sums.add_(self._pending_class_sums)
+            self._pending_class_sums.zero_()
+            self._pending_class_rows.zero_()
 
     def _float32_shift(self, shift: Tensor, features_dtype: torch.dtype) -> Tensor | None:
         """``shift`` as float32 when float32 centring of these features is exact to one
@@ -384,9 +416,9 @@ class CollapseStats(Accumulator):
 
         The scatter is symmetric, so only those blocks are multiplied, one block row
         ``xc[:, a:b]^T xc[:, a:]`` at a time (56-75% of the multiply-adds of the full
-        product for 8 to 2 blocks); :meth:`_fold_scatter` fills the blocks below the
-        diagonal once, when the scatter is read. float32 block rows are written into one
-        ``d x d`` buffer whose lower blocks stay zero, then added block row by block row.
+        product for 8 to 2 blocks); :meth:`_fold_scatter` copies the blocks below the
+        diagonal from their mirrors once, when the scatter is read. float32 block rows
+        are written into one ``d x d`` buffer, then added block row by block row.
         """
         d = xc.shape[1]
         block = _product_block(d)
@@ -405,36 +437,28 @@ class CollapseStats(Accumulator):
             upper[start : start + block, start:].add_(products[start : start + block, start:])
 
     def _block_upper_buffer(self, dtype: torch.dtype) -> Tensor:
-        """A reused ``d x d`` buffer whose blocks below the diagonal are zero (never
-        written: :meth:`_add_products` writes block rows from the diagonal on)."""
+        """A reused ``d x d`` buffer; only its blocks on and above the diagonal are ever
+        written or read (:meth:`_add_products`), so it is never cleared."""
         key = ("block_upper", dtype)
         if key not in self._buffers:
-            self._buffers[key] = torch.zeros(self.dim, self.dim, dtype=dtype, device=self.device)
+            self._buffers[key] = torch.empty(self.dim, self.dim, dtype=dtype, device=self.device)
         return self._buffers[key]
 
-    def _pending_scatter(self) -> Tensor:
-        """``(d, d)`` float64: the blocks on and above the diagonal of the products added
-        since the scatter was last folded (see :meth:`_fold_scatter`)."""
-        if self._pending is None:
-            self._pending = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=self.device)
-        return self._pending
-
     def _fold_scatter(self) -> None:
-        """Add the pending products to the scatter, their upper blocks also transposed
-        below the diagonal; every reader of the scatter calls this first. It changes how
-        the statistics are held, not their value."""
-        if not self._pending_dirty:
+        """Make the scatter whole again after :meth:`update`: each block below the diagonal
+        becomes the transpose of its mirror above it (the scatter is symmetric, and only
+        the blocks on and above the diagonal were added to). Every reader of the scatter
+        calls this first; it changes how the statistics are held, not their value. The
+        float32 class sums not yet in the float64 sums are added too."""
+        self._flush_class_sums()
+        if not self._lower_stale:
             return
-        pending = self._pending_scatter()
         block = _product_block(self.dim)
-        self._scatter.add_(pending)
+        scatter = self._scatter
         for start in range(block, self.dim, block):
             # The blocks left of this block column's diagonal block, from their mirrors.
-            self._scatter[start:, start - block : start].add_(
-                pending[start - block : start, start:].T
-            )
-        pending.zero_()
-        self._pending_dirty = False
+            scatter[start:, start - block : start].copy_(scatter[start - block : start, start:].T)
+        self._lower_stale = False
 
     def _buffer(self, name: str, shape: torch.Size, dtype: torch.dtype) -> Tensor:
         """A reused scratch tensor of at least ``shape[0]`` rows (contents undefined).
@@ -548,23 +572,43 @@ class CollapseStats(Accumulator):
         self._clear_pending()
 
     def _clear_pending(self) -> None:
-        if self._pending is not None:
-            self._pending.zero_()
-        self._pending_dirty = False
+        self._lower_stale = False
+        if self._pending_class_sums is not None:
+            self._pending_class_sums.zero_()
+        self._pending_class_rows.zero_()
 
     # ------------------------------------------------------------------------- results
     def class_means(self) -> Tensor:
         """``(K, d)`` float64 class means; rows of absent classes are NaN."""
+        return self._class_means().clone()
+
+    def _class_means(self) -> Tensor:
+        """The class means, computed once per state of the sums and shared by the readers
+        of one evaluation (never modified in place: every state change makes a new one)."""
+        self._fold_scatter()
+        key = (self._counts, self._shift, self._shifted_sums)
+        versions = tuple(t._version for t in key)
+        cached = self._means_cache
+        if (
+            cached is not None
+            and all(a is b for a, b in zip(cached[0], key, strict=True))
+            and cached[1] == versions
+        ):
+            return cached[2]
         n = self._counts.to(torch.float64).unsqueeze(1)
-        means = self._shift + self._shifted_sums / n.clamp(min=1)
-        return torch.where(n > 0, means, torch.full_like(means, math.nan))
+        means = torch.div(self._shifted_sums, n.clamp(min=1)).add_(self._shift)
+        absent = self._counts == 0
+        if bool(absent.any()):
+            means[absent] = math.nan
+        self._means_cache = (key, versions, means)
+        return means
 
     def centred_class_means(self) -> Tensor:
         """``(K, d)`` float64 class means minus the global mean (``global_mean``: the
         sample-weighted mean or the mean of the present class means), the ``M~`` that the
         report's NC2 and NC3 use; rows of absent classes (all rows without samples) are NaN.
         """
-        means = self.class_means()
+        means = self._class_means()
         present = self._counts > 0
         if not bool(present.any()):
             return means
@@ -582,7 +626,7 @@ class CollapseStats(Accumulator):
         """
         self._require_two_classes()
         return NCCMismatchCounter(
-            self.class_means(), device=self.device, classifier=classifier, bias=bias
+            self._class_means(), device=self.device, classifier=classifier, bias=bias
         )
 
     def compute(
@@ -649,7 +693,7 @@ class CollapseStats(Accumulator):
             **geometry.within_between(),
             **_nc2(geometry.gram, "means"),
         }
-        vectors = geometry.centred if w is None else w[present]
+        vectors = geometry.centred if w is None else _present_rows(w, present)
         minority = _minority_classes(ranking.to(present.device), present)
         values["minority_classes"] = tuple(int(k) for k in minority.tolist())
         minority_vectors = vectors[_positions(present, minority)]
@@ -677,7 +721,7 @@ class CollapseStats(Accumulator):
                 f"ncc must be an NCCMismatchCounter, got {type(ncc).__name__}; "
                 "create it with stats.ncc_mismatch_counter()"
             )
-        if not ncc.matches(self.class_means()):
+        if not ncc.matches(self._class_means()):
             raise ValueError(
                 "the NCC counter was built from different class means than these "
                 "statistics (were more batches added after ncc_mismatch_counter()?); "
@@ -730,11 +774,11 @@ class _Geometry:
 
     @classmethod
     def from_stats(cls, stats: CollapseStats, present: Tensor) -> _Geometry:
-        counts = stats._counts[present].to(torch.float64)
-        offsets = stats._shifted_sums[present] / counts.unsqueeze(1)
-        means = stats._shift[present] + offsets
+        counts = _present_rows(stats._counts, present).to(torch.float64)
+        offsets = _present_rows(stats._shifted_sums, present) / counts.unsqueeze(1)
+        means = offsets + _present_rows(stats._shift, present)
         mu_g = _global_mean_of(means, counts, stats.global_mean)
-        centred = means - mu_g
+        centred = means.sub_(mu_g)  # means is a fresh tensor, used for nothing else
         return cls(stats, counts, offsets, centred, mu_g, centred @ centred.T)
 
     def within_between(self) -> dict[str, Any]:
@@ -763,9 +807,9 @@ class _Geometry:
         """``z_j^T Sigma_W z_j`` for the ``(r, d)`` rows ``z_j`` without forming Sigma_W:
         N Sigma_W = S - sum_k n_k o_k o_k^T with o_k = mu_k - c_k (S is symmetric, so
         the rows multiply it from the left and everything stays row-major)."""
-        scatter_part = torch.linalg.vecdot(rows, rows @ self.stats._scatter)
+        scatter_part = (rows @ self.stats._scatter).mul_(rows).sum(dim=1)
         proj = self.offsets @ rows.T
-        return (scatter_part - (self.counts.unsqueeze(1) * proj.square()).sum(dim=0)) / (
+        return (scatter_part - (self.counts.unsqueeze(1) * proj.square_()).sum(dim=0)) / (
             self.counts.sum()
         )
 
@@ -899,7 +943,7 @@ def _nc2(gram: Tensor, suffix: str) -> dict[str, float]:
 def _classifier_metrics(
     w: Tensor, bias: Tensor | None, present: Tensor, geometry: _Geometry
 ) -> dict[str, float]:
-    wp = w[present]
+    wp = _present_rows(w, present)
     m = geometry.centred
     logits_at_mean = w @ geometry.global_mean + (0.0 if bias is None else bias)
     return {
@@ -916,6 +960,12 @@ def _minority_classes(counts: Tensor, present: Tensor) -> Tensor:
     size = max(2, math.ceil(present.numel() / 3))
     order = torch.sort(counts[present], stable=True).indices
     return present[order[:size]].sort().values
+
+
+def _present_rows(values: Tensor, present: Tensor) -> Tensor:
+    """The rows of ``values`` (K, ...) at the sorted indices ``present``: ``values``
+    itself, not a copy, when every class is present (the caller must not modify it)."""
+    return values if present.numel() == values.shape[0] else values[present]
 
 
 def _positions(present: Tensor, classes: Tensor) -> Tensor:

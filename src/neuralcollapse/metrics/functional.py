@@ -260,9 +260,10 @@ def self_duality(classifier: Tensor, means: Tensor) -> float:
         means: ``(K, d)`` class means ``M`` centred on the global mean, same class order.
     """
     w, m = _pair(classifier, means)
-    w_unit = w / torch.linalg.matrix_norm(w)
-    m_unit = m / torch.linalg.matrix_norm(m)
-    return float((w_unit - m_unit).square().sum())
+    w_norm, m_norm = torch.linalg.matrix_norm(w), torch.linalg.matrix_norm(m)
+    # W/|W| - M/|M| = (W - (|W|/|M|) M) / |W|: one (K, d) temporary instead of four.
+    gap = torch.linalg.matrix_norm(torch.add(w, m, alpha=-float(w_norm / m_norm)))
+    return float((gap / w_norm).square())
 
 
 def nc3_zhu(classifier: Tensor, means: Tensor) -> float:

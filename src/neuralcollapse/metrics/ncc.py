@@ -77,21 +77,27 @@ class NCCMismatchCounter(Accumulator):
             )
         super().__init__(device if device is not None else means.device)
         self._means = means.detach().to(self.device, torch.float64).clone()
+        # The tensor the means came from, and its version: matches() of that same,
+        # unmodified tensor needs no element-wise comparison.
+        self._source = (class_means, class_means._version)
         present = ~torch.isnan(self._means).any(dim=1)
         if int(present.sum()) < 2:
             raise ValueError("class_means must have at least two non-NaN rows (present classes)")
         self.num_classes, self.dim = self._means.shape
         self._present = torch.nonzero(present).flatten()
+        present_means = (
+            self._means if self._present.numel() == self.num_classes else self._means[present]
+        )
         # Distances are translation invariant; measuring them from the mean of the means
         # keeps the products small when the features share a large offset. The origin is a
         # float32 number, so float32 features are centred on it with one rounding.
-        self._origin = self._means[self._present].mean(dim=0).float().double()
-        self._centred = self._means[self._present] - self._origin
-        self._half_sq_norms = 0.5 * self._centred.square().sum(dim=1)
+        self._origin = present_means.mean(dim=0).float().double()
+        self._centred = present_means - self._origin
+        self._half_sq_norms = 0.5 * torch.linalg.vecdot(self._centred, self._centred)
         self._classifier = self._bias = None
         if classifier is not None:
             w = check_classifier(classifier, self.num_classes, self.dim)
-            self._classifier = w.detach().to(self.device, torch.float64)
+            self._classifier = w.to(self.device, torch.float64)
             if bias is not None:
                 self._bias = (
                     check_bias(bias, self.num_classes).detach().to(self.device, torch.float64)
@@ -118,6 +124,9 @@ class NCCMismatchCounter(Accumulator):
 
     def matches(self, class_means: Tensor) -> bool:
         """Whether this counter was built from exactly these ``(K, d)`` class means."""
+        source, version = self._source
+        if class_means is source and class_means._version == version:
+            return True
         other = class_means.to(self.device, torch.float64)
         return other.shape == self._means.shape and bool(
             torch.equal(torch.isnan(other), torch.isnan(self._means))
@@ -214,13 +223,15 @@ class _FastScores:
         self.present = present
         self.classifier, self.bias = classifier, bias
         self.num_means = centred.shape[0]
-        stacked = centred if classifier is None else torch.cat([centred, classifier])
-        self.stacked32 = stacked.float()
-        norms = stacked.norm(dim=1)
-        self.mean_norm = float(norms[: self.num_means].max())
-        self.classifier_norm = (
-            float(norms[self.num_means :].max()) if classifier is not None else 0.0
-        )
+        rows = self.num_means + (0 if classifier is None else classifier.shape[0])
+        self.stacked32 = torch.empty(rows, centred.shape[1], device=centred.device)
+        self.stacked32[: self.num_means].copy_(centred)
+        self.mean_norm = float(torch.linalg.vector_norm(centred, dim=1).max())
+        self.classifier_norm = 0.0
+        if classifier is not None:
+            self.stacked32[self.num_means :].copy_(classifier)
+            self.classifier_norm = float(torch.linalg.vector_norm(classifier, dim=1).max())
+        self._scores = torch.empty(0, device=centred.device)  # reused float32 scratch
         self.centre = float(origin.norm()) > self.mean_norm
         shift = origin if self.centre else torch.zeros_like(origin)
         self.shift32 = shift.float() if self.centre else None
@@ -232,6 +243,13 @@ class _FastScores:
         constant = torch.cat(constants)
         self.constant32 = constant.float()
         self.max_constant = [float(c.abs().max()) for c in constants]
+
+    def _scores_buffer(self, rows: int, width: int) -> Tensor:
+        """A reused contiguous ``(rows, width)`` float32 scratch (a fresh multi-megabyte
+        tensor per batch costs its page faults each time)."""
+        if self._scores.numel() < rows * width:
+            self._scores = torch.empty(rows * width, device=self.stacked32.device)
+        return self._scores[: rows * width].view(rows, width)
 
     def _exact_ncc(self, x: Tensor) -> Tensor:
         scores = (x.to(torch.float64) - self.origin) @ self.centred.T - self.half_sq_norms
@@ -254,7 +272,8 @@ class _FastScores:
             check_all_finite(x)  # names the bad rows
             check_all_finite(xs)  # finite rows whose centring overflowed float32
         width = self.stacked32.shape[0] if classifier else self.num_means
-        scores = torch.addmm(self.constant32[:width], xs, self.stacked32[:width].T)
+        scores = self._scores_buffer(xs.shape[0], width)
+        torch.addmm(self.constant32[:width], xs, self.stacked32[:width].T, out=scores)
         # Twice the worst error of one float32 score, 10% added for the bound's own
         # rounding: the product's (d + 3) u ||x - s|| ||v|| plus one rounding of the
         # constant and one of the sum.
@@ -285,11 +304,13 @@ def _checked_argmax(
     scores: Tensor, tolerance: Tensor, x: Tensor, exact: Callable[[Tensor], Tensor]
 ) -> Tensor:
     """Row argmax of ``scores`` (B, J) where no other entry comes within ``tolerance``
-    (B,) of the row's maximum, else ``exact(x[rows])``."""
+    (B,) of the row's maximum, else ``exact(x[rows])``. ``scores`` is scratch: its
+    entries are left changed."""
     top, index = scores.max(dim=1)
-    rivals = scores >= (top - tolerance).unsqueeze(1)
-    rivals.scatter_(1, index.unsqueeze(1), False)  # the maximum is no rival of itself
-    close = torch.nonzero(rivals.any(dim=1)).flatten()
+    # The runner-up: the maximum with each row's top entry taken out. Two row reductions
+    # cost less than a (B, J) mask of rivals (measured: 14 against 24 ms at B=8192, J=1000).
+    scores.scatter_(1, index.unsqueeze(1), float("-inf"))
+    close = torch.nonzero(scores.amax(dim=1) >= top - tolerance).flatten()
     if close.numel():
         index[close] = exact(x[close])
     return index
