@@ -424,7 +424,9 @@ def test_snapshot_copies_tensors_only():
 
 def test_a_failed_background_write_is_a_run_failure_naming_the_saved_epoch(tmp_path, monkeypatch):
     # no validation split: no best checkpoint, so the third write is epoch 3's last one
-    config = load_config(DEFAULT, [*FAST, "train.epochs=4", "data.val_fraction=0"])
+    # (interval 0: a checkpoint is written after every epoch)
+    overrides = ["train.epochs=4", "data.val_fraction=0", "log.checkpoint_interval_s=0"]
+    config = load_config(DEFAULT, [*FAST, *overrides])
     trainer = Trainer(config, tmp_path / "run")
     original = checkpoint_module.save_checkpoint
     calls = []
@@ -446,6 +448,63 @@ def test_a_failed_background_write_is_a_run_failure_naming_the_saved_epoch(tmp_p
     resumed = Trainer(config, tmp_path / "run", resume=True)
     resumed.close()
     assert [r["epoch"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+
+
+def _checkpoint_writes(monkeypatch) -> list[tuple[str, int]]:
+    """(file name, epoch) of every checkpoint the Trainer writes, in order."""
+    original = checkpoint_module.save_checkpoint
+    writes: list[tuple[str, int]] = []
+
+    def recording(state, path):
+        writes.append((Path(path).stem, state["epoch"]))
+        return original(state, path)
+
+    monkeypatch.setattr("neuralcollapse.train.state.save_checkpoint", recording)
+    return writes
+
+
+def test_checkpoints_are_written_at_most_once_per_interval_and_at_the_end(tmp_path, monkeypatch):
+    writes = _checkpoint_writes(monkeypatch)
+    config = load_config(DEFAULT, [*FAST, "train.epochs=4", "log.checkpoint_interval_s=3600"])
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.fit()
+    trainer.close()
+    lasts = [epoch for name, epoch in writes if name == "last"]
+    assert lasts == [1, 4]  # the first epoch's at once, then the one held at the end
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert (
+        best["epoch"]
+        == json.loads((tmp_path / "run" / "summary.json").read_text())["best"]["epoch"]
+    )
+    # every epoch is written when the interval is 0 (and the run is the same)
+    writes.clear()
+    config = load_config(DEFAULT, [*FAST, "train.epochs=4", "log.checkpoint_interval_s=0"])
+    trainer = Trainer(config, tmp_path / "every")
+    trainer.fit()
+    trainer.close()
+    assert [epoch for name, epoch in writes if name == "last"] == [1, 2, 3, 4]
+    a = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "every" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_held_checkpoint_is_written_when_the_run_fails(tmp_path, monkeypatch):
+    writes = _checkpoint_writes(monkeypatch)
+    config = load_config(DEFAULT, [*FAST, "train.epochs=5", "log.checkpoint_interval_s=3600"])
+    trainer = Trainer(config, tmp_path / "run")
+    original = trainer.step.train_epoch
+
+    def diverge_in_epoch_4(loader, epoch, progress, **kwargs):
+        if epoch == 3:
+            raise FloatingPointError("loss is nan at epoch 4, step 1")
+        return original(loader, epoch, progress, **kwargs)
+
+    trainer.step.train_epoch = diverge_in_epoch_4
+    with pytest.raises(RunFailed, match="holds epoch 3"):
+        trainer.fit()
+    trainer.close()
+    assert [epoch for name, epoch in writes if name == "last"] == [1, 3]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 3
 
 
 @pytest.mark.parametrize("store", ["memory", "stream"])

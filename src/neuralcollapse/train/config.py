@@ -366,6 +366,11 @@ class LogConfig:
     tensorboard: bool = True
     progress: Literal["auto", "on", "off"] = "auto"  # auto: only on a terminal
     report: bool = True  # write the HTML report at the end (when available)
+    # During fit(), checkpoints/last.pt and best.pt are taken after every epoch but
+    # written at most once per this many seconds (the first epoch's at once; the held
+    # ones at the end, at stop_after, before stage 2, on Ctrl-C and on errors), so a
+    # hard kill loses at most this much training. 0 = write after every epoch.
+    checkpoint_interval_s: float = bounded(30.0, ge=0)
     # Trackers besides TensorBoard (neuralcollapse.train.trackers; extras wandb, mlflow).
     wandb: bool = False  # a Weights & Biases run under RUN_DIR/wandb
     wandb_project: str = "neuralcollapse"

@@ -249,8 +249,8 @@ class Trainer:
         return evaluation
 
     def save(self, name: str = "last") -> None:
-        """Checkpoint the run now as its ``name`` checkpoint (written in the background
-        during :meth:`fit`)."""
+        """Checkpoint the run now as its ``name`` checkpoint (during :meth:`fit` written
+        in the background, at most once per ``log.checkpoint_interval_s``)."""
         self.checkpoints.save(name)
 
     # ------------------------------------------------------------------ the loop
@@ -310,6 +310,7 @@ class Trainer:
                 final = self._stage1(log)
                 stopped = self.stop_after is not None and self.stop_after <= cfg.train.epochs
                 if state.epoch >= cfg.train.epochs and not stopped:
+                    self.checkpoints.flush()  # stage 1 finished: on disk before stage 2
                     final = stage2.run_stage2(self, log) or final  # train.stage2
                 if final is None or not _whole(final):
                     # stopped early, or resumed when done: the final numbers are exact
