@@ -880,3 +880,36 @@ def test_collapse_report_rejects_bad_input():
         collapse_report(h.numpy(), y)
     with pytest.raises(ValueError, match=r"classifier must have shape"):
         collapse_report(h, y, classifier=w[:, :3], num_classes=3)
+
+
+def test_finiteness_check_passes_finite_values_whose_sum_overflows_and_names_nan():
+    from neuralcollapse.metrics._checks import all_finite, check_classifier
+
+    huge = torch.full((3, 4), 3e38)  # finite float32 entries; their float32 sum is inf
+    assert not bool(torch.isfinite(huge.sum()))
+    assert all_finite(huge)
+    assert check_classifier(huge, 3, 4) is not None
+    bad = huge.clone()
+    bad[1, 2] = math.nan
+    assert not all_finite(bad)
+    with pytest.raises(ValueError, match="classifier must be a finite floating tensor"):
+        check_classifier(bad, 3, 4)
+    inf = torch.zeros(3, 4)
+    inf[0, 0] = math.inf
+    assert not all_finite(inf)
+
+
+def test_float32_class_sums_match_float64_when_a_batch_holds_more_than_a_chunk_of_a_class():
+    # d = 8: 128 rows per chunk, so class 0's 3000 rows in one batch are summed chunk by
+    # chunk, and the later small batches are held in float32 across batches
+    gen = torch.Generator().manual_seed(0)
+    x = 1e3 + torch.randn(3600, 8, generator=gen)
+    y = torch.cat([torch.zeros(3000, dtype=torch.long), torch.randint(0, 3, (600,), generator=gen)])
+    fast = CollapseStats(3, 8, precision="float32")
+    exact = CollapseStats(3, 8, precision="float64")
+    for start in (0, 3000, 3200, 3400):
+        stop = 3000 if start == 0 else start + 200
+        fast.update(x[start:stop], y[start:stop])
+        exact.update(x[start:stop].double(), y[start:stop])
+    torch.testing.assert_close(fast.class_means(), exact.class_means(), rtol=1e-12, atol=1e-9)
+    assert fast.compute().nc1 == pytest.approx(exact.compute().nc1, rel=1e-6)
