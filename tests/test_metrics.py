@@ -382,7 +382,7 @@ def test_smallest_eigenvalue_bound_is_above_and_close_to_it():
         q, _ = np.linalg.qr(rng.standard_normal((n, n)))
         eigenvalues = np.geomspace(1.0, spread, n)
         a = torch.tensor((q * eigenvalues) @ q.T)
-        bound = collapse_module._smallest_eigenvalue_bound(torch.linalg.cholesky(a))
+        bound = collapse_module._smallest_eigenvalue_bound(torch.cholesky_inverse(torch.linalg.cholesky(a)))
         assert eigenvalues[0] * (1 - 1e-9) <= bound <= 10.0 * eigenvalues[0]
 
 
@@ -830,7 +830,7 @@ def test_counter_rejects_bad_input():
 
 def test_merge_and_load_reject_mismatched_statistics():
     stats = _stats()
-    with pytest.raises(ValueError, match="same K and d"):
+    with pytest.raises(ValueError, match="same K, d and scatter"):
         stats.merge(CollapseStats(3, 5))
     with pytest.raises(ValueError, match="takes a CollapseStats"):
         stats.merge({"counts": 1})

@@ -33,6 +33,7 @@ metric is computed over the classes that have samples (``K'`` of them), see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -55,32 +56,9 @@ from neuralcollapse.metrics._checks import (
     check_global_mean,
     check_precision,
 )
+from neuralcollapse.metrics._products import CHUNK_ROWS, UpperProducts, chunk_rows
 from neuralcollapse.metrics.base import Accumulator
 from neuralcollapse.metrics.ncc import NCCMismatchCounter
-
-# Rows multiplied at a time, by product dtype. In float32 it bounds how many rows one
-# float32 sum runs over before it is added in float64 (the error bound of CollapseStats
-# grows with it). The workspace of update() is one centred copy of its batch (B x d).
-_CHUNK_ROWS = {torch.float32: 4096, torch.float64: 2048}
-
-
-def _chunk_rows(product: torch.dtype, dim: int) -> int:
-    """Rows per product. float32 products run over as few rows as keep the float64 add of
-    each ``d x d`` result cheap beside its ``rows x d x d`` product (rows >= 2d, so the add
-    costs under 1/(2d) of it): small d then sums short float32 runs. Measured on an
-    AVX-512 CPU: 1,000-row float32 runs put 1.8e-6 relative error into the scatter of
-    float32 features with a 1e6 offset, 128-row runs 1.6e-8."""
-    if product != torch.float32:
-        return _CHUNK_ROWS[product]
-    return max(128, min(_CHUNK_ROWS[product], 2 * dim))
-
-
-def _product_block(dim: int) -> int:
-    """Columns per block row of the scatter's product (see CollapseStats._add_products):
-    one block up to d = 384, then blocks of d / 8 (at least 256, a multiple of 64)."""
-    if dim <= 384:
-        return dim
-    return max(256, -(-dim // 8 // 64) * 64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +167,12 @@ class CollapseStats(Accumulator):
             float64 features, and float64 whenever
             ``torch.get_float32_matmul_precision()`` is not ``"highest"`` (TF32 / bf16
             matmuls); see :meth:`product_dtype`.
+        scatter: keep the ``d x d`` scatter (default). ``False`` keeps none, which saves
+            its ``N d^2 / 2`` multiply-adds and its memory, for a caller that runs a
+            second pass anyway: NC1 then comes from the ``K' x K'`` projected scatter that
+            the counter of :meth:`ncc_mismatch_counter` accumulates in that pass (see
+            :class:`~neuralcollapse.metrics.NCCMismatchCounter`, ``within=True``), and
+            :meth:`compute` needs that counter. Worth it when K is below d.
 
     Accuracy of the float32 products: each entry of the scatter carries at most
     ``(m + 2) u sum_i |x_ia| |x_ib|`` of error (``u = 2^-24``, ``m`` rows per chunk,
@@ -208,7 +192,9 @@ class CollapseStats(Accumulator):
     but the counts.
     """
 
-    _compatibility_hint = "both must be declared with the same K and d (num_classes, dim)"
+    _compatibility_hint = (
+        "both must be declared with the same K, d and scatter (num_classes, dim, scatter)"
+    )
 
     def __init__(
         self,
@@ -218,11 +204,15 @@ class CollapseStats(Accumulator):
         device: torch.device | str | None = None,
         global_mean: GlobalMean = "weighted",
         precision: Precision = "auto",
+        scatter: bool = True,
     ) -> None:
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
         self.dim = check_int("dim", dim, minimum=1)
         self.global_mean: GlobalMean = check_global_mean(global_mean)
         self.precision: Precision = check_precision(precision)
+        if not isinstance(scatter, bool):
+            raise ValueError(f"scatter must be True or False, got {scatter!r}")
+        self.scatter = scatter
         super().__init__(device)
         f64 = {"dtype": torch.float64}
         self.add_state("counts", torch.zeros(num_classes, dtype=torch.int64), reduce="sum")
@@ -237,6 +227,9 @@ class CollapseStats(Accumulator):
         self._shifted_sq_norms: Tensor
         self._scatter: Tensor
         self._buffers: dict[tuple[str, torch.dtype], Tensor] = {}
+        self._products = UpperProducts(dim, self.device)
+        # whether any batch was multiplied in float64 (see _projection_dtype)
+        self._float64_products = False
         # update() adds products to the blocks of the scatter on and above the diagonal
         # only; while this is True the blocks below are stale (see _fold_scatter).
         self._lower_stale = False
@@ -247,15 +240,21 @@ class CollapseStats(Accumulator):
         self._float32_shift_cache: tuple[Tensor, int, Tensor | None] | None = None
         # (state tensors, their versions, the class means): see _class_means.
         self._means_cache: tuple[tuple[Tensor, ...], tuple[int, ...], Tensor] | None = None
+        # (the class means it was built from, its _Geometry): see _geometry.
+        self._geometry_cache: tuple[Tensor, _Geometry] | None = None
+
+    # 2: the configuration records ``with_scatter`` (the ``scatter`` argument).
+    state_version = 2
 
     def _config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "dim": self.dim}
+        return {"num_classes": self.num_classes, "dim": self.dim, "with_scatter": self.scatter}
 
     def __repr__(self) -> str:
         return (
             f"CollapseStats(num_classes={self.num_classes}, dim={self.dim}, "
             f"device={str(self.device)!r}, global_mean={self.global_mean!r}, "
-            f"precision={self.precision!r}, num_samples={self.num_samples})"
+            f"precision={self.precision!r}, scatter={self.scatter}, "
+            f"num_samples={self.num_samples})"
         )
 
     @property
@@ -305,6 +304,7 @@ class CollapseStats(Accumulator):
         features = features.detach().to(self.device)
         y = labels.to(self.device)
         product = self.product_dtype(features.dtype)
+        self._float64_products |= product == torch.float64
         batch_counts = torch.bincount(y, minlength=self.num_classes)
         first = (self._counts == 0) & (batch_counts > 0)
         shift = self._shift
@@ -319,20 +319,21 @@ class CollapseStats(Accumulator):
         # rows at a time.
         xc, row_sq = self._centred_batch(features, y, centre_by, product)
         self._shifted_sq_norms.index_add_(0, y, row_sq.to(torch.float64))
-        chunk = _chunk_rows(product, self.dim)
+        chunk = chunk_rows(product, self.dim)
         # A batch with more than a chunk of rows of one class adds its float32 class sums
         # chunk by chunk (see _class_sum_buffer).
         per_chunk = product == torch.float32 and int(batch_counts.max()) > chunk
         sums = self._class_sum_buffer(xc.dtype, batch_counts, chunk)
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            self._add_products(xc[start:stop], self._scatter)
+            if self.scatter:
+                self._products.add(xc[start:stop], self._scatter)
             sums.index_add_(0, y[start:stop], xc[start:stop])
             if per_chunk:
                 self._flush_class_sums(force=True)
         if product == torch.float32 and not per_chunk:
             self._pending_class_rows += batch_counts
-        self._lower_stale = True
+        self._lower_stale = self.scatter
         self._shift = shift
         self._counts += batch_counts
 
@@ -350,7 +351,7 @@ class CollapseStats(Accumulator):
             torch.index_select(shift, 0, y, out=xc)
             torch.sub(features, xc, out=xc)
         else:  # centred in float64 a chunk at a time, then rounded once
-            chunk = _CHUNK_ROWS[torch.float64]
+            chunk = CHUNK_ROWS[torch.float64]
             for start in range(0, rows, chunk):
                 stop = min(start + chunk, rows)
                 xc[start:stop].copy_(self._centre(features[start:stop], y[start:stop], shift))
@@ -410,40 +411,6 @@ class CollapseStats(Accumulator):
         self._float32_shift_cache = (shift, shift._version, result)
         return result
 
-    def _add_products(self, xc: Tensor, upper: Tensor) -> None:
-        """Add the blocks on and above the diagonal of ``xc^T xc`` to ``upper`` (float64),
-        the products in ``xc``'s dtype.
-
-        The scatter is symmetric, so only those blocks are multiplied, one block row
-        ``xc[:, a:b]^T xc[:, a:]`` at a time (56-75% of the multiply-adds of the full
-        product for 8 to 2 blocks); :meth:`_fold_scatter` copies the blocks below the
-        diagonal from their mirrors once, when the scatter is read. float32 block rows
-        are written into one ``d x d`` buffer, then added block row by block row.
-        """
-        d = xc.shape[1]
-        block = _product_block(d)
-        if xc.dtype == torch.float64:
-            for start in range(0, d, block):
-                stop = min(start + block, d)
-                upper[start:stop, start:].addmm_(xc[:, start:stop].T, xc[:, start:])
-            return
-        products = self._block_upper_buffer(xc.dtype)
-        for start in range(0, d, block):
-            stop = min(start + block, d)
-            torch.mm(xc[:, start:stop].T, xc[:, start:], out=products[start:stop, start:])
-        # block row by block row: only what was multiplied is added (measured at d = 2048:
-        # 2.9 ms, against 18 ms for one add of the whole d x d buffer)
-        for start in range(0, d, block):
-            upper[start : start + block, start:].add_(products[start : start + block, start:])
-
-    def _block_upper_buffer(self, dtype: torch.dtype) -> Tensor:
-        """A reused ``d x d`` buffer; only its blocks on and above the diagonal are ever
-        written or read (:meth:`_add_products`), so it is never cleared."""
-        key = ("block_upper", dtype)
-        if key not in self._buffers:
-            self._buffers[key] = torch.empty(self.dim, self.dim, dtype=dtype, device=self.device)
-        return self._buffers[key]
-
     def _fold_scatter(self) -> None:
         """Make the scatter whole again after :meth:`update`: each block below the diagonal
         becomes the transpose of its mirror above it (the scatter is symmetric, and only
@@ -451,14 +418,9 @@ class CollapseStats(Accumulator):
         calls this first; it changes how the statistics are held, not their value. The
         float32 class sums not yet in the float64 sums are added too."""
         self._flush_class_sums()
-        if not self._lower_stale:
-            return
-        block = _product_block(self.dim)
-        scatter = self._scatter
-        for start in range(block, self.dim, block):
-            # The blocks left of this block column's diagonal block, from their mirrors.
-            scatter[start:, start - block : start].copy_(scatter[start - block : start, start:].T)
-        self._lower_stale = False
+        if self._lower_stale:
+            self._products.mirror(self._scatter)
+            self._lower_stale = False
 
     def _buffer(self, name: str, shape: torch.Size, dtype: torch.dtype) -> Tensor:
         """A reused scratch tensor of at least ``shape[0]`` rows (contents undefined).
@@ -516,6 +478,7 @@ class CollapseStats(Accumulator):
         """Both accumulators re-expressed about their count-weighted common shift, then
         summed: equals one pass over both sets of samples up to float64 round-off."""
         assert isinstance(other, CollapseStats)
+        self._float64_products |= other._float64_products
         if other.global_mean != self.global_mean:
             raise ValueError(
                 f"merge() takes a CollapseStats with global_mean={self.global_mean!r}, got one "
@@ -528,8 +491,10 @@ class CollapseStats(Accumulator):
         n_a = self._counts.to(torch.float64).unsqueeze(1)
         n_b = their_counts.to(torch.float64).unsqueeze(1)
         common = _weighted_shift(n_a * self._shift + n_b * their_shift, n_a + n_b)
-        mine = _recentre(self._counts, self._shift, self._parts(), common)
-        their = _recentre(their_counts, their_shift, (sums, sq_norms, scatter), common)
+        mine = _recentre(self._counts, self._shift, self._parts(), common, self.scatter)
+        their = _recentre(
+            their_counts, their_shift, (sums, sq_norms, scatter), common, self.scatter
+        )
         parts = (mine[0] + their[0], mine[1] + their[1], mine[2] + their[2])
         self._adopt(common, self._counts + their_counts, parts)
 
@@ -541,21 +506,35 @@ class CollapseStats(Accumulator):
 
         counts = self._counts.to(torch.float64).unsqueeze(1)
         packed = torch.cat([counts, counts * self._shift], dim=1)
+        # one more row: how many ranks multiplied in float64 (every rank then builds the
+        # same kind of counter, see _projection_dtype)
+        flag = packed.new_zeros(1, packed.shape[1])
+        flag[0, 0] = float(self._float64_products)
+        packed = torch.cat([packed, flag])
         dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
+        self._float64_products = bool(packed[-1, 0] > 0)
+        packed = packed[:-1]
         common = _weighted_shift(packed[:, 1:], packed[:, :1])
-        sums, sq_norms, scatter = _recentre(self._counts, self._shift, self._parts(), common)
+        sums, sq_norms, scatter = _recentre(
+            self._counts, self._shift, self._parts(), common, self.scatter
+        )
         packed = torch.cat([sums, sq_norms.unsqueeze(1)], dim=1)
         total_counts = self._counts.clone()
-        for tensor in (packed, scatter, total_counts):
+        for tensor in (packed, scatter, total_counts) if self.scatter else (packed, total_counts):
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
         sums, sq_norms = packed[:, :-1].contiguous(), packed[:, -1].contiguous()
         self._adopt(common.contiguous(), total_counts, (sums, sq_norms, scatter))
 
     # ---------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """``kind``, ``version``, K, d, ``global_mean`` and copies of the float64 sums."""
+        """``kind``, ``version``, K, d, ``with_scatter``, ``global_mean``, whether a batch
+        was multiplied in float64, and copies of the float64 sums."""
         self._fold_scatter()
-        return {**super().state_dict(), "global_mean": self.global_mean}
+        return {
+            **super().state_dict(),
+            "global_mean": self.global_mean,
+            "float64_products": self._float64_products,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict` (its ``global_mean`` too); K and d must match."""
@@ -565,6 +544,7 @@ class CollapseStats(Accumulator):
         super().load_state_dict(state)
         self.global_mean = global_mean
         self._clear_pending()
+        self._float64_products = bool(state.get("float64_products", False))
 
     def reset(self) -> None:
         """Forget every batch: the state of a freshly built accumulator."""
@@ -573,6 +553,7 @@ class CollapseStats(Accumulator):
 
     def _clear_pending(self) -> None:
         self._lower_stale = False
+        self._float64_products = False
         if self._pending_class_sums is not None:
             self._pending_class_sums.zero_()
         self._pending_class_rows.zero_()
@@ -603,6 +584,17 @@ class CollapseStats(Accumulator):
         self._means_cache = (key, versions, means)
         return means
 
+    def _geometry(self, present: Tensor) -> _Geometry:
+        """The present-class geometry, built once per state of the sums (its Gram matrix
+        is a K' x K' x d product; the NC4 counter and the report share it)."""
+        means = self._class_means()
+        cached = self._geometry_cache
+        if cached is not None and cached[0] is means:
+            return cached[1]
+        geometry = _Geometry.from_stats(self, present)
+        self._geometry_cache = (means, geometry)
+        return geometry
+
     def centred_class_means(self) -> Tensor:
         """``(K, d)`` float64 class means minus the global mean (``global_mean``: the
         sample-weighted mean or the mean of the present class means), the ``M~`` that the
@@ -623,11 +615,45 @@ class CollapseStats(Accumulator):
         Feed it ``(features, labels, logits)`` batches, then pass it to
         ``compute(..., ncc=counter)``. With ``classifier`` (K, d) rows W (and ``bias``),
         batches may come without logits: the counter scores ``h @ W.T + b`` itself.
+        Statistics without a scatter (``scatter=False``) get a counter with
+        ``within=True``, from which :meth:`compute` takes NC1.
         """
         self._require_two_classes()
         return NCCMismatchCounter(
-            self._class_means(), device=self.device, classifier=classifier, bias=bias
+            self._class_means(),
+            device=self.device,
+            classifier=classifier,
+            bias=bias,
+            within=not self.scatter,
+            within_space="features" if self.scatter else self._projection_space(),
+            within_dtype=self._projection_dtype(),
         )
+
+    def _projection_space(self) -> str:
+        """``"means"`` when the present class means are a well-conditioned basis (the
+        K' x K' projected scatter then carries NC1 to float64 accuracy within 1e-6),
+        else ``"features"`` (the d x d scatter, gathered in the second pass).
+
+        NC1 weighs the projected scatter by ``G^+ . G^+`` (G the Gram of the centred
+        means), so the float32 rounding of the products ``C (h - s)`` grows with G's
+        condition number. Measured (2026-12-06, relative NC1 error against float64):
+        8e-9 at an estimated condition of 29 (N = 20k, d = 2048, K = 1000), 9e-7 at 440
+        (N = 600, d = 8, K = 5) and 5e-5 at 2,800 (the random network of
+        tests/test_collect_heads.py). Above ``_MAX_PROJECTION_CONDITION`` the second
+        pass keeps the whole scatter instead.
+        """
+        present = self._require_two_classes()
+        if present.numel() > self.dim:
+            return "features"
+        condition = self._geometry(present).condition_estimate()
+        return "means" if condition <= _MAX_PROJECTION_CONDITION else "features"
+
+    def _projection_dtype(self) -> torch.dtype:
+        """float64 when any batch was multiplied in float64 (float64 features), so that
+        their NC1 keeps float64 precision; else float32."""
+        if self._float64_products or self.product_dtype(torch.float32) == torch.float64:
+            return torch.float64
+        return torch.float32
 
     def compute(
         self,
@@ -645,6 +671,8 @@ class CollapseStats(Accumulator):
                 geometric metrics do not depend on it). Needs ``classifier``.
             ncc: an :class:`NCCMismatchCounter` from :meth:`ncc_mismatch_counter` that has
                 consumed a second pass; fills ``nc4_ncc_mismatch`` and the accuracies.
+                Required with ``scatter=False``: NC1 then comes from its projected
+                scatter, and it must have seen the same samples per class.
             reference_counts: optional ``(K,)`` non-negative per-class counts that define
                 which classes are the minority (``minority_classes`` and
                 ``minority_cosine``), typically the TRAINING counts when these statistics
@@ -657,16 +685,19 @@ class CollapseStats(Accumulator):
         Raises:
             ValueError: fewer than two classes present, overflowed statistics, a classifier
                 or bias of the wrong shape, reference counts of the wrong shape or sign, or
-                a counter built from other statistics.
+                a counter built from other statistics (or, with ``scatter=False``,
+                missing or fed other samples).
         """
         present = self._require_two_classes()
         self._fold_scatter()
         ranking = self._counts
         if reference_counts is not None:
             ranking = check_counts("reference_counts", reference_counts, self.num_classes)
+        projected = None if self.scatter else self._projected_scatter(ncc)
         # One sum: NaN and inf propagate into it (and a finite scatter whose sum
         # overflows is too large for the float64 metrics anyway).
-        if not bool(torch.isfinite(self._scatter.sum())):
+        within = self._scatter if projected is None else projected[0]
+        if not bool(torch.isfinite(within.sum())):
             raise UndefinedMetricError(
                 "the accumulated scatter is not finite (features too large for float64); "
                 "rescale the features before update()"
@@ -680,7 +711,9 @@ class CollapseStats(Accumulator):
             if w is None:
                 raise ValueError("bias was given without classifier; pass classifier=W too")
             bias = check_bias(bias, self.num_classes).to(self.device, torch.float64)
-        geometry = _Geometry.from_stats(self, present)
+        geometry = self._geometry(present)
+        if projected is not None:
+            geometry = geometry.with_within(*projected)
         values: dict[str, Any] = {
             "num_classes": self.num_classes,
             "dim": self.dim,
@@ -715,7 +748,7 @@ class CollapseStats(Accumulator):
             )
         return present
 
-    def _ncc_values(self, ncc: NCCMismatchCounter) -> dict[str, float]:
+    def _check_counter(self, ncc: Any) -> None:
         if not isinstance(ncc, NCCMismatchCounter):
             raise ValueError(
                 f"ncc must be an NCCMismatchCounter, got {type(ncc).__name__}; "
@@ -727,6 +760,36 @@ class CollapseStats(Accumulator):
                 "statistics (were more batches added after ncc_mismatch_counter()?); "
                 "create the counter after the last update()"
             )
+
+    def _projected_scatter(self, ncc: NCCMismatchCounter | None) -> tuple[Tensor, bool]:
+        """The within-class scatter of the counter's second pass, for statistics without
+        a scatter (checked to be of the same samples per class), and whether it is
+        projected on the means (``K' x K'``) rather than whole (``d x d``)."""
+        if ncc is None:
+            raise ValueError(
+                "these statistics keep no scatter (scatter=False), so NC1 needs the second "
+                "pass: pass ncc=stats.ncc_mismatch_counter() fed the same batches again"
+            )
+        self._check_counter(ncc)
+        if not ncc.within:
+            raise ValueError(
+                "these statistics keep no scatter (scatter=False) and the counter holds no "
+                "projected scatter; build it with stats.ncc_mismatch_counter()"
+            )
+        scatter, basis, counts = ncc.projected_scatter()
+        if not torch.equal(counts.to(self._counts.device), self._counts):
+            raise ValueError(
+                f"the counter's second pass saw {int(counts.sum())} samples (per class: "
+                "other counts) but the statistics hold "
+                f"{self.num_samples}; feed the counter the same batches as update()"
+                if int(counts.sum()) != self.num_samples
+                else "the counter's second pass saw other samples per class than the "
+                "statistics; feed the counter the same batches as update()"
+            )
+        return scatter.to(self.device), basis is not None
+
+    def _ncc_values(self, ncc: NCCMismatchCounter) -> dict[str, float]:
+        self._check_counter(ncc)
         result = ncc.compute()
         return {
             "nc4_ncc_mismatch": result.nc4_ncc_mismatch,
@@ -741,9 +804,14 @@ def _weighted_shift(weighted: Tensor, counts: Tensor) -> Tensor:
 
 
 def _recentre(
-    counts: Tensor, shift: Tensor, parts: tuple[Tensor, Tensor, Tensor], new_shift: Tensor
+    counts: Tensor,
+    shift: Tensor,
+    parts: tuple[Tensor, Tensor, Tensor],
+    new_shift: Tensor,
+    with_scatter: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Shifted sums, squared norms and scatter re-expressed about ``new_shift`` (exact).
+    """Shifted sums, squared norms and scatter re-expressed about ``new_shift`` (exact;
+    the scatter is passed through unchanged when ``with_scatter`` is False).
 
     With delta_k = c_k - c'_k and x = h - c_k: sum (x + delta)(x + delta)^T =
     S + s delta^T + delta s^T + n delta delta^T, summed over classes; the last three
@@ -752,12 +820,13 @@ def _recentre(
     sums, sq_norms, scatter = parts
     n = counts.to(torch.float64).unsqueeze(1)
     delta = torch.where(n > 0, shift - new_shift, torch.zeros_like(new_shift))
-    half = sums + 0.5 * n * delta
-    cross = half.T @ delta
+    if with_scatter:
+        cross = (sums + 0.5 * n * delta).T @ delta
+        scatter = scatter + cross + cross.T
     return (
         sums + n * delta,
         sq_norms + 2.0 * (sums * delta).sum(dim=1) + n.squeeze(1) * delta.square().sum(dim=1),
-        scatter + cross + cross.T,
+        scatter,
     )
 
 
@@ -771,6 +840,10 @@ class _Geometry:
     centred: Tensor  # (K', d) mu_k - mu_G
     global_mean: Tensor  # (d,)
     gram: Tensor  # (K', K') centred @ centred.T
+    # From a second pass (statistics without a scatter): (K', K') centred Sigma_W
+    # centred.T, or (d, d) Sigma_W itself.
+    projected: Tensor | None = None
+    sigma_w: Tensor | None = None
 
     @classmethod
     def from_stats(cls, stats: CollapseStats, present: Tensor) -> _Geometry:
@@ -780,6 +853,39 @@ class _Geometry:
         mu_g = _global_mean_of(means, counts, stats.global_mean)
         centred = means.sub_(mu_g)  # means is a fresh tensor, used for nothing else
         return cls(stats, counts, offsets, centred, mu_g, centred @ centred.T)
+
+    def with_within(self, scatter: Tensor, on_means: bool) -> _Geometry:
+        """This geometry with the within-class scatter of a second pass about the exact
+        means: ``C S_W C^T`` (``on_means``, C the present means minus any common point)
+        or ``S_W`` (d x d)."""
+        if not on_means:
+            geometry = dataclasses.replace(self, sigma_w=scatter / self.counts.sum())
+        else:
+            projected = _about_global_mean(scatter, self.counts, self.stats.global_mean)
+            geometry = dataclasses.replace(self, projected=projected.div_(self.counts.sum()))
+        if "_augmented" in self.__dict__:  # the cached factorisation does not change
+            geometry.__dict__["_augmented"] = self.__dict__["_augmented"]
+        return geometry
+
+    def condition_estimate(self) -> float:
+        """About ``lambda_max / lambda_min`` of the nonzero eigenvalues of G (inf when G
+        has lower rank than K' - 1 or its factorization fails): power iteration from
+        below for the largest, :func:`_smallest_eigenvalue_bound` (within about 10x)
+        for the smallest."""
+        augmented = self._augmented
+        if augmented is None:
+            return math.inf
+        smallest = _smallest_eigenvalue_bound(augmented[0], iterations=16)
+        if smallest <= 0.0:
+            return math.inf
+        x = torch.ones(self.gram.shape[0], 1, dtype=torch.float64, device=self.gram.device)
+        largest = 0.0
+        for _ in range(16):
+            x = x / torch.linalg.vector_norm(x)
+            y = self.gram @ x
+            largest = float((x * y).sum())
+            x = y
+        return largest / smallest
 
     def within_between(self) -> dict[str, Any]:
         """NC1, its CDNV and trace-ratio variants, and the rank used for Sigma_B^+."""
@@ -799,14 +905,23 @@ class _Geometry:
 
     def _nc1(self) -> tuple[float, int]:
         k, d = self.counts.numel(), self.stats.dim
-        if k <= d:
+        if k <= d or self.projected is not None:
             return self._nc1_gram()
         return self._nc1_dxd()
+
+    def _within_forms(self, coefficients: Tensor) -> Tensor:
+        """``z_j^T Sigma_W z_j`` for the rows ``z_j = a_j M~``, ``a_j`` the ``(r, K')``
+        coefficients: from the projected ``M~ Sigma_W M~^T`` when there is one."""
+        if self.projected is not None:
+            return ((coefficients @ self.projected) * coefficients).sum(dim=1)
+        return self._within_quadratic_forms(coefficients @ self.centred)
 
     def _within_quadratic_forms(self, rows: Tensor) -> Tensor:
         """``z_j^T Sigma_W z_j`` for the ``(r, d)`` rows ``z_j`` without forming Sigma_W:
         N Sigma_W = S - sum_k n_k o_k o_k^T with o_k = mu_k - c_k (S is symmetric, so
         the rows multiply it from the left and everything stays row-major)."""
+        if self.sigma_w is not None:
+            return (rows @ self.sigma_w).mul_(rows).sum(dim=1)
         scatter_part = (rows @ self.stats._scatter).mul_(rows).sum(dim=1)
         proj = self.offsets @ rows.T
         return (scatter_part - (self.counts.unsqueeze(1) * proj.square_()).sum(dim=0)) / (
@@ -826,8 +941,24 @@ class _Geometry:
         lam, vec = _top_eigenpairs(self.gram, self.counts.numel() - 1, self.stats.dim)
         if lam.numel() == 0:
             raise _coincident_means()
-        quad = self._within_quadratic_forms(vec.T @ self.centred).clamp(min=0.0)
+        quad = self._within_forms(vec.T).clamp(min=0.0)
         return float((quad / lam.square()).sum()), int(lam.numel())
+
+    @functools.cached_property
+    def _augmented(self) -> tuple[Tensor, Tensor, float] | None:
+        """The inverse of B = G + (trace(G) / (K' - 1)) v v^T (see :meth:`_nc1_cholesky`),
+        from its Cholesky factor, the unit null vector v and trace(G); None when G is
+        zero, not finite or B not positive definite. Computed once per geometry."""
+        gram, k = self.gram, self.counts.numel()
+        trace = float(torch.diagonal(gram).sum())
+        if not math.isfinite(trace) or trace <= 0.0:
+            return None
+        null = self.counts if self.stats.global_mean == "weighted" else torch.ones_like(self.counts)
+        null = null / torch.linalg.vector_norm(null)
+        factor, info = torch.linalg.cholesky_ex(gram + (trace / (k - 1)) * torch.outer(null, null))
+        if int(info) != 0:
+            return None
+        return torch.cholesky_inverse(factor), null, trace
 
     def _nc1_cholesky(self) -> float | None:
         """NC1 from a Cholesky factor instead of an eigendecomposition, or None when G may
@@ -841,23 +972,22 @@ class _Geometry:
         the cutoff of :func:`_top_eigenpairs` (taken with trace(G) >= lambda_max), so the
         eigenvalue route would keep all K' - 1 eigenpairs and give the same number.
         """
-        gram, k = self.gram, self.counts.numel()
-        trace = float(torch.diagonal(gram).sum())
-        if not math.isfinite(trace) or trace <= 0.0:
+        augmented = self._augmented
+        if augmented is None:
             return None
-        null = self.counts if self.stats.global_mean == "weighted" else torch.ones_like(self.counts)
-        null = null / torch.linalg.vector_norm(null)
-        factor, info = torch.linalg.cholesky_ex(gram + (trace / (k - 1)) * torch.outer(null, null))
-        if int(info) != 0:
-            return None
-        cutoff = max(k, self.stats.dim) * torch.finfo(torch.float64).eps * trace
-        if _smallest_eigenvalue_bound(factor) <= _CUTOFF_MARGIN * cutoff:
+        inverse, null, trace = augmented
+        cutoff = max(self.counts.numel(), self.stats.dim) * torch.finfo(torch.float64).eps * trace
+        if _smallest_eigenvalue_bound(inverse) <= _CUTOFF_MARGIN * cutoff:
             return None
 
         def project(a: Tensor) -> Tensor:  # (I - v v^T) a for a (K', m) matrix
             return torch.addr(a, null, null @ a, alpha=-1.0)
 
-        rows = project(torch.cholesky_solve(project(self.centred), factor))
+        # G^+ = P B^-1 P, symmetric
+        pinv = project(project(inverse).T)
+        if self.projected is not None:
+            return float(self._within_forms(pinv).clamp(min=0.0).sum())
+        rows = pinv @ self.centred
         return float(self._within_quadratic_forms(rows).clamp(min=0.0).sum())
 
     def _nc1_dxd(self) -> tuple[float, int]:
@@ -866,8 +996,10 @@ class _Geometry:
         lam, vec = _top_eigenpairs(sigma_b, k - 1, k)
         if lam.numel() == 0:
             raise _coincident_means()
-        correction = (self.offsets * self.counts.unsqueeze(1)).T @ self.offsets
-        sigma_w = (self.stats._scatter - correction) / self.counts.sum()
+        sigma_w = self.sigma_w
+        if sigma_w is None:
+            correction = (self.offsets * self.counts.unsqueeze(1)).T @ self.offsets
+            sigma_w = (self.stats._scatter - correction) / self.counts.sum()
         quad = ((vec.T @ sigma_w) * vec.T).sum(dim=1).clamp(min=0.0)
         return float((quad / lam).sum() / k), int(lam.numel())
 
@@ -879,27 +1011,31 @@ def _coincident_means() -> UndefinedMetricError:
     )
 
 
+# The largest condition estimate of G at which the NC4 counter projects the within-class
+# scatter on the class means (see CollapseStats._projection_space).
+_MAX_PROJECTION_CONDITION = 50.0
 # _nc1_cholesky needs the smallest eigenvalue this far above the round-off cutoff.
 _CUTOFF_MARGIN = 100.0
 
 
-def _smallest_eigenvalue_bound(factor: Tensor, iterations: int = 8) -> float:
-    """About the smallest eigenvalue of ``L L^T`` (``factor`` = L, ``(n, n)``), from above.
+def _smallest_eigenvalue_bound(inverse: Tensor, iterations: int = 8) -> float:
+    """About the smallest eigenvalue of a positive definite matrix, from above, given
+    its ``(n, n)`` inverse.
 
-    Power iteration on ``(L L^T)^-1`` from a fixed pseudo-random start; its Rayleigh
+    Power iteration on the inverse from a fixed pseudo-random start; its Rayleigh
     quotient never exceeds the largest eigenvalue of the inverse, so 1 / quotient is at
     least the smallest eigenvalue. After 8 steps the start's weight on eigenvalues ten
     times below the top has shrunk by 1e-16, so the estimate is within about 10x of it
     (hence the margin of 100 on the cutoff).
     """
     start = torch.randn(
-        factor.shape[0], 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+        inverse.shape[0], 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64
     )
-    x = start.to(factor.device)
+    x = start.to(inverse.device)
     quotient = 0.0
     for _ in range(iterations):
         x = x / torch.linalg.vector_norm(x)
-        y = torch.cholesky_solve(x, factor)
+        y = inverse @ x
         quotient = float((x * y).sum())
         x = y
     return 1.0 / quotient if quotient > 0.0 else 0.0
@@ -918,6 +1054,20 @@ def _top_eigenpairs(sym: Tensor, count: int, other_dim: int) -> tuple[Tensor, Te
     tol = max(sym.shape[0], other_dim) * torch.finfo(torch.float64).eps * float(lam[0])
     keep = lam > tol
     return lam[keep], vec[:, keep]
+
+
+def _about_global_mean(projected: Tensor, counts: Tensor, kind: str) -> Tensor:
+    """``E Q E^T`` for the ``(K', K')`` symmetric ``Q = C S C^T``: the same form with the
+    rows of C taken about the global mean instead (``E = I - 1 a^T``, ``a`` the weights of
+    the global mean, summing to 1: ``M~ = E C`` whatever point C was centred on)."""
+    weights = (
+        counts / counts.sum()
+        if kind == "weighted"
+        else torch.full_like(counts, 1.0 / counts.numel())
+    )
+    qa = projected @ weights
+    r = qa - 0.5 * (weights @ qa)
+    return projected - r.unsqueeze(0) - r.unsqueeze(1)
 
 
 def _global_mean_of(means: Tensor, counts: Tensor, kind: str) -> Tensor:

@@ -3,14 +3,16 @@ collapse of one split, from any stream of ``(features, labels, logits)`` batches
 
 NC4 compares every sample with the FINAL class means, so it needs a second pass:
 
-1. first pass: :class:`~neuralcollapse.metrics.CollapseStats` (NC1-NC3 sums),
+1. first pass: :class:`~neuralcollapse.metrics.CollapseStats` (NC1-NC3 sums; without
+   the d x d scatter when a second pass follows and K <= d),
    :class:`~neuralcollapse.metrics.AccuracyCounter` and, with a class hierarchy,
    :class:`~neuralcollapse.metrics.HierarchicalCounter`. The batches are kept while they
    fit in ``cache_limit`` values, so that the second pass costs no forward passes;
 2. (with ``distributed``: every accumulator is all-reduced, so each process holds the
    statistics of the whole split);
 3. second pass: :class:`~neuralcollapse.metrics.NCCMismatchCounter` with the final means,
-   over the cache or a fresh pass of the stream (all-reduced too);
+   over the cache or a fresh pass of the stream (all-reduced too); without a scatter,
+   it also accumulates the within-class scatter projected on the means, for NC1;
 4. ``compute`` of everything, the minority classes chosen from ``train_counts`` when given.
 
 :func:`evaluate_stream` is the driver; :func:`evaluate_model` feeds it a model's
@@ -170,7 +172,7 @@ def evaluate_stream(
         device = w.device
     accumulators = _Accumulators(k, global_mean, lca, collapse=collapse)
     if device is not None and w is not None:
-        accumulators.create(torch.device(device), w.shape[1])
+        accumulators.create(torch.device(device), w.shape[1], second_pass=ncc)
 
     # First pass.
     cache: list[Batch] | None = [] if cache_limit > 0 and collapse and ncc else None
@@ -180,7 +182,8 @@ def evaluate_stream(
         if accumulators.accuracy is None:  # the first batch: now the device and d are known
             h = check_tensor("features", h)
             target = torch.device(device) if device is not None else h.device
-            accumulators.create(target, h.shape[-1] if h.ndim else 1)
+            second_pass = ncc and (logits is not None or w is not None)
+            accumulators.create(target, h.shape[-1] if h.ndim else 1, second_pass=second_pass)
         accumulators.update(h, y, logits)
         first_rows += h.shape[0]
         if cache is not None:
@@ -374,10 +377,18 @@ class _Accumulators:
         ks = tuple(k for k in HIERARCHICAL_KS if k <= self.num_classes)
         return HierarchicalCounter(lca, ks=ks, device=device)
 
-    def create(self, device: torch.device, dim: int) -> None:
+    def create(self, device: torch.device, dim: int, *, second_pass: bool) -> None:
+        """Build the accumulators. With a second pass to come and K <= d, the statistics
+        keep no d x d scatter: NC1 comes from the K' x K' scatter projected on the class
+        means in the second pass, from the product that scores NC4 (N K'^2 / 2
+        multiply-adds in place of N d^2 / 2)."""
         if self.collapse:
             self.stats = CollapseStats(
-                self.num_classes, dim, device=device, global_mean=self.global_mean
+                self.num_classes,
+                dim,
+                device=device,
+                global_mean=self.global_mean,
+                scatter=not (second_pass and self.num_classes <= dim),
             )
         self.accuracy = AccuracyCounter(self.num_classes, device=device)
         if self.lca is not None:
