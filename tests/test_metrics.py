@@ -382,7 +382,9 @@ def test_smallest_eigenvalue_bound_is_above_and_close_to_it():
         q, _ = np.linalg.qr(rng.standard_normal((n, n)))
         eigenvalues = np.geomspace(1.0, spread, n)
         a = torch.tensor((q * eigenvalues) @ q.T)
-        bound = collapse_module._smallest_eigenvalue_bound(torch.cholesky_inverse(torch.linalg.cholesky(a)))
+        bound = collapse_module._smallest_eigenvalue_bound(
+            torch.cholesky_inverse(torch.linalg.cholesky(a))
+        )
         assert eigenvalues[0] * (1 - 1e-9) <= bound <= 10.0 * eigenvalues[0]
 
 

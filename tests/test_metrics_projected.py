@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_metrics import assert_matches, make_data, reference
 
 from neuralcollapse.metrics import CollapseStats, NCCMismatchCounter, collapse_report
 from neuralcollapse.metrics.evaluation import _Accumulators
+from test_metrics import assert_matches, make_data, reference
 
 
 def _two_pass(h, y, k, w=None, b=None, *, batch=64, global_mean="weighted", **stats_kw):
@@ -187,7 +187,13 @@ def test_float64_features_keep_a_float64_projection_through_merge_and_state():
 
 @pytest.mark.parametrize(
     ("k", "d", "second_pass", "scatter"),
-    [(10, 64, True, False), (10, 64, False, True), (100, 64, True, True), (64, 64, True, False)],
+    [
+        (10, 128, True, False),
+        (10, 128, False, True),  # no second pass to take NC1 from
+        (200, 128, True, True),  # K > d: the projection would be larger than the scatter
+        (128, 128, True, False),
+        (10, 64, True, True),  # d <= 64: the scatter costs little
+    ],
 )
 def test_the_driver_drops_the_scatter_only_when_a_second_pass_follows_and_k_le_d(
     k, d, second_pass, scatter
@@ -197,13 +203,28 @@ def test_the_driver_drops_the_scatter_only_when_a_second_pass_follows_and_k_le_d
     assert accumulators.stats is not None and accumulators.stats.scatter is scatter
 
 
-def test_collapse_report_takes_nc1_from_the_second_pass():
-    k, d = 6, 40
+def test_collapse_report_takes_nc1_from_the_second_pass(monkeypatch):
+    k, d = 6, 80
     h, y, w, b = make_data(8, 1500, k, d)
+    built = []
+    monkeypatch.setattr(
+        NCCMismatchCounter, "projected_scatter", _recording(NCCMismatchCounter, built)
+    )
     report = collapse_report(h.float(), y, classifier=w, bias=b)
+    assert built == ["means"]  # NC1 came from the projection on the means
     expected = reference(h.float().double().numpy(), y.numpy(), k, w.numpy(), b.numpy())
     assert_matches(report, expected, rtol=1e-6)
     assert np.isfinite(report.nc1) and report.nc1 > 0
+
+
+def _recording(cls, calls):
+    original = cls.projected_scatter
+
+    def projected_scatter(self):
+        calls.append(self.within_space)
+        return original(self)
+
+    return projected_scatter
 
 
 def _means_with_condition(k, d, smallest, seed=0):
@@ -219,9 +240,7 @@ def _means_with_condition(k, d, smallest, seed=0):
 
 
 @pytest.mark.parametrize(("smallest", "space"), [(1.0, "means"), (0.003, "features")])
-def test_the_second_pass_projects_on_the_means_only_when_they_are_well_conditioned(
-    smallest, space
-):
+def test_the_second_pass_projects_on_the_means_only_when_they_are_well_conditioned(smallest, space):
     k, d, n = 5, 8, 600
     means = _means_with_condition(k, d, smallest)
     gen = torch.Generator().manual_seed(1)
@@ -243,3 +262,22 @@ def test_within_space_is_checked():
     means = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     with pytest.raises(ValueError, match='within_space must be "means" or "features"'):
         NCCMismatchCounter(means, within=True, within_space="pixels")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_few_barely_separated_classes_keep_nc1_to_1e_6(seed):
+    # a random network's features: unit norm, class means close together (NC1 ~ 10-40),
+    # where float32 sums of the projected rows lost up to 5e-6 before K' <= 64 summed them
+    # in float64
+    k, d, n = 4, 6, 120
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    x = 0.05 * torch.randn(k, d, generator=gen, dtype=torch.float64)[y]
+    x = x + torch.randn(n, d, generator=gen, dtype=torch.float64) + 0.5
+    h = (x / x.norm(dim=1, keepdim=True)).float()
+    stats, counter = _two_pass(h, y, k, batch=30, w=torch.randn(k, d, generator=gen))
+    assert counter.within_space == "means"
+    report = stats.compute(ncc=counter)
+    expected = reference(h.double().numpy(), y.numpy(), k)
+    assert report.nc1 > 5.0
+    assert report.nc1 == pytest.approx(expected["nc1"], rel=1e-6)

@@ -63,6 +63,9 @@ CACHE_LIMIT = 50_000_000
 HIERARCHICAL_KS = (1, 5, 20)
 
 Batch = tuple[Tensor, Tensor, "Tensor | None"]
+# Feature dimensions up to which the first pass keeps the d x d scatter even when a
+# second pass follows (see _Accumulators.create).
+_MIN_PROJECTION_DIM = 64
 
 
 @dataclasses.dataclass
@@ -381,14 +384,18 @@ class _Accumulators:
         """Build the accumulators. With a second pass to come and K <= d, the statistics
         keep no d x d scatter: NC1 comes from the K' x K' scatter projected on the class
         means in the second pass, from the product that scores NC4 (N K'^2 / 2
-        multiply-adds in place of N d^2 / 2)."""
+        multiply-adds in place of N d^2 / 2). Not for d <= ``_MIN_PROJECTION_DIM``,
+        where the scatter costs little and its float32 products stay at the precision
+        of the first pass (a handful of classes in a few dimensions, such as a random
+        network's, leaves the means too close for float32 projections)."""
         if self.collapse:
+            project = second_pass and self.num_classes <= dim and dim > _MIN_PROJECTION_DIM
             self.stats = CollapseStats(
                 self.num_classes,
                 dim,
                 device=device,
                 global_mean=self.global_mean,
-                scatter=not (second_pass and self.num_classes <= dim),
+                scatter=not project,
             )
         self.accuracy = AccuracyCounter(self.num_classes, device=device)
         if self.lca is not None:

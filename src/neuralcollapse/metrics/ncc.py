@@ -76,8 +76,9 @@ class NCCMismatchCounter(Accumulator):
     Accuracy of the projected scatter: the products ``p_i`` come from the float32 scoring
     product (the bound of the NC4 scores), their scatter is multiplied in float32 over
     chunks of at most max(128, min(4096, 2K')) rows and added in float64, like
-    :class:`~neuralcollapse.metrics.CollapseStats`'s; the shift from ``s`` to the exact
-    means is an exact float64 identity (:meth:`projected_scatter`). The per-class sums
+    :class:`~neuralcollapse.metrics.CollapseStats`'s (in float64 for K' <= 64); the
+    shift from ``s`` to the exact means is an exact float64 identity
+    (:meth:`projected_scatter`). The per-class sums
     run in float32 over a batch: they enter only through that shift, whose size is the
     float32 rounding of a mean.
     """
@@ -249,7 +250,13 @@ class NCCMismatchCounter(Accumulator):
         self._counts += batch
 
     def _add_projected(self, products: Tensor, labels: Tensor) -> None:
-        """Add the ``(B, K')`` products ``C (h - s_y)`` of one batch (see ``within``)."""
+        """Add the ``(B, K')`` products ``C (h - s_y)`` of one batch (see ``within``).
+
+        At most ``_FLOAT64_WIDTH`` columns are multiplied in float64: there the products
+        cost little beside the scores, and the float32 rounding of sums over the rows,
+        which NC1 weighs by the inverse squared spread of the means, is gone."""
+        if products.shape[1] <= _FLOAT64_WIDTH:
+            products = products.double()
         chunk = chunk_rows(products.dtype, products.shape[1])
         for start in range(0, products.shape[0], chunk):
             self._products.add(products[start : start + chunk], self._within_scatter)
@@ -335,6 +342,8 @@ class NCCMismatchCounter(Accumulator):
         return NCCResult(mismatch / total, ncc_ok / total, clf_ok / total, total)
 
 
+# Widths of the projected scatter up to which its products are taken in float64.
+_FLOAT64_WIDTH = 64
 # Unit roundoff of float32: every float32 operation errs by at most this relative amount.
 _U32 = 2.0**-24
 
@@ -470,8 +479,9 @@ class _FastScores:
         ``classifier``, ``(B,)`` argmax of ``x @ W.T + b``; ``x`` is ``(B, d)``.
 
         With ``projected`` (which needs ``labels`` and ``class_means``), the rows are
-        centred by the float32 mean of their class and ``projected(P, labels)`` receives
-        ``P = (x - s) C^T``, ``(B, K')``, before the constants are added."""
+        centred by the mean of their class (``s``, in the projection's dtype) and
+        ``projected(P, labels)`` receives ``P = (x - s) C^T``, ``(B, K')``, or ``x - s``
+        itself, ``(B, d)``, when there is no basis C (the d x d scatter)."""
         fast = x.dtype != torch.float64 and _float32_products_are_ieee(x.device)
         by_class = projected is not None and fast and self.class_table32 is not None
         if projected is not None and not by_class:  # the projection in float64
