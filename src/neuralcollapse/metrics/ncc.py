@@ -182,7 +182,7 @@ class NCCMismatchCounter(Accumulator):
     def __repr__(self) -> str:
         return (
             f"NCCMismatchCounter(num_classes={self.num_classes}, dim={self.dim}, "
-            f"num_samples={int(self._counts[_TOTAL])})"
+            f"within={self.within}, num_samples={int(self._counts[_TOTAL])})"
         )
 
     def matches(self, class_means: Tensor) -> bool:
