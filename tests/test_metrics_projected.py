@@ -32,6 +32,11 @@ CASES = {
     "float32 offset 1e6": ({"offset": 1e6}, torch.float32, 1e-6),
     "float32 offset 1e3 tiny spread": ({"offset": 1e3, "spread": 1e-3}, torch.float32, 1e-6),
     "float32 imbalanced": ({"counts": [300, 120, 40, 9, 3, 2, 1]}, torch.float32, 1e-6),
+    "float32 imbalanced balanced": (
+        {"counts": [300, 120, 40, 9, 3, 2, 1], "global_mean": "balanced"},
+        torch.float32,
+        1e-6,
+    ),
     "float64": ({}, torch.float64, 1e-9),
     "float64 offset 1e3": ({"offset": 1e3}, torch.float64, 1e-9),
 }
