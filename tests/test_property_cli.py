@@ -246,3 +246,13 @@ def test_metrics_inputs_exit_0_or_2_with_one_line(case):
             argv += ["--num-classes", case["num_classes"]]
         code, _, err = _run(argv)
         _assert_contract(code, err)
+
+
+def test_usage_errors_fold_typed_line_breaks_into_one_line():
+    # argparse echoes unrecognised arguments as typed; str.splitlines breaks on \x1e and
+    # \n alike (found by the property test above on a clean clone)
+    for argv in (["train", "-=\x1e"], ["train", "--bogus\nflag"], ["train", "-x\u2028y"]):
+        code, _, err = _run(argv)
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith("neuralcollapse train: error: ")

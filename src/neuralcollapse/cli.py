@@ -90,8 +90,13 @@ class _OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors as a single line naming the problem and where to look, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        """Print ``PROG: error: MESSAGE (see 'PROG --help')`` and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        """Print ``PROG: error: MESSAGE (see 'PROG --help')`` and exit with status 2.
+
+        The message can echo what the user typed, line breaks and all (``\\n``, or
+        separators such as ``\\x1e`` that ``str.splitlines`` breaks on): they are folded
+        into single spaces, so it stays one line."""
+        line = _one_line(message)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (see '{self.prog} --help')\n")
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
