@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from neuralcollapse.heads import FixedFrameHead
 from neuralcollapse.metrics import CollapseStats, NCCMismatchCounter, collapse_report
 from neuralcollapse.metrics.evaluation import _Accumulators
-from test_metrics import assert_matches, make_data, reference
+from test_metrics import _loader, assert_matches, make_data, reference, simplex_etf_rows
 
 
 def _two_pass(h, y, k, w=None, b=None, *, batch=64, global_mean="weighted", **stats_kw):
@@ -269,20 +270,19 @@ def test_within_space_is_checked():
         NCCMismatchCounter(means, within=True, within_space="pixels")
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", [12, 16, 17, 18, 20])
 def test_a_few_barely_separated_classes_keep_nc1_to_1e_6(seed):
-    # a random network's features: unit norm, class means close together (NC1 ~ 10-40),
-    # where float32 sums of the projected rows lost up to 5e-6 before K' <= 64 summed them
-    # in float64
-    k, d, n = 4, 6, 120
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % k
-    x = 0.05 * torch.randn(k, d, generator=gen, dtype=torch.float64)[y]
-    x = x + torch.randn(n, d, generator=gen, dtype=torch.float64) + 0.5
-    h = (x / x.norm(dim=1, keepdim=True)).float()
-    stats, counter = _two_pass(h, y, k, batch=30, w=torch.randn(k, d, generator=gen))
+    # A random network's features (4 classes, d = 6, 120 samples, NC1 ~ 50-400): with
+    # float32 sums of the projected rows these seeds lost 1.1e-6 to 5.2e-6 of NC1;
+    # summed in float64 (K' <= 64) they stay within 1.3e-7.
+    frame = torch.tensor(simplex_etf_rows(4, 6, seed=2), dtype=torch.float32)
+    torch.manual_seed(seed)  # the head's random projection
+    head = FixedFrameHead(3, frame)
+    _, x, y = _loader()
+    with torch.no_grad():
+        _, h = head.eval()(x, return_features=True)
+    stats, counter = _two_pass(h, y, 4, w=head.weight.detach(), batch=120)
     assert counter.within_space == "means"
     report = stats.compute(ncc=counter)
-    expected = reference(h.double().numpy(), y.numpy(), k)
-    assert report.nc1 > 5.0
-    assert report.nc1 == pytest.approx(expected["nc1"], rel=1e-6)
+    assert report.nc1 > 10.0
+    assert report.nc1 == pytest.approx(reference(h.double().numpy(), y.numpy(), 4)["nc1"], rel=1e-6)
