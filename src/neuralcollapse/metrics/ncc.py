@@ -263,9 +263,9 @@ class NCCMismatchCounter(Accumulator):
         self._lower_stale = True
         if products.dtype == torch.float64:
             self._within_sums.index_add_(0, labels, products)
-        else:
-            sums = torch.zeros(self._within_sums.shape, dtype=products.dtype, device=self.device)
-            self._within_sums.add_(sums.index_add_(0, labels, products))
+        else:  # a reused float32 buffer, cleared per batch
+            sums = self._fast._buffer("class_sums", *self._within_sums.shape, products.dtype)
+            self._within_sums.add_(sums.zero_().index_add_(0, labels, products))
         self._class_counts += torch.bincount(labels, minlength=self.num_classes)
 
     def _mirror(self) -> None:
@@ -484,13 +484,13 @@ class _FastScores:
         itself, ``(B, d)``, when there is no basis C (the d x d scatter)."""
         fast = x.dtype != torch.float64 and _float32_products_are_ieee(x.device)
         by_class = projected is not None and fast and self.class_table32 is not None
+        if not fast or projected is not None and not by_class:
+            check_all_finite(x)
         if projected is not None and not by_class:  # the projection in float64
             assert labels is not None and self.class_shifts is not None
-            check_all_finite(x)
             rows = x.to(torch.float64) - self.class_shifts.double()[labels]
             projected(rows if self.basis is None else rows @ self.basis.double().T, labels)
         if not fast:
-            check_all_finite(x)
             clf = self._exact_logits(x) if classifier else None
             return self.present[self._exact_ncc(x)], clf
         shifts = self.class_shifts if by_class else self.shifts32
